@@ -1,0 +1,42 @@
+"""One error tree: every error a user can cause is a ``FlowqueueError``.
+
+Each message says what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class FlowqueueError(Exception):
+    """Root of every error flowqueue raises on purpose."""
+
+
+class ConfigurationError(FlowqueueError):
+    """Settings or environment are wrong (bad URL, missing binary, ...)."""
+
+
+class InvalidEvent(FlowqueueError):
+    """An event failed validation; nothing was written."""
+
+
+class UnknownEventKind(InvalidEvent):
+    """The event's kind is not one of the documented kinds."""
+
+
+class NonJsonPayload(InvalidEvent):
+    """The event's data or meta holds something JSON cannot represent."""
+
+
+class PayloadTooLarge(InvalidEvent):
+    """The encoded event is larger than ``FLOWQUEUE_MAX_PAYLOAD_BYTES``."""
+
+
+class InvalidIdentifier(InvalidEvent):
+    """A run id, flow name or step name has characters that are not allowed."""
+
+
+class MixedRunsError(InvalidEvent):
+    """``append_many`` was given events of more than one run (appends are atomic per run)."""
+
+
+class EmbeddedRedisError(ConfigurationError):
+    """A throwaway redis-server could not be found or started."""

@@ -1,0 +1,62 @@
+"""Identifiers: time-sortable run ids and Redis stream ids.
+
+Stream ids are ``"<ms>-<seq>"``; they are strictly increasing per run, and the
+event timestamp is the id's millisecond part, so ``ts`` and ``id`` never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+StreamId = tuple[int, int]
+
+
+def new_run_id() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix ms, then randomness; sorts by creation time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= (rand >> 68) << 64  # 12 bits rand_a
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def parse_stream_id(value: str) -> StreamId:
+    """``"1719667845123-4"`` -> ``(1719667845123, 4)``; a bare ``"<ms>"`` means seq 0."""
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def is_stream_id(value: str) -> bool:
+    ms, sep, seq = value.partition("-")
+    return ms.isdigit() and (not sep or seq.isdigit())
+
+
+def format_stream_id(sid: StreamId) -> str:
+    return f"{sid[0]}-{sid[1]}"
+
+
+def stream_id_ms(value: str) -> int:
+    return int(value.partition("-")[0])
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def format_ts(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds: ``2024-06-29T13:30:45.123Z``."""
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )

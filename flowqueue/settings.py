@@ -1,0 +1,41 @@
+"""Settings, read from ``FLOWQUEUE_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """flowqueue configuration. Every field can be set as ``FLOWQUEUE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWQUEUE_", extra="ignore", frozen=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis holding the event logs (and, by default, the Celery broker).",
+    )
+    key_prefix: str = Field(
+        default="fq",
+        pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
+        description="Prefix of every Redis key and channel flowqueue uses.",
+    )
+    max_payload_bytes: int = Field(
+        default=MIB, gt=0, description="Largest encoded event accepted by the store."
+    )
+    feed_maxlen: int = Field(
+        default=10_000,
+        gt=0,
+        description="Approximate length cap of the cross-run lifecycle feed stream.",
+    )
+    subscriber_buffer: int = Field(
+        default=10_000,
+        gt=0,
+        description="Live events buffered per subscriber before it falls back to re-reading "
+        "the log (memory stays bounded; nothing is lost).",
+    )
+    read_page_size: int = Field(
+        default=1_000, gt=0, description="Events fetched per round trip when paging a log."
+    )

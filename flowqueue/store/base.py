@@ -1,0 +1,99 @@
+"""The event store interfaces, sync and async, and the models they return.
+
+Implementations live beside this module: ``redis.py`` (production) and ``memory.py``
+(in-process, same semantics, same conformance suite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from flowqueue.events import Event, NewEvent
+from flowqueue.ids import ms_to_datetime
+
+
+class RunSummary(BaseModel):
+    """One line of a flow's run list (bookkeeping kept by the store, not the reducer)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    flow: str
+    status: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def from_fields(
+        cls, run_id: str, flow: str, status: str, started_ms: str, ended_ms: str
+    ) -> RunSummary:
+        return cls(
+            run_id=run_id,
+            flow=flow,
+            status=status or "unknown",
+            started_at=ms_to_datetime(int(started_ms)) if started_ms else None,
+            ended_at=ms_to_datetime(int(ended_ms)) if ended_ms else None,
+        )
+
+
+class EventStore(Protocol):
+    """Blocking API, for Celery workers and scripts."""
+
+    def append(self, event: NewEvent) -> Event:
+        """Append one event atomically (log, live channel, bookkeeping); return it stored."""
+
+    def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
+        """Append events of one run atomically, in order, in one round trip."""
+
+    def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
+        """Events after ``after`` (exclusive), oldest first, paging through the whole log."""
+
+    def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Events before ``before`` (exclusive), newest first."""
+
+    def count(self, run_id: str) -> int:
+        """Number of events in the run's log."""
+
+    def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
+        """A flow's runs, newest first; pass the last run id as ``before`` for the next page."""
+
+    def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
+        """Every event after ``after``, in order, exactly once: backfill, then live."""
+
+    @property
+    def aio(self) -> AsyncEventStore:
+        """The async API over the same store."""
+
+    def close(self) -> None: ...
+
+
+class AsyncEventStore(Protocol):
+    """asyncio API, for the API server; same semantics as ``EventStore``."""
+
+    async def append(self, event: NewEvent) -> Event: ...
+
+    async def append_many(self, events: Sequence[NewEvent]) -> list[Event]: ...
+
+    async def read(
+        self, run_id: str, after: str | None = None, limit: int | None = None
+    ) -> list[Event]: ...
+
+    async def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]: ...
+
+    async def count(self, run_id: str) -> int: ...
+
+    async def list_runs(
+        self, flow: str, limit: int = 50, before: str | None = None
+    ) -> list[RunSummary]: ...
+
+    def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,225 @@
+"""An in-process event store with the Redis store's semantics.
+
+For single-process use, tests of user code and local development. It passes the same
+conformance suite as ``RedisEventStore``: same id scheme, same atomic batches, same run
+bookkeeping, same gap-free subscriptions. All state sits behind one lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from flowqueue.events import LIFECYCLE_KINDS, RUN_STATUS_BY_KIND, Event, NewEvent
+from flowqueue.ids import StreamId, format_stream_id, parse_stream_id
+from flowqueue.settings import Settings
+from flowqueue.store.base import RunSummary
+from flowqueue.store.bridge import LoopThread
+from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
+from flowqueue.store.live import LiveBuffer, merge_backfill_and_live
+
+
+@dataclass
+class _Run:
+    events: list[Event] = field(default_factory=list)
+    sids: list[StreamId] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    subscribers: set[LiveBuffer] = field(default_factory=set)
+
+
+class MemoryEventStore:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._lock = threading.Lock()
+        self._runs: dict[str, _Run] = {}
+        self._index: dict[str, list[str]] = {}  # flow -> sorted "<ms13>:<run>"
+        self.feed: deque[Event] = deque(maxlen=self.settings.feed_maxlen)
+        self._aio = AsyncMemoryEventStore(self)
+        self._bridge: LoopThread | None = None
+
+    # -- writes -----------------------------------------------------------------------
+
+    def append(self, event: NewEvent) -> Event:
+        return self.append_many((event,))[0]
+
+    def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
+        # The same checks as the Redis store, so both reject exactly the same input.
+        if not encode_batch(events, self.settings.max_payload_bytes):
+            return []
+        with self._lock:
+            run = self._runs.setdefault(events[0].run_id, _Run())
+            last = run.sids[-1] if run.sids else (0, 0)
+            stored = []
+            for new in events:
+                last = _next_id(last)
+                event = Event.stamped(new, format_stream_id(last))
+                run.sids.append(last)
+                run.events.append(event)
+                self._bookkeep(run, event)
+                if event.kind in LIFECYCLE_KINDS:
+                    self.feed.append(event)
+                for buffer in run.subscribers:
+                    buffer.push(event)
+                stored.append(event)
+        return stored
+
+    def _bookkeep(self, run: _Run, event: Event) -> None:
+        status = RUN_STATUS_BY_KIND.get(event.kind)
+        if status is None:
+            return
+        ms = event.id.partition("-")[0]
+        if status == "running":
+            if "started_ms" not in run.meta:
+                run.meta["started_ms"] = ms
+                bisect.insort(
+                    self._index.setdefault(event.flow, []), f"{int(ms):013d}:{event.run_id}"
+                )
+        else:
+            run.meta["ended_ms"] = ms
+        run.meta["flow"] = event.flow
+        run.meta["status"] = status
+
+    # -- reads ------------------------------------------------------------------------
+
+    def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
+        check_cursor("after", after)
+        check_limit(limit)
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return []
+            start = bisect.bisect_right(run.sids, parse_stream_id(after)) if after else 0
+            end = len(run.events) if limit is None else start + limit
+            return run.events[start:end]
+
+    def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        check_cursor("before", before)
+        check_limit(limit)
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return []
+            end = bisect.bisect_left(run.sids, parse_stream_id(before)) if before else len(run.sids)
+            start = 0 if limit is None else max(0, end - limit)
+            return run.events[start:end][::-1]
+
+    def count(self, run_id: str) -> int:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return 0 if run is None else len(run.events)
+
+    def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
+        check_limit(limit)
+        with self._lock:
+            members = self._index.get(flow, [])
+            end = len(members)
+            if before:
+                run = self._runs.get(before)
+                started = run.meta.get("started_ms") if run else None
+                if started is None:
+                    raise unknown_cursor_run(before)
+                end = bisect.bisect_left(members, f"{int(started):013d}:{before}")
+            page = members[max(0, end - limit) : end][::-1]
+            out = []
+            for member in page:
+                run_id = member[14:]
+                meta = self._runs[run_id].meta
+                out.append(
+                    RunSummary.from_fields(
+                        run_id,
+                        meta.get("flow", ""),
+                        meta.get("status", ""),
+                        meta.get("started_ms", ""),
+                        meta.get("ended_ms", ""),
+                    )
+                )
+            return out
+
+    # -- live -------------------------------------------------------------------------
+
+    def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
+        check_cursor("after", after)
+        if self._bridge is None:
+            self._bridge = LoopThread("flowqueue-memory-subscribe")
+        return self._bridge.iterate(self._aio.subscribe(run_id, after))
+
+    @contextlib.contextmanager
+    def _attach(self, run_id: str) -> Iterator[LiveBuffer]:
+        buffer = LiveBuffer(self.settings.subscriber_buffer, asyncio.get_running_loop())
+        with self._lock:
+            self._runs.setdefault(run_id, _Run()).subscribers.add(buffer)
+            # Registered under the append lock: from here on nothing can be missed.
+            buffer.request_resync()
+        try:
+            yield buffer
+        finally:
+            with self._lock:
+                self._runs[run_id].subscribers.discard(buffer)
+
+    @property
+    def aio(self) -> AsyncMemoryEventStore:
+        return self._aio
+
+    def close(self) -> None:
+        if self._bridge is not None:
+            self._bridge.stop()
+            self._bridge = None
+
+
+class AsyncMemoryEventStore:
+    """The async face of a ``MemoryEventStore`` (same data; operations never block long)."""
+
+    def __init__(self, store: MemoryEventStore) -> None:
+        self._store = store
+
+    async def append(self, event: NewEvent) -> Event:
+        return self._store.append(event)
+
+    async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
+        return self._store.append_many(events)
+
+    async def read(
+        self, run_id: str, after: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return self._store.read(run_id, after, limit)
+
+    async def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return self._store.read_reverse(run_id, before, limit)
+
+    async def count(self, run_id: str) -> int:
+        return self._store.count(run_id)
+
+    async def list_runs(
+        self, flow: str, limit: int = 50, before: str | None = None
+    ) -> list[RunSummary]:
+        return self._store.list_runs(flow, limit, before)
+
+    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]:
+        check_cursor("after", after)
+        page_size = self._store.settings.read_page_size
+
+        async def read_page(cursor: str | None) -> list[Event]:
+            return self._store.read(run_id, cursor, page_size)
+
+        with self._store._attach(run_id) as buffer:
+            async for event in merge_backfill_and_live(buffer, read_page, page_size, after):
+                yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _next_id(last: StreamId) -> StreamId:
+    """Redis's rule: the current ms, or the last id's ms with the next sequence number."""
+    now = time.time_ns() // 1_000_000
+    return (now, 0) if now > last[0] else (last[0], last[1] + 1)

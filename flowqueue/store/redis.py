@@ -1,0 +1,169 @@
+"""The production event store: one Redis Stream per run, appended by a Lua script.
+
+``RedisEventStore`` is the blocking API (Celery workers); ``AsyncRedisEventStore`` the
+asyncio API (the API server). Both encode and decode through ``RedisCommands``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from flowqueue.events import Event, NewEvent
+from flowqueue.settings import Settings
+from flowqueue.store.base import RunSummary
+from flowqueue.store.bridge import LoopThread
+from flowqueue.store.checks import check_cursor
+from flowqueue.store.live import merge_backfill_and_live
+from flowqueue.store.redis_commands import APPEND_LUA, LIST_RUNS_LUA, RangePlan, RedisCommands
+from flowqueue.store.redis_hub import RedisLiveHub
+
+
+class RedisEventStore:
+    def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
+        self.settings = settings or Settings()
+        if url is not None:
+            self.settings = self.settings.model_copy(update={"redis_url": url})
+        self._cmd = RedisCommands(self.settings)
+        self.client = redis.Redis.from_url(self.settings.redis_url)
+        self._append = self.client.register_script(APPEND_LUA)
+        self._list_runs = self.client.register_script(LIST_RUNS_LUA)
+        self._aio: AsyncRedisEventStore | None = None
+        self._bridge: tuple[LoopThread, AsyncRedisEventStore] | None = None
+
+    def append(self, event: NewEvent) -> Event:
+        return self.append_many((event,))[0]
+
+    def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
+        keys, argv = self._cmd.append_call(events)
+        if not keys:
+            return []
+        return self._cmd.appended(events, self._append(keys=keys, args=argv))
+
+    def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
+        return self._run_plan(self._cmd.range_plan(run_id, after, limit, reverse=False))
+
+    def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return self._run_plan(self._cmd.range_plan(run_id, before, limit, reverse=True))
+
+    def _run_plan(self, plan: RangePlan) -> list[Event]:
+        try:
+            request = next(plan)
+            while True:
+                reverse, key, near, far, count = request
+                fetch = self.client.xrevrange if reverse else self.client.xrange
+                request = plan.send(fetch(key, near, far, count))
+        except StopIteration as done:
+            events: list[Event] = done.value
+            return events
+
+    def count(self, run_id: str) -> int:
+        return int(self.client.xlen(self._cmd.keys.run_stream(run_id)))
+
+    def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
+        keys, argv = self._cmd.list_runs_call(flow, limit, before)
+        try:
+            rows = self._list_runs(keys=keys, args=argv)
+        except ResponseError as exc:
+            raise self._cmd.list_runs_error(exc, before) from exc
+        return self._cmd.list_runs_result(rows)
+
+    def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
+        check_cursor("after", after)
+        if self._bridge is None:
+            self._bridge = (LoopThread("flowqueue-subscribe"), AsyncRedisEventStore(self.settings))
+        loop, store = self._bridge
+        return loop.iterate(store.subscribe(run_id, after))
+
+    @property
+    def aio(self) -> AsyncRedisEventStore:
+        if self._aio is None:
+            self._aio = AsyncRedisEventStore(self.settings)
+        return self._aio
+
+    def close(self) -> None:
+        if self._bridge is not None:
+            loop, store = self._bridge
+            loop.run(store.aclose())
+            loop.stop()
+            self._bridge = None
+        self.client.close()
+
+
+class AsyncRedisEventStore:
+    def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
+        self.settings = settings or Settings()
+        if url is not None:
+            self.settings = self.settings.model_copy(update={"redis_url": url})
+        self._cmd = RedisCommands(self.settings)
+        self.client = aioredis.Redis.from_url(self.settings.redis_url)
+        self._append = self.client.register_script(APPEND_LUA)
+        self._list_runs = self.client.register_script(LIST_RUNS_LUA)
+        self._hub: RedisLiveHub | None = None
+
+    async def append(self, event: NewEvent) -> Event:
+        return (await self.append_many((event,)))[0]
+
+    async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
+        keys, argv = self._cmd.append_call(events)
+        if not keys:
+            return []
+        return self._cmd.appended(events, await self._append(keys=keys, args=argv))
+
+    async def read(
+        self, run_id: str, after: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return await self._run_plan(self._cmd.range_plan(run_id, after, limit, reverse=False))
+
+    async def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return await self._run_plan(self._cmd.range_plan(run_id, before, limit, reverse=True))
+
+    async def _run_plan(self, plan: RangePlan) -> list[Event]:
+        try:
+            request = next(plan)
+            while True:
+                reverse, key, near, far, count = request
+                fetch = self.client.xrevrange if reverse else self.client.xrange
+                request = plan.send(await fetch(key, near, far, count))
+        except StopIteration as done:
+            events: list[Event] = done.value
+            return events
+
+    async def count(self, run_id: str) -> int:
+        return int(await self.client.xlen(self._cmd.keys.run_stream(run_id)))
+
+    async def list_runs(
+        self, flow: str, limit: int = 50, before: str | None = None
+    ) -> list[RunSummary]:
+        keys, argv = self._cmd.list_runs_call(flow, limit, before)
+        try:
+            rows = await self._list_runs(keys=keys, args=argv)
+        except ResponseError as exc:
+            raise self._cmd.list_runs_error(exc, before) from exc
+        return self._cmd.list_runs_result(rows)
+
+    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]:
+        check_cursor("after", after)
+        if self._hub is None:
+            self._hub = RedisLiveHub(self.client, self.settings.subscriber_buffer)
+        async with self._hub.attach(self._cmd.keys.run_live(run_id)) as buffer:
+            page_size = self._cmd.page_size
+
+            async def read_page(cursor: str | None) -> list[Event]:
+                return await self.read(run_id, after=cursor, limit=page_size)
+
+            async for event in merge_backfill_and_live(buffer, read_page, page_size, after):
+                yield event
+
+    async def aclose(self) -> None:
+        if self._hub is not None:
+            await self._hub.aclose()
+            self._hub = None
+        await self.client.aclose()

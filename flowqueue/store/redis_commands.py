@@ -1,0 +1,103 @@
+"""The Redis store's commands without I/O: arguments in, parsed replies out.
+
+``RedisEventStore`` (sync) and ``AsyncRedisEventStore`` both call these, so the two APIs
+cannot drift apart; each adds only the network call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from importlib.resources import files
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from flowqueue.events import LIFECYCLE_KINDS, RUN_STATUS_BY_KIND, Event, NewEvent, decode_event
+from flowqueue.keys import Keys
+from flowqueue.settings import Settings
+from flowqueue.store.base import RunSummary
+from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
+
+APPEND_LUA = files("flowqueue.store").joinpath("append.lua").read_text()
+LIST_RUNS_LUA = files("flowqueue.store").joinpath("list_runs.lua").read_text()
+
+Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of a script call
+# One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
+RangeRequest = tuple[bool, str, str, str, int]
+# redis-py types replies loosely; decode_entries checks the shape it relies on.
+RangePlan = Generator[RangeRequest, Any, list[Event]]
+
+
+class RedisCommands:
+    def __init__(self, settings: Settings) -> None:
+        self.keys = Keys(settings.key_prefix)
+        self.max_payload = settings.max_payload_bytes
+        self.feed_maxlen = settings.feed_maxlen
+        self.page_size = settings.read_page_size
+
+    def append_call(self, events: Sequence[NewEvent]) -> Call:
+        """Validate and encode a batch for append.lua; raises before anything is sent."""
+        bodies = encode_batch(events, self.max_payload)
+        if not bodies:
+            return [], []
+        run_id, flow = events[0].run_id, events[0].flow
+        argv: list[Any] = [
+            self.keys.run_live(run_id),
+            self.keys.feed_live,
+            self.feed_maxlen,
+            run_id,
+            flow,
+        ]
+        for event, body in zip(events, bodies, strict=True):
+            feed = ":f" if event.kind in LIFECYCLE_KINDS else ":"
+            argv += (body, RUN_STATUS_BY_KIND.get(event.kind, "") + feed)
+        keys = [
+            self.keys.run_stream(run_id),
+            self.keys.run_meta(run_id),
+            self.keys.flow_runs(flow),
+            self.keys.feed,
+        ]
+        return keys, argv
+
+    @staticmethod
+    def appended(events: Sequence[NewEvent], ids: Sequence[bytes]) -> list[Event]:
+        return [Event.stamped(e, i.decode()) for e, i in zip(events, ids, strict=True)]
+
+    @staticmethod
+    def decode_entries(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[Event]:
+        """XRANGE reply -> events (entries were written by append.lua: one field ``e``)."""
+        return [decode_event(entry_id, fields[b"e"]) for entry_id, fields in entries]
+
+    def range_plan(
+        self, run_id: str, cursor: str | None, limit: int | None, *, reverse: bool
+    ) -> RangePlan:
+        """Page through a run's log: yields requests, is sent their replies, returns events.
+
+        ``cursor`` is exclusive: events after it (forward) or before it (reverse).
+        """
+        check_cursor("before" if reverse else "after", cursor)
+        check_limit(limit)
+        key, out = self.keys.run_stream(run_id), list[Event]()
+        near = f"({cursor}" if cursor else ("+" if reverse else "-")
+        far = "-" if reverse else "+"
+        while limit is None or len(out) < limit:
+            count = self.page_size if limit is None else min(self.page_size, limit - len(out))
+            page = self.decode_entries((yield reverse, key, near, far, count))
+            out.extend(page)
+            if len(page) < count:
+                break
+            near = f"({page[-1].id}"
+        return out
+
+    def list_runs_call(self, flow: str, limit: int, before: str | None) -> Call:
+        check_limit(limit)
+        template = self.keys.run_meta("%s")
+        return [self.keys.flow_runs(flow)], [limit, before or "", template]
+
+    @staticmethod
+    def list_runs_result(rows: Sequence[Sequence[bytes]]) -> list[RunSummary]:
+        return [RunSummary.from_fields(*(field.decode() for field in row)) for row in rows]
+
+    @staticmethod
+    def list_runs_error(exc: ResponseError, before: str | None) -> Exception:
+        return unknown_cursor_run(before) if "UNKNOWN_RUN" in str(exc) and before else exc

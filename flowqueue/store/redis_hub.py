@@ -1,0 +1,117 @@
+"""One Redis Pub/Sub connection per store, shared by all its live subscribers.
+
+Every ``subscribe`` confirmation from Redis (the first one, and the ones redis-py sends
+again after a reconnect) asks the channel's subscribers to resync from the log, so a
+dropped connection can delay live events but never lose them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from flowqueue.events import decode_event
+from flowqueue.store.live import LiveBuffer
+
+log = logging.getLogger(__name__)
+_LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisLiveHub:
+    def __init__(self, client: aioredis.Redis, buffer_size: int) -> None:
+        self._pubsub = client.pubsub()
+        self._buffer_size = buffer_size
+        self._subscribers: dict[bytes, set[LiveBuffer]] = {}
+        self._confirmed: set[bytes] = set()
+        self._lock = asyncio.Lock()  # serialises SUBSCRIBE/UNSUBSCRIBE decisions
+        self._reader: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def attach(self, channel: str) -> AsyncIterator[LiveBuffer]:
+        key = channel.encode()
+        buffer = LiveBuffer(self._buffer_size, asyncio.get_running_loop())
+        async with self._lock:
+            subscribers = self._subscribers.get(key)
+            if subscribers is None:
+                self._subscribers[key] = {buffer}
+                try:
+                    await self._pubsub.subscribe(key)  # its confirmation triggers the resync
+                except BaseException:
+                    del self._subscribers[key]
+                    raise
+                self._start_reader()
+            else:
+                subscribers.add(buffer)
+                if key in self._confirmed:
+                    buffer.request_resync()
+        try:
+            yield buffer
+        finally:
+            await self._detach(key, buffer)
+
+    async def _detach(self, key: bytes, buffer: LiveBuffer) -> None:
+        async with self._lock:
+            subscribers = self._subscribers.get(key)
+            if subscribers is None:
+                return
+            subscribers.discard(buffer)
+            if not subscribers:
+                del self._subscribers[key]
+                self._confirmed.discard(key)
+                with contextlib.suppress(*_LOST):
+                    await self._pubsub.unsubscribe(key)
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._subscribers)
+
+    def _start_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(
+                self._read_forever(), name="flowqueue-live-hub"
+            )
+
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except _LOST as exc:
+                # redis-py re-subscribes when it reconnects; those confirmations resync.
+                self._confirmed.clear()
+                log.warning("live Pub/Sub connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, object]) -> None:
+        kind, channel, data = message["type"], message["channel"], message["data"]
+        assert isinstance(channel, bytes)
+        subscribers = self._subscribers.get(channel)
+        if kind == "message" and subscribers:
+            assert isinstance(data, bytes)
+            event_id, _, body = data.partition(b" ")
+            event = decode_event(event_id, body)
+            for buffer in subscribers:
+                buffer.push(event)
+        elif kind == "subscribe" and subscribers is not None:
+            self._confirmed.add(channel)
+            for buffer in subscribers:
+                buffer.request_resync()
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_LOST):
+                await self._reader
+        with contextlib.suppress(*_LOST):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
