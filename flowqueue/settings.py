@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="Live events buffered per subscriber before it falls back to re-reading "
         "the log (memory stays bounded; nothing is lost).",
     )
+    reconnect_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a live subscription keeps retrying while Redis is unreachable "
+        "before it gives up with the connection error.",
+    )
     read_page_size: int = Field(
         default=1_000, gt=0, description="Events fetched per round trip when paging a log."
     )

@@ -19,7 +19,7 @@ from flowqueue.store.bridge import LoopThread
 from flowqueue.store.checks import check_cursor
 from flowqueue.store.live import merge_backfill_and_live
 from flowqueue.store.redis_commands import APPEND_LUA, LIST_RUNS_LUA, RangePlan, RedisCommands
-from flowqueue.store.redis_hub import RedisLiveHub
+from flowqueue.store.redis_hub import RedisLiveHub, retry_while_unreachable
 
 
 class RedisEventStore:
@@ -157,7 +157,10 @@ class AsyncRedisEventStore:
             page_size = self._cmd.page_size
 
             async def read_page(cursor: str | None) -> list[Event]:
-                return await self.read(run_id, after=cursor, limit=page_size)
+                return await retry_while_unreachable(
+                    lambda: self.read(run_id, after=cursor, limit=page_size),
+                    self.settings.reconnect_timeout,
+                )
 
             async for event in merge_backfill_and_live(buffer, read_page, page_size, after):
                 yield event

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,6 +23,20 @@ from flowqueue.store.live import LiveBuffer
 
 log = logging.getLogger(__name__)
 _LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+T = TypeVar("T")
+
+
+async def retry_while_unreachable(call: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Retry ``call`` on connection errors (Redis restarting) for up to ``timeout`` s."""
+    deadline, backoff = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            return await call()
+        except _LOST:
+            if time.monotonic() + backoff > deadline:
+                raise
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
 
 class RedisLiveHub:

@@ -1,0 +1,68 @@
+"""Test harness: a throwaway redis-server per session; every test gets its own key prefix.
+
+Tests never touch a Redis they did not start (the machine's own on :6379 is left alone).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from flowqueue.embedded import EmbeddedRedis
+from flowqueue.settings import Settings
+from flowqueue.store import MemoryEventStore, RedisEventStore
+from flowqueue.store.base import EventStore
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis) -> Settings:
+    """Settings pointing at the test server, with a key prefix no other test uses."""
+    return Settings(redis_url=redis_server.url, key_prefix=f"t{uuid.uuid4().hex[:12]}")
+
+
+StoreFactory = Callable[..., EventStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[StoreFactory]:
+    """Builds stores of one kind (each conformance test runs for both kinds)."""
+    made: list[EventStore] = []
+
+    def build(**overrides: Any) -> EventStore:
+        configured = settings.model_copy(update=overrides)
+        impl: EventStore
+        if request.param == "memory":
+            impl = MemoryEventStore(configured)
+        else:
+            impl = RedisEventStore(configured)
+        made.append(impl)
+        return impl
+
+    yield build
+    for impl in made:
+        impl.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> EventStore:
+    return make_store()
