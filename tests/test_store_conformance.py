@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,18 +19,17 @@ from .helpers import ev, logs
 
 def ids_increase(events: list) -> bool:
     sids = [parse_stream_id(e.id) for e in events]
-    return all(a < b for a, b in zip(sids, sids[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(sids))
 
 
 def test_append_assigns_increasing_ids_and_timestamps(store: EventStore):
     first = store.append(ev("flow.started", input={"x": 1}, step=None))
     rest = store.append_many(logs("run-1", 3))
-    assert first.kind == "flow.started" and first.data == {"input": {"x": 1}}
+    assert first.kind == "flow.started"
+    assert first.data == {"input": {"x": 1}}
     assert ids_increase([first, *rest])
     assert all(e.ts.tzinfo is not None for e in [first, *rest])
-    assert [e.model_dump() for e in store.read("run-1")] == [
-        e.model_dump() for e in [first, *rest]
-    ]
+    assert [e.model_dump() for e in store.read("run-1")] == [e.model_dump() for e in [first, *rest]]
     assert store.count("run-1") == 4
     assert store.count("no-such-run") == 0
     assert store.read("no-such-run") == []
@@ -38,7 +38,8 @@ def test_append_assigns_increasing_ids_and_timestamps(store: EventStore):
 def test_event_json_roundtrip(store: EventStore):
     stored = store.append(ev("log", msg="hi"))
     as_json = stored.model_dump(mode="json")
-    assert as_json["ts"].endswith("Z") and len(as_json["ts"]) == len("2024-01-01T00:00:00.000Z")
+    assert as_json["ts"].endswith("Z")
+    assert len(as_json["ts"]) == len("2024-01-01T00:00:00.000Z")
     assert as_json["id"] == stored.id
 
 
@@ -202,9 +203,11 @@ def test_list_runs_newest_first_with_cursor_and_status(store: EventStore):
     assert [r.run_id for r in last] == ["run-00"]
 
     by_id = {r.run_id: r for r in first + second + last}
-    assert by_id["run-03"].status == "completed" and by_id["run-03"].ended_at is not None
+    assert by_id["run-03"].status == "completed"
+    assert by_id["run-03"].ended_at is not None
     assert by_id["run-04"].status == "failed"
-    assert by_id["run-00"].status == "running" and by_id["run-00"].ended_at is None
+    assert by_id["run-00"].status == "running"
+    assert by_id["run-00"].ended_at is None
     assert by_id["run-00"].flow == "listing"
     assert store.list_runs("other-flow") == []
     with pytest.raises(InvalidEvent, match="previous page"):

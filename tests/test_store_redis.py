@@ -32,7 +32,8 @@ def test_append_writes_stream_bookkeeping_index_and_feed(settings, redis_client)
 
     assert redis_client.xlen(keys.run_stream("r1")) == 4
     meta = redis_client.hgetall(keys.run_meta("r1"))
-    assert meta[b"status"] == b"completed" and meta[b"flow"] == b"flow-a"
+    assert meta[b"status"] == b"completed"
+    assert meta[b"flow"] == b"flow-a"
     assert meta[b"started_ms"] == started.id.split("-")[0].encode()
     assert meta[b"ended_ms"] == done.id.split("-")[0].encode()
     assert redis_client.zrange(keys.flow_runs("flow-a"), 0, -1) == [
