@@ -17,7 +17,8 @@ def test_run_ids_are_uuid7_and_sort_by_time():
     time.sleep(0.002)
     second = new_run_id()
     parsed = uuid.UUID(first)
-    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
     assert first < second
     assert abs(int(first.replace("-", "")[:12], 16) - time.time() * 1000) < 5_000
 
@@ -39,7 +40,7 @@ def test_design_kinds_are_all_known():
 
 
 def test_unknown_kind_message_lists_the_valid_ones():
-    with pytest.raises(UnknownEventKind, match="use one of: .*flow.started"):
+    with pytest.raises(UnknownEventKind, match=r"use one of: .*flow\.started"):
         NewEvent(kind="flow.begun", run_id="r", flow="f")
 
 
