@@ -6,6 +6,7 @@ event timestamp is the id's millisecond part, so ``ts`` and ``id`` never disagre
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
@@ -45,6 +46,7 @@ def stream_id_ms(value: str) -> int:
     return int(value.partition("-")[0])
 
 
+@functools.lru_cache(maxsize=4096)  # events of one batch or page share their millisecond
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 

@@ -18,7 +18,7 @@ class Keys:
         return f"{self.prefix}:run:{{{run_id}}}"
 
     def run_live(self, run_id: str) -> str:
-        """Pub/Sub channel: each appended event as ``<id> <body-json>``."""
+        """Pub/Sub channel: one message per append call, a ``<id> <body-json>`` line per event."""
         return f"{self.prefix}:run:{{{run_id}}}:live"
 
     def run_meta(self, run_id: str) -> str:
@@ -40,7 +40,7 @@ class Keys:
 
     @property
     def feed_live(self) -> str:
-        """Pub/Sub channel mirroring ``feed``."""
+        """Pub/Sub channel mirroring ``feed`` (message format as ``run_live``)."""
         return f"{self.prefix}:events:live"
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -42,13 +43,34 @@ def test_design_kinds_are_all_known():
 def test_unknown_kind_message_lists_the_valid_ones():
     with pytest.raises(UnknownEventKind, match=r"use one of: .*flow\.started"):
         NewEvent(kind="flow.begun", run_id="r", flow="f")
+    with pytest.raises(UnknownEventKind):
+        NewEvent(kind=["log"], run_id="r", flow="f")  # type: ignore[arg-type]
 
 
 def test_wrong_types_become_invalid_event_not_pydantic_errors():
-    with pytest.raises(InvalidEvent, match="run_id"):
+    with pytest.raises(InvalidEvent, match="run id None is not valid"):
         NewEvent(kind="log", run_id=None, flow="f")  # type: ignore[arg-type]
-    with pytest.raises(InvalidEvent, match="extra"):
+    with pytest.raises(InvalidEvent, match=r"unknown event field.*colour"):
         NewEvent(kind="log", run_id="r", flow="f", colour="red")  # type: ignore[call-arg]
+    with pytest.raises(InvalidEvent, match="missing flow"):
+        NewEvent(kind="log", run_id="r")  # type: ignore[call-arg]
+    with pytest.raises(InvalidEvent, match=r"data\.when is a datetime"):
+        NewEvent(kind="log", run_id="r", flow="f", data={"when": datetime.now()})
+
+
+def test_model_validate_applies_the_same_rules_as_the_constructor():
+    good = {"kind": "log", "run_id": "r", "flow": "f", "data": {"a": [1, {"b": None}]}}
+    assert NewEvent.model_validate(good) == NewEvent(**good)
+    with pytest.raises(InvalidEvent, match=r"data\.a\[1\]\.b is nan"):
+        NewEvent.model_validate({**good, "data": {"a": [1, {"b": float("nan")}]}})
+    with pytest.raises(UnknownEventKind):
+        NewEvent.model_validate({**good, "kind": "nope"})
+
+
+def test_enum_kinds_are_stored_as_plain_strings():
+    event = NewEvent(kind=EventKind.LOG, run_id="r", flow="f")
+    assert type(event.kind) is str
+    assert event.model_fields_set == {"kind", "run_id", "flow"}
 
 
 def test_encode_enforces_the_size_limit_with_a_hint():

@@ -115,6 +115,19 @@ def test_subscriber_started_during_appends_gets_all_once_in_order(store: EventSt
     assert ids_increase(received)
 
 
+def test_live_subscriber_gets_every_event_of_appended_batches(store: EventStore):
+    # On Redis a batch travels as one Pub/Sub message; each event must come out of it.
+    stream = store.subscribe("batches")
+    store.append(ev("log", "batches", i=-1))
+    assert next(stream).data["i"] == -1  # now live
+    for start in range(0, 300, 100):
+        store.append_many(logs("batches", 100, start))
+    received = [next(stream) for _ in range(300)]
+    stream.close()  # type: ignore[attr-defined]
+    assert [e.data["i"] for e in received] == list(range(300))
+    assert received == store.read("batches")[1:]
+
+
 def test_subscriber_resuming_after_an_id_gets_exactly_what_follows(store: EventStore):
     appended = store.append_many(logs("resume", 50))
     cut = appended[19].id

@@ -18,7 +18,8 @@ from flowqueue.store.base import RunSummary
 from flowqueue.store.bridge import LoopThread
 from flowqueue.store.checks import check_cursor
 from flowqueue.store.live import merge_backfill_and_live
-from flowqueue.store.redis_commands import APPEND_LUA, LIST_RUNS_LUA, RangePlan, RedisCommands
+from flowqueue.store.lua import APPEND, LIST_RUNS
+from flowqueue.store.redis_commands import RangePlan, RedisCommands
 from flowqueue.store.redis_hub import RedisLiveHub, retry_while_unreachable
 
 
@@ -29,8 +30,6 @@ class RedisEventStore:
             self.settings = self.settings.model_copy(update={"redis_url": url})
         self._cmd = RedisCommands(self.settings)
         self.client = redis.Redis.from_url(self.settings.redis_url)
-        self._append = self.client.register_script(APPEND_LUA)
-        self._list_runs = self.client.register_script(LIST_RUNS_LUA)
         self._aio: AsyncRedisEventStore | None = None
         self._bridge: tuple[LoopThread, AsyncRedisEventStore] | None = None
 
@@ -41,7 +40,7 @@ class RedisEventStore:
         keys, argv = self._cmd.append_call(events)
         if not keys:
             return []
-        return self._cmd.appended(events, self._append(keys=keys, args=argv))
+        return self._cmd.appended(events, APPEND.run(self.client, keys, argv))
 
     def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
         return self._run_plan(self._cmd.range_plan(run_id, after, limit, reverse=False))
@@ -68,7 +67,7 @@ class RedisEventStore:
     def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
         keys, argv = self._cmd.list_runs_call(flow, limit, before)
         try:
-            rows = self._list_runs(keys=keys, args=argv)
+            rows = LIST_RUNS.run(self.client, keys, argv)
         except ResponseError as exc:
             raise self._cmd.list_runs_error(exc, before) from exc
         return self._cmd.list_runs_result(rows)
@@ -102,8 +101,6 @@ class AsyncRedisEventStore:
             self.settings = self.settings.model_copy(update={"redis_url": url})
         self._cmd = RedisCommands(self.settings)
         self.client = aioredis.Redis.from_url(self.settings.redis_url)
-        self._append = self.client.register_script(APPEND_LUA)
-        self._list_runs = self.client.register_script(LIST_RUNS_LUA)
         self._hub: RedisLiveHub | None = None
 
     async def append(self, event: NewEvent) -> Event:
@@ -113,7 +110,7 @@ class AsyncRedisEventStore:
         keys, argv = self._cmd.append_call(events)
         if not keys:
             return []
-        return self._cmd.appended(events, await self._append(keys=keys, args=argv))
+        return self._cmd.appended(events, await APPEND.run_async(self.client, keys, argv))
 
     async def read(
         self, run_id: str, after: str | None = None, limit: int | None = None
@@ -144,7 +141,7 @@ class AsyncRedisEventStore:
     ) -> list[RunSummary]:
         keys, argv = self._cmd.list_runs_call(flow, limit, before)
         try:
-            rows = await self._list_runs(keys=keys, args=argv)
+            rows = await LIST_RUNS.run_async(self.client, keys, argv)
         except ResponseError as exc:
             raise self._cmd.list_runs_error(exc, before) from exc
         return self._cmd.list_runs_result(rows)

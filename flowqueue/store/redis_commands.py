@@ -7,7 +7,6 @@ cannot drift apart; each adds only the network call.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from importlib.resources import files
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -18,14 +17,17 @@ from flowqueue.settings import Settings
 from flowqueue.store.base import RunSummary
 from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
 
-APPEND_LUA = files("flowqueue.store").joinpath("append.lua").read_text()
-LIST_RUNS_LUA = files("flowqueue.store").joinpath("list_runs.lua").read_text()
-
 Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of a script call
 # One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
 RangeRequest = tuple[bool, str, str, str, int]
 # redis-py types replies loosely; decode_entries checks the shape it relies on.
 RangePlan = Generator[RangeRequest, Any, list[Event]]
+
+# append.lua's one-letter instruction per event: feed it, and which run status it sets.
+_STATUS_CODE = {"running": "R", "completed": "C", "failed": "F", "cancelled": "X"}
+_APPEND_CODE = {kind: "f" for kind in LIFECYCLE_KINDS} | {
+    kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()
+}
 
 
 class RedisCommands:
@@ -48,9 +50,8 @@ class RedisCommands:
             run_id,
             flow,
         ]
-        for event, body in zip(events, bodies, strict=True):
-            feed = ":f" if event.kind in LIFECYCLE_KINDS else ":"
-            argv += (body, RUN_STATUS_BY_KIND.get(event.kind, "") + feed)
+        argv.append("".join([_APPEND_CODE.get(event.kind, "-") for event in events]))
+        argv += bodies
         keys = [
             self.keys.run_stream(run_id),
             self.keys.run_meta(run_id),

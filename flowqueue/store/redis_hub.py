@@ -115,10 +115,11 @@ class RedisLiveHub:
         subscribers = self._subscribers.get(channel)
         if kind == "message" and subscribers:
             assert isinstance(data, bytes)
-            event_id, _, body = data.partition(b" ")
-            event = decode_event(event_id, body)
-            for buffer in subscribers:
-                buffer.push(event)
+            for line in data.split(b"\n"):  # one line per event of the appended batch
+                event_id, _, body = line.partition(b" ")
+                event = decode_event(event_id, body)
+                for buffer in subscribers:
+                    buffer.push(event)
         elif kind == "subscribe" and subscribers is not None:
             self._confirmed.add(channel)
             for buffer in subscribers:
