@@ -6,18 +6,29 @@ state and logs are derived from it by a pure reducer.
 
 from __future__ import annotations
 
+from typing import Any
+
+from flowqueue.celery_app import create_app, default_app, install
+from flowqueue.client import get_run, list_flows, read_events, start_flow
+from flowqueue.context import FlowContext
 from flowqueue.errors import (
     ConfigurationError,
     EmbeddedRedisError,
+    FlowDefinitionError,
     FlowqueueError,
     InvalidEvent,
     InvalidIdentifier,
+    InvalidInput,
     MixedRunsError,
     NonJsonPayload,
     PayloadTooLarge,
+    StepCalledDirectly,
     UnknownEventKind,
+    UnknownFlow,
+    UnknownRun,
 )
 from flowqueue.events import Event, EventKind, NewEvent
+from flowqueue.flows import FlowInfo
 from flowqueue.ids import new_run_id
 from flowqueue.reducer import RunState, RunStatus, StepState, StepStatus, apply, reduce, state_at
 from flowqueue.settings import Settings
@@ -30,8 +41,17 @@ from flowqueue.store import (
     RedisEventStore,
     RunSummary,
 )
+from flowqueue.task import FlowTask, step
 
 __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str) -> Any:
+    # `flowqueue.app` (what `celery -A flowqueue` loads) is built on first access.
+    if name == "app":
+        return default_app()
+    raise AttributeError(f"module 'flowqueue' has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncEventStore",
@@ -42,9 +62,14 @@ __all__ = [
     "Event",
     "EventKind",
     "EventStore",
+    "FlowContext",
+    "FlowDefinitionError",
+    "FlowInfo",
+    "FlowTask",
     "FlowqueueError",
     "InvalidEvent",
     "InvalidIdentifier",
+    "InvalidInput",
     "MemoryEventStore",
     "MixedRunsError",
     "NewEvent",
@@ -55,11 +80,23 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "Settings",
+    "StepCalledDirectly",
     "StepState",
     "StepStatus",
     "UnknownEventKind",
+    "UnknownFlow",
+    "UnknownRun",
+    "app",
     "apply",
+    "create_app",
+    "default_app",
+    "get_run",
+    "install",
+    "list_flows",
     "new_run_id",
+    "read_events",
     "reduce",
+    "start_flow",
     "state_at",
+    "step",
 ]

@@ -40,3 +40,23 @@ class MixedRunsError(InvalidEvent):
 
 class EmbeddedRedisError(ConfigurationError):
     """A throwaway redis-server could not be found or started."""
+
+
+class FlowDefinitionError(ConfigurationError):
+    """A step or flow is declared inconsistently (missing entry, bad subscription, ...)."""
+
+
+class UnknownFlow(FlowqueueError):
+    """No flow of that name is registered on the app."""
+
+
+class UnknownRun(FlowqueueError):
+    """No run with that id has any events."""
+
+
+class InvalidInput(FlowqueueError):
+    """Input to a flow or step failed its model, or is not JSON; nothing was written."""
+
+
+class StepCalledDirectly(FlowqueueError):
+    """A step task was called or sent without flow context (use ``start_flow``)."""

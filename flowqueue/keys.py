@@ -26,8 +26,13 @@ class Keys:
         return f"{self.prefix}:run:{{{run_id}}}:meta"
 
     def run_steps(self, run_id: str) -> str:
-        """Hash: step instance -> status (orchestration bookkeeping)."""
+        """Hash: ``<step>`` -> status (queued, running, completed, failed), and per step
+        ``<step>|attempts`` and ``<step>|lease`` (ms until which a running attempt is live)."""
         return f"{self.prefix}:run:{{{run_id}}}:steps"
+
+    def run_emits(self, run_id: str) -> str:
+        """Hash: event name -> JSON payload of its first emission in the run (joins)."""
+        return f"{self.prefix}:run:{{{run_id}}}:emits"
 
     def flow_runs(self, flow: str) -> str:
         """Sorted set (lexicographic): ``<start-ms, 13 digits>:<run id>``, one per run."""

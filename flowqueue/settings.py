@@ -45,3 +45,14 @@ class Settings(BaseSettings):
     read_page_size: int = Field(
         default=1_000, gt=0, description="Events fetched per round trip when paging a log."
     )
+    workers: str = Field(
+        default="workers",
+        description="Comma-separated packages or modules holding flow steps; a package's "
+        "modules are all imported. The default package may be absent; a named one may not.",
+    )
+    step_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running step's claim lasts this long and is renewed while it runs; "
+        "a redelivered step whose claim is still live waits instead of running twice.",
+    )

@@ -5,6 +5,7 @@ Tests never touch a Redis they did not start (the machine's own on :6379 is left
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,10 +13,15 @@ from typing import Any
 import pytest
 import redis
 
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.settings import Settings
-from flowqueue.store import MemoryEventStore, RedisEventStore
-from flowqueue.store.base import EventStore
+# Anything that falls back to the environment must fail loudly, never reach a real Redis
+# (port 9 is "discard": nothing listens there).
+os.environ["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:9/0"
+os.environ.pop("CELERY_BROKER_URL", None)
+
+from flowqueue.embedded import EmbeddedRedis  # noqa: E402
+from flowqueue.settings import Settings  # noqa: E402
+from flowqueue.store import MemoryEventStore, RedisEventStore  # noqa: E402
+from flowqueue.store.base import EventStore  # noqa: E402
 
 
 @pytest.fixture(scope="session")

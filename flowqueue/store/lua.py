@@ -26,8 +26,14 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
     @classmethod
-    def load(cls, filename: str) -> LuaScript:
-        return cls(files("flowqueue.store").joinpath(filename).read_text())
+    def per_run(cls, package: str, filename: str) -> LuaScript:
+        """A per-run script: ``run_lib.lua`` (append, flush, ...) followed by its body."""
+        lib = files("flowqueue.store").joinpath("run_lib.lua").read_text()
+        return cls(lib + "\n" + files(package).joinpath(filename).read_text())
+
+    @classmethod
+    def load(cls, package: str, filename: str) -> LuaScript:
+        return cls(files(package).joinpath(filename).read_text())
 
     def run(self, client: redis.Redis, keys: list[str], argv: list[Any]) -> Any:
         try:
@@ -42,5 +48,5 @@ class LuaScript:
             return await client.eval(self.source, len(keys), *keys, *argv)
 
 
-APPEND = LuaScript.load("append.lua")
-LIST_RUNS = LuaScript.load("list_runs.lua")
+APPEND = LuaScript.per_run("flowqueue.store", "append.lua")
+LIST_RUNS = LuaScript.load("flowqueue.store", "list_runs.lua")

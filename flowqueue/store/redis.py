@@ -33,6 +33,11 @@ class RedisEventStore:
         self._aio: AsyncRedisEventStore | None = None
         self._bridge: tuple[LoopThread, AsyncRedisEventStore] | None = None
 
+    @property
+    def commands(self) -> RedisCommands:
+        """The store's key layout and script arguments (shared with the run ledger)."""
+        return self._cmd
+
     def append(self, event: NewEvent) -> Event:
         return self.append_many((event,))[0]
 

@@ -25,7 +25,7 @@ RangePlan = Generator[RangeRequest, Any, list[Event]]
 
 # append.lua's one-letter instruction per event: feed it, and which run status it sets.
 _STATUS_CODE = {"running": "R", "completed": "C", "failed": "F", "cancelled": "X"}
-_APPEND_CODE = {kind: "f" for kind in LIFECYCLE_KINDS} | {
+APPEND_CODE = {kind: "f" for kind in LIFECYCLE_KINDS} | {
     kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()
 }
 
@@ -37,12 +37,14 @@ class RedisCommands:
         self.feed_maxlen = settings.feed_maxlen
         self.page_size = settings.read_page_size
 
-    def append_call(self, events: Sequence[NewEvent]) -> Call:
-        """Validate and encode a batch for append.lua; raises before anything is sent."""
-        bodies = encode_batch(events, self.max_payload)
-        if not bodies:
-            return [], []
-        run_id, flow = events[0].run_id, events[0].flow
+    def run_call(self, run_id: str, flow: str) -> Call:
+        """The KEYS and ARGV every per-run script starts with (see run_lib.lua)."""
+        keys = [
+            self.keys.run_stream(run_id),
+            self.keys.run_meta(run_id),
+            self.keys.flow_runs(flow),
+            self.keys.feed,
+        ]
         argv: list[Any] = [
             self.keys.run_live(run_id),
             self.keys.feed_live,
@@ -50,14 +52,16 @@ class RedisCommands:
             run_id,
             flow,
         ]
-        argv.append("".join([_APPEND_CODE.get(event.kind, "-") for event in events]))
+        return keys, argv
+
+    def append_call(self, events: Sequence[NewEvent]) -> Call:
+        """Validate and encode a batch for append.lua; raises before anything is sent."""
+        bodies = encode_batch(events, self.max_payload)
+        if not bodies:
+            return [], []
+        keys, argv = self.run_call(events[0].run_id, events[0].flow)
+        argv.append("".join([APPEND_CODE.get(event.kind, "-") for event in events]))
         argv += bodies
-        keys = [
-            self.keys.run_stream(run_id),
-            self.keys.run_meta(run_id),
-            self.keys.flow_runs(flow),
-            self.keys.feed,
-        ]
         return keys, argv
 
     @staticmethod

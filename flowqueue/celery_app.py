@@ -1,0 +1,64 @@
+"""The default Celery app (``flowqueue.app``) and ``install`` for an existing one."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from typing import Any
+
+from celery import Celery, signals
+
+from flowqueue.extension import Flowqueue
+from flowqueue.settings import Settings
+
+
+def install(app: Any, settings: Settings | None = None) -> Flowqueue:
+    """Add flowqueue to a Celery app: ``app.flowqueue``, worker hooks, flow discovery."""
+    fq = Flowqueue(app, settings or Settings())
+    app.flowqueue = fq
+
+    def import_flows(sender: Any = None, **_: Any) -> None:
+        if sender is app:  # import the flow modules when this app's worker starts
+            fq.import_workers()
+
+    def after_fork(**_: Any) -> None:
+        fq.reset_after_fork()
+
+    signals.import_modules.connect(import_flows, weak=False)
+    signals.worker_process_init.connect(after_fork, weak=False)
+    return fq
+
+
+def _config_module() -> str:
+    """The project's ``celeryconfig`` if it has one, else flowqueue's defaults."""
+    try:
+        importlib.import_module("celeryconfig")
+    except ModuleNotFoundError as exc:
+        if exc.name != "celeryconfig":
+            raise
+        return "flowqueue.celery_defaults"
+    return "celeryconfig"
+
+
+def create_app(settings: Settings | None = None, main: str = "flowqueue") -> Celery:
+    settings = settings or Settings()
+    broker = os.environ.get("CELERY_BROKER_URL") or settings.redis_url
+    app = Celery(main, broker=broker)
+    app.config_from_object(_config_module())
+    install(app, settings)
+    return app
+
+
+_default: list[Celery] = []  # the lazily created default app (one per process)
+_default_lock = threading.Lock()
+
+
+def default_app() -> Celery:
+    """``flowqueue.app``: created on first use, so ``FLOWQUEUE_*`` variables set after
+    ``import flowqueue`` still apply (and importing never connects anywhere)."""
+    if not _default:
+        with _default_lock:
+            if not _default:
+                _default.append(create_app())
+    return _default[0]

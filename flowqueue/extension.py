@@ -1,0 +1,103 @@
+"""flowqueue's part of one Celery app (``app.flowqueue``): settings, store, ledger,
+flows and orchestrator. Connections are per process (Celery's prefork pool forks)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from flowqueue.errors import ConfigurationError
+from flowqueue.flows import FlowRegistry, import_workers
+from flowqueue.leases import LeaseKeeper
+from flowqueue.ledger import MemoryRunLedger, RedisRunLedger, RunLedger
+from flowqueue.orchestrator import Orchestrator
+from flowqueue.settings import Settings
+from flowqueue.store import EventStore, MemoryEventStore, RedisEventStore
+
+MEMORY_URL = "memory://"
+
+
+@dataclass
+class _ProcessResources:
+    pid: int
+    store: EventStore
+    ledger: RunLedger
+    leases: LeaseKeeper
+
+
+class Flowqueue:
+    def __init__(self, app: Any, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.lease_ms = int(settings.step_lease_seconds * 1000)
+        self.orchestrator = Orchestrator(self)
+        self._resources: _ProcessResources | None = None
+        self._registry: tuple[int, FlowRegistry] | None = None
+        self._workers_imported = False
+        self._lock = threading.Lock()
+
+    # -- per-process connections ------------------------------------------------------
+
+    def _process(self) -> _ProcessResources:
+        res = self._resources
+        if res is None or res.pid != os.getpid():
+            with self._lock:
+                res = self._resources
+                if res is None or res.pid != os.getpid():
+                    res = self._resources = self._connect()
+        return res
+
+    def _connect(self) -> _ProcessResources:
+        leases = LeaseKeeper(self.lease_ms)
+        if self.settings.redis_url == MEMORY_URL:
+            memory = MemoryEventStore(self.settings)
+            return _ProcessResources(os.getpid(), memory, MemoryRunLedger(memory), leases)
+        store = RedisEventStore(self.settings)
+        ledger = RedisRunLedger(store.client, store.commands)
+        return _ProcessResources(os.getpid(), store, ledger, leases)
+
+    @property
+    def store(self) -> EventStore:
+        return self._process().store
+
+    @property
+    def ledger(self) -> RunLedger:
+        return self._process().ledger
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self._process().leases
+
+    def reset_after_fork(self) -> None:
+        """Drop connections inherited from a parent process (never shared across forks)."""
+        self._resources = None
+        self._lock = threading.Lock()
+
+    # -- flows ------------------------------------------------------------------------
+
+    def import_workers(self) -> None:
+        if not self._workers_imported:
+            import_workers(self.settings.workers, default=Settings.model_fields["workers"].default)
+            self._workers_imported = True
+
+    @property
+    def registry(self) -> FlowRegistry:
+        """The app's flows, rebuilt when Celery's task registry changes."""
+        self.import_workers()
+        tasks = self.app.tasks  # finalizes the app: shared @step tasks bind to it
+        cached = self._registry
+        if cached is None or cached[0] != len(tasks):
+            cached = self._registry = (len(tasks), FlowRegistry.from_tasks(list(tasks.values())))
+        return cached[1]
+
+
+def flowqueue_of(app: Any) -> Flowqueue:
+    fq = getattr(app, "flowqueue", None)
+    if not isinstance(fq, Flowqueue):
+        raise ConfigurationError(
+            f"flowqueue is not installed on Celery app {getattr(app, 'main', app)!r}; call "
+            "flowqueue.install(app) where you create the app."
+        )
+    return fq

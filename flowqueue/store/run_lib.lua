@@ -1,0 +1,56 @@
+-- Shared head of every per-run script: appends events exactly as append.lua always has.
+-- KEYS: 1 run stream, 2 run meta hash, 3 flow run index, 4 lifecycle feed stream
+-- ARGV: 1 run live channel, 2 feed live channel, 3 feed maxlen, 4 run id, 5 flow
+-- Append codes: '-' log only; 'f' also to the lifecycle feed; 'R' 'C' 'F' 'X' also to the
+-- feed and set the run's status (running, completed, failed, cancelled).
+-- Live messages carry one "<id> <body>" line per event (JSON bodies hold no raw newline);
+-- flush() publishes once per channel per call, so a batch is one message per subscriber.
+local STATUS = {R = 'running', C = 'completed', F = 'failed', X = 'cancelled'}
+local live, feed = {}, {}
+
+local function append(body, code)
+  local id = redis.call('XADD', KEYS[1], '*', 'e', body)
+  local line = id .. ' ' .. body
+  live[#live + 1] = line
+  if code ~= '-' then
+    local status = STATUS[code]
+    if status then
+      local ms = string.match(id, '^(%d+)')
+      if code == 'R' then
+        if redis.call('HSETNX', KEYS[2], 'started_ms', ms) == 1 then
+          redis.call('ZADD', KEYS[3], 0, string.rep('0', 13 - #ms) .. ms .. ':' .. ARGV[4])
+        end
+        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status)
+      else
+        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status, 'ended_ms', ms)
+      end
+    end
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'e', body, 'id', id)
+    feed[#feed + 1] = line
+  end
+  return id
+end
+
+local function flush()
+  if #live > 0 then
+    redis.call('PUBLISH', ARGV[1], table.concat(live, '\n'))
+  end
+  if #feed > 0 then
+    redis.call('PUBLISH', ARGV[2], table.concat(feed, '\n'))
+  end
+end
+
+-- Server time in ms (scripts are replicated by effects, so TIME is allowed before writes).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Python writes "$name" as a JSON string where the script supplies a number.
+local function fill(body, name, value)
+  return (string.gsub(body, '"%$' .. name .. '"', tostring(value)))
+end
+
+local function run_ended()
+  return redis.call('HEXISTS', KEYS[2], 'ended_ms') == 1
+end
