@@ -18,10 +18,10 @@ import redis
 os.environ["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:9/0"
 os.environ.pop("CELERY_BROKER_URL", None)
 
-from flowqueue.embedded import EmbeddedRedis  # noqa: E402
-from flowqueue.settings import Settings  # noqa: E402
-from flowqueue.store import MemoryEventStore, RedisEventStore  # noqa: E402
-from flowqueue.store.base import EventStore  # noqa: E402
+from flowqueue.embedded import EmbeddedRedis
+from flowqueue.settings import Settings
+from flowqueue.store import MemoryEventStore, RedisEventStore
+from flowqueue.store.base import EventStore
 
 
 @pytest.fixture(scope="session")
