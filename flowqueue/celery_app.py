@@ -46,6 +46,16 @@ def create_app(settings: Settings | None = None, main: str = "flowqueue") -> Cel
     broker = os.environ.get("CELERY_BROKER_URL") or settings.redis_url
     app = Celery(main, broker=broker)
     app.config_from_object(_config_module())
+    if settings.visibility_timeout is not None:
+        # kombu sweeps for abandoned messages every interval x throttle seconds (100 s by
+        # default); a short visibility timeout only helps if the sweep keeps pace with it.
+        options = dict(app.conf.broker_transport_options or {})
+        options["visibility_timeout"] = settings.visibility_timeout
+        options.setdefault(
+            "unacked_restore_interval", max(1, min(10, round(settings.visibility_timeout / 3)))
+        )
+        options.setdefault("unacked_restore_throttle", 1)
+        app.conf.broker_transport_options = options
     install(app, settings)
     return app
 

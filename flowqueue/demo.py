@@ -1,61 +1,48 @@
-"""``make demo``: a short simulated run, printed live through ``subscribe``.
+"""``make demo``: the example flows on a real Celery worker, each run's timeline live.
 
-Uses ``FLOWQUEUE_REDIS_URL`` when it is set (and reachable); otherwise starts an embedded
-redis-server for the duration of the demo. Celery-driven flows replace the simulation in
-the next release.
+Uses ``FLOWQUEUE_REDIS_URL`` when it is set and reachable; otherwise starts an embedded
+redis-server. Starts ``celery -A flowqueue worker`` in a subprocess, runs the flows in
+``workers/``, prints every event as it lands, then stops everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import redis
 
+from flowqueue.celery_app import create_app
+from flowqueue.client import get_run, start_flow
 from flowqueue.embedded import EmbeddedRedis
-from flowqueue.events import TERMINAL_KINDS, NewEvent
-from flowqueue.ids import new_run_id, stream_id_ms
-from flowqueue.reducer import reduce
+from flowqueue.events import TERMINAL_KINDS
+from flowqueue.extension import flowqueue_of
+from flowqueue.ids import stream_id_ms
 from flowqueue.settings import Settings
-from flowqueue.store import RedisEventStore
 from flowqueue.timeline import format_line
 
-FLOW = "order"
-
-
-def simulated_run(run_id: str) -> list[tuple[float, NewEvent]]:
-    """(delay before, event) pairs: validate, then reserve + charge in parallel, then ship."""
-
-    def e(kind: str, step: str | None = None, **data: object) -> NewEvent:
-        return NewEvent(kind=kind, run_id=run_id, flow=FLOW, step=step, data=data)
-
-    return [
-        (0.0, e("flow.started", input={"order_id": "o-1001", "amount": 42})),
-        (0.05, e("step.started", "validate", attempt=1, worker="demo@local")),
-        (0.02, e("log", "validate", level="info", msg="order looks valid",
-                 fields={"order_id": "o-1001"})),
-        (0.02, e("state.set", "validate", key="amount", value=42)),
-        (0.02, e("emit", "validate", name="order.validated", payload={"order_id": "o-1001"})),
-        (0.01, e("step.completed", "validate", result={"ok": True})),
-        (0.05, e("step.started", "reserve_stock", attempt=1, worker="demo@local")),
-        (0.00, e("step.started", "charge_card", attempt=1, worker="demo@local")),
-        (0.08, e("step.failed", "charge_card", attempt=1, will_retry=True,
-                 error={"type": "GatewayTimeout", "message": "card gateway timed out"})),
-        (0.01, e("step.retry", "charge_card", attempt=2, delay_s=0.1)),
-        (0.04, e("emit", "reserve_stock", name="stock.reserved", payload={"sku": "A-1"})),
-        (0.01, e("step.completed", "reserve_stock", result={"reserved": 1})),
-        (0.10, e("step.started", "charge_card", attempt=2, worker="demo@local")),
-        (0.05, e("emit", "charge_card", name="card.charged", payload={"amount": 42})),
-        (0.01, e("step.completed", "charge_card", result={"charged": 42})),
-        (0.05, e("step.started", "ship", attempt=1, worker="demo@local")),
-        (0.05, e("state.set", "ship", key="tracking", value="TRK-77")),
-        (0.01, e("step.completed", "ship", result={"tracking": "TRK-77"})),
-        (0.01, e("flow.completed", result={"tracking": "TRK-77"})),
-    ]  # fmt: skip
+# (flow, input, the status the run should end with)
+RUNS: list[tuple[str, Any, str]] = [
+    ("example-flow", {"name": "Ada"}, "completed"),
+    (
+        "order",
+        {
+            "order_id": "o-1001",
+            "items": [{"sku": "apple", "quantity": 3}, {"sku": "pear", "quantity": 1}],
+            "card": "4242424242424242",
+        },
+        "completed",
+    ),
+    ("refund", {"amount": 25}, "failed"),
+]
 
 
 @contextlib.contextmanager
@@ -75,36 +62,64 @@ def redis_for_demo() -> Iterator[str]:
         yield server.url
 
 
+@contextlib.contextmanager
+def celery_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``celery -A flowqueue worker`` until the block ends (warm shutdown, then kill)."""
+    command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
+    command += ["-c", "2", "-n", "demo@%h", "--without-mingle", "--without-gossip"]
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(worker, log_path)
+            yield worker
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while " ready." not in log_path.read_text(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the Celery worker did not start; its log:\n{log_path.read_text()}")
+        time.sleep(0.1)
+
+
+def follow(app: Any, run_id: str) -> None:
+    origin: int | None = None
+    for event in flowqueue_of(app).store.subscribe(run_id):
+        origin = stream_id_ms(event.id) if origin is None else origin
+        print("  " + format_line(event, origin), flush=True)
+        if event.kind in TERMINAL_KINDS:
+            return
+
+
 def main() -> int:
-    with redis_for_demo() as url:
-        store = RedisEventStore(Settings(redis_url=url))
-        run_id = new_run_id()
-        plan = simulated_run(run_id)
-
-        def write() -> None:
-            for delay, event in plan:
-                time.sleep(delay)
-                store.append(event)
-
-        print(f"\nrun {run_id} of flow {FLOW!r}, live:\n")
-        writer = threading.Thread(target=write, name="demo-writer")
-        origin: int | None = None
-        stream = store.subscribe(run_id)
-        writer.start()
-        for event in stream:
-            origin = origin if origin is not None else stream_id_ms(event.id)
-            print(format_line(event, origin), flush=True)
-            if event.kind in TERMINAL_KINDS:
-                break
-        writer.join()
-
-        state = reduce(store.read(run_id))
-        print(f"\nstatus={state.status.value} duration={state.duration_ms} ms "
-              f"events={state.event_count} state={state.state}")  # fmt: skip
-        for step in state.steps.values():
-            print(f"  {step.name:<14} {step.status.value:<10} attempts={step.attempts}")
-        store.close()
-        return 0 if state.status.value == "completed" else 1
+    with redis_for_demo() as url, tempfile.TemporaryDirectory(prefix="flowqueue-demo-") as tmp:
+        env = {**os.environ, "FLOWQUEUE_REDIS_URL": url}
+        env.pop("CELERY_BROKER_URL", None)
+        app = create_app(Settings(redis_url=url))
+        log_path = Path(tmp) / "worker.log"
+        with celery_worker(env, log_path):
+            print(f"started a Celery worker (celery -A flowqueue worker), log: {log_path}")
+            ok = True
+            for flow, payload, expected in RUNS:
+                run_id = start_flow(flow, payload, app=app)
+                print(f"\nrun {run_id} of {flow!r}, live:")
+                follow(app, run_id)
+                state = get_run(run_id, app=app)
+                steps = ", ".join(f"{s.name}={s.status.value}" for s in state.steps.values())
+                print(f"  => {state.status.value} in {state.duration_ms} ms ({steps})")
+                if state.status.value != expected:
+                    print(f"  !! expected {expected}")
+                    ok = False
+        flowqueue_of(app).store.close()
+        print("\nworker stopped; the refund run fails on purpose (its bank always declines)")
+        return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,31 @@ def _names(value: str | Sequence[str] | None, where: str) -> tuple[str, ...]:
     return names
 
 
+def _display_order(steps: Sequence[StepDef]) -> Callable[[StepDef], tuple[Any, ...]]:
+    """Sort key: steps by distance from the entry (via declared emits), then by name with
+    numbers compared as numbers (pick_2 before pick_10)."""
+    emitters: dict[str, list[StepDef]] = {}
+    for step in steps:
+        for event in step.emits:
+            emitters.setdefault(event, []).append(step)
+    depth: dict[str, int] = {}
+
+    def depth_of(step: StepDef, seen: frozenset[str] = frozenset()) -> int:
+        if step.name not in depth:
+            sources = [
+                e for ev in step.subscribes for e in emitters.get(ev, ()) if e.name not in seen
+            ]
+            below = seen | {step.name}
+            depth[step.name] = 1 + max((depth_of(s, below) for s in sources), default=-1)
+        return depth[step.name]
+
+    def key(step: StepDef) -> tuple[Any, ...]:
+        parts = re.split(r"(\d+)", step.name)
+        return (depth_of(step), [int(p) if p.isdigit() else p for p in parts])
+
+    return key
+
+
 class Edge(BaseModel):
     source: str  # the emitting step
     event: str
@@ -109,11 +135,12 @@ class FlowGraph:
             raise FlowDefinitionError(
                 f"flow {name!r} has no entry step; mark the first step with entry=True."
             )
+        ordered = {s.name: s for s in sorted(steps, key=_display_order(steps))}
         by_event: dict[str, list[StepDef]] = {}
-        for step in steps:
+        for step in ordered.values():
             for event in step.subscribes:
                 by_event.setdefault(event, []).append(step)
-        return cls(name, by_name, {k: tuple(v) for k, v in by_event.items()})
+        return cls(name, ordered, {k: tuple(v) for k, v in by_event.items()})
 
     @property
     def entry_steps(self) -> list[StepDef]:

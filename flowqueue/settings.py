@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         description="Comma-separated packages or modules holding flow steps; a package's "
         "modules are all imported. The default package may be absent; a named one may not.",
     )
+    visibility_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Overrides the Redis broker's visibility_timeout (seconds): how long an "
+        "unacknowledged step message waits before another worker gets it again.",
+    )
     step_lease_seconds: float = Field(
         default=30.0,
         gt=0,

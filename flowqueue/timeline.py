@@ -17,7 +17,7 @@ _DETAIL_KEYS: dict[str, tuple[str, ...]] = {
     EventKind.STEP_AWAIT_TRIGGER: ("trigger_id", "timeout_at"),
     EventKind.STEP_RESUMED: ("result",),
     EventKind.FLOW_STARTED: ("input",),
-    EventKind.FLOW_COMPLETED: ("result",),
+    EventKind.FLOW_COMPLETED: ("result", "duration_ms"),
     EventKind.FLOW_FAILED: ("error",),
     EventKind.FLOW_CANCELLED: ("reason",),
     EventKind.STATE_DELETE: ("key",),

@@ -72,3 +72,14 @@ def make_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[S
 @pytest.fixture
 def store(make_store: StoreFactory) -> EventStore:
     return make_store()
+
+
+@pytest.fixture(scope="session")
+def cluster(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Celery worker (and a client app) shared by the end-to-end tests."""
+    from tests.worker_harness import Cluster
+
+    group = Cluster(redis_server.url, tmp_path_factory.mktemp("workers"))
+    group.start_worker(concurrency=2)
+    yield group
+    group.close()

@@ -13,7 +13,8 @@ from flowqueue.embedded import EmbeddedRedis, find_redis_server
 from flowqueue.errors import EmbeddedRedisError, FlowqueueError
 
 
-def test_demo_prints_a_live_timeline_and_exits_zero():
+@pytest.mark.e2e
+def test_demo_runs_the_example_flows_on_a_real_worker():
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWQUEUE_")}
     result = subprocess.run(
         [sys.executable, "-m", "flowqueue.demo"],
@@ -23,16 +24,20 @@ def test_demo_prints_a_live_timeline_and_exits_zero():
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "started embedded redis-server" in out
-    for kind in ("flow.started", "step.failed", "step.retry", "emit", "flow.completed"):
+    assert "started a Celery worker" in out
+    for kind in ("flow.started", "step.started", "state.set", "emit", "flow.completed"):
         assert kind in out
     assert out.index("flow.started") < out.index("flow.completed")
-    assert "status=completed" in out
-    assert "charge_card    completed  attempts=2" in out
+    assert "=> completed" in out.split("of 'example-flow'")[1]
+    assert "ship=completed" in out
+    assert "error=BankDeclined: refund of 25 declined" in out
+    assert "worker stopped" in out
 
 
+@pytest.mark.e2e
 def test_demo_falls_back_when_the_configured_redis_is_unreachable():
     env = {**os.environ, "FLOWQUEUE_REDIS_URL": "redis://127.0.0.1:1/0"}
     result = subprocess.run(

@@ -71,7 +71,10 @@ def test_all_subscribers_share_one_pubsub_connection(settings, redis_client):
 
         tasks = [asyncio.create_task(follow(f"pub-{n}")) for n in range(25)]
         await asyncio.sleep(0.2)
-        pubsub_clients = len(redis_client.client_list(_type="pubsub"))
+        # Count this store's Pub/Sub clients only (named after its key prefix).
+        name = f"flowqueue:{settings.key_prefix}"
+        clients = redis_client.client_list(_type="pubsub")
+        pubsub_clients = len([c for c in clients if c["name"] == name])
         for n in range(25):
             await aio.append(ev("log", f"pub-{n}", i=0))
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)

@@ -23,13 +23,20 @@ from flowqueue.store.redis_commands import RangePlan, RedisCommands
 from flowqueue.store.redis_hub import RedisLiveHub, retry_while_unreachable
 
 
+def client_name(settings: Settings) -> str:
+    """Shown by CLIENT LIST, so operators can tell flowqueue's connections apart."""
+    return f"flowqueue:{settings.key_prefix}"
+
+
 class RedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
         self.settings = settings or Settings()
         if url is not None:
             self.settings = self.settings.model_copy(update={"redis_url": url})
         self._cmd = RedisCommands(self.settings)
-        self.client = redis.Redis.from_url(self.settings.redis_url)
+        self.client = redis.Redis.from_url(
+            self.settings.redis_url, client_name=client_name(self.settings)
+        )
         self._aio: AsyncRedisEventStore | None = None
         self._bridge: tuple[LoopThread, AsyncRedisEventStore] | None = None
 
@@ -105,7 +112,9 @@ class AsyncRedisEventStore:
         if url is not None:
             self.settings = self.settings.model_copy(update={"redis_url": url})
         self._cmd = RedisCommands(self.settings)
-        self.client = aioredis.Redis.from_url(self.settings.redis_url)
+        self.client = aioredis.Redis.from_url(
+            self.settings.redis_url, client_name=client_name(self.settings)
+        )
         self._hub: RedisLiveHub | None = None
 
     async def append(self, event: NewEvent) -> Event:

@@ -1,0 +1,78 @@
+"""flowqueue without Redis or workers: the in-memory backend with Celery's eager mode runs
+whole flows inline (for unit tests of user flows and local development)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowqueue import FlowTask, create_app, get_run, start_flow
+from flowqueue.errors import InvalidInput, StepCalledDirectly, UnknownFlow
+from flowqueue.settings import Settings
+
+
+@pytest.fixture
+def app():
+    app = create_app(Settings(redis_url="memory://", workers="workers,tests.flows"))
+    app.conf.task_always_eager = True
+    return app
+
+
+def test_example_flow_runs_inline(app):
+    run = start_flow("example-flow", {"name": "eve"}, app=app)
+    state = get_run(run, app=app)
+    assert state.status == "completed"
+    assert state.state == {"greeting": "hello, eve"}
+    assert [s.status for s in state.steps.values()] == ["completed", "completed"]
+
+
+def test_order_join_runs_once_inline(app):
+    order = {"order_id": "m1", "items": [{"sku": "x", "quantity": 1}], "card": "4000"}
+    run = start_flow("order", order, app=app)
+    state = get_run(run, app=app)
+    assert state.status == "completed"
+    assert state.steps["ship"].attempts == 1
+    assert state.steps["ship"].result["tracking"] == "trk-m1"
+
+
+def test_failing_flow_fails_inline(app):
+    run = start_flow("refund", {"amount": 1}, app=app)
+    assert get_run(run, app=app).status == "failed"
+
+
+def test_bad_input_is_rejected_before_anything_is_written(app):
+    with pytest.raises(UnknownFlow, match=r"known flows: .*example-flow"):
+        start_flow("no-such-flow", {}, app=app)
+    with pytest.raises(InvalidInput, match="does not fit Order"):
+        start_flow("order", {"order_id": "x", "items": [], "card": "1"}, app=app)
+    with pytest.raises(InvalidInput, match=r"input\.when is a object"):
+        start_flow("example-flow", {"when": object()}, app=app)
+    fq = app.flowqueue
+    assert fq.store.list_runs("order") == []
+    assert fq.store.list_runs("example-flow") == []
+
+
+def test_a_step_can_serve_several_flows(app):
+    for flow in ("audit-a", "audit-b"):
+        run = start_flow(flow, {"what": "books"}, app=app)
+        assert get_run(run, app=app).steps["audit"].result == f"{flow}:books"
+
+
+def test_app_task_with_flowtask_base_is_a_step(app):
+    @app.task(base=FlowTask, flow="direct", entry=True, name="tests.direct_entry")
+    def direct_entry(ctx, input):
+        ctx.emit("direct.done", {"n": input["n"] + 1})
+
+    @app.task(base=FlowTask, flow="direct", subscribes=["direct.done"], name="tests.direct_next")
+    def direct_next(ctx, inputs):
+        return inputs["direct.done"]["n"] * 10
+
+    run = start_flow("direct", {"n": 1}, app=app)
+    state = get_run(run, app=app)
+    assert state.status == "completed"
+    assert state.steps["direct_next"].result == 20
+
+
+def test_calling_a_step_without_a_flow_says_how_to_start_one(app):
+    task = app.tasks["workers.example_flow.first_step"]
+    with pytest.raises(StepCalledDirectly, match="start_flow"):
+        task.apply(args=[{}]).get()

@@ -1,0 +1,153 @@
+"""Real ``celery -A flowqueue worker`` processes for end-to-end tests.
+
+Each ``Cluster`` gets its own Redis database (broker queue and event logs) and key
+prefix on the session's throwaway redis-server, so clusters never steal each other's
+messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from flowqueue import create_app
+from flowqueue.events import TERMINAL_KINDS, Event
+from flowqueue.extension import flowqueue_of
+from flowqueue.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+_databases = itertools.count(1)  # db 0 belongs to the store-level tests
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], name: str, concurrency: int, log_dir: Path) -> None:
+        self.name = f"{name}@%h"
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "flowqueue",
+                "worker",
+                "-l",
+                "INFO",
+                "-P",
+                "prefork",
+                "-c",
+                str(concurrency),
+                "-n",
+                self.name,
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() reaches the pool too
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> Worker:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log():
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes: no cleanup, no acks."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # warm shutdown
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+class Cluster:
+    """Workers plus a client-side app that share one database and key prefix."""
+
+    def __init__(self, redis_url: str, log_dir: Path, **settings: Any) -> None:
+        base = redis_url.rsplit("/", 1)[0]
+        self.url = f"{base}/{next(_databases)}"
+        self.prefix = f"e{uuid.uuid4().hex[:10]}"
+        self.log_dir = log_dir
+        self.env = {
+            **os.environ,
+            "FLOWQUEUE_REDIS_URL": self.url,
+            "FLOWQUEUE_KEY_PREFIX": self.prefix,
+            "FLOWQUEUE_WORKERS": "workers,tests.flows",
+            **{f"FLOWQUEUE_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.settings = Settings(
+            redis_url=self.url, key_prefix=self.prefix, workers="workers,tests.flows", **settings
+        )
+        self.app = create_app(self.settings)
+        self.fq = flowqueue_of(self.app)
+        self.workers: list[Worker] = []
+        self._names = itertools.count(1)
+
+    def start_worker(self, concurrency: int = 2) -> Worker:
+        worker = Worker(self.env, f"w{next(self._names)}-{self.prefix}", concurrency, self.log_dir)
+        self.workers.append(worker)
+        return worker.wait_ready()
+
+    def command(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a command (``celery ...``, ``flowqueue ...``) in the cluster's environment."""
+        return subprocess.run(
+            list(argv), cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60
+        )
+
+    def started_step(self, run_id: str, timeout: float = 30.0) -> None:
+        """Wait until the run's first step has logged something (it is mid-step)."""
+        deadline = time.monotonic() + timeout
+        while not any(e.kind == "log" for e in self.fq.store.read(run_id)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} never logged")
+            time.sleep(0.05)
+
+    def wait_terminal(self, run_id: str, timeout: float = 30.0) -> list[Event]:
+        """The run's log once it holds a terminal event."""
+        store, log = self.fq.store, list[Event]()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log += store.read(run_id, after=log[-1].id if log else None)
+            if any(event.kind in TERMINAL_KINDS for event in log):
+                time.sleep(0.2)  # let stragglers (late step events) land too
+                return store.read(run_id)
+            time.sleep(0.05)
+        raise TimeoutError(f"run {run_id} did not end within {timeout}s: {log}")
+
+    def wait_all(self, run_ids: Iterable[str], timeout: float = 60.0) -> dict[str, list[Event]]:
+        deadline = time.monotonic() + timeout
+        return {
+            run: self.wait_terminal(run, max(1.0, deadline - time.monotonic())) for run in run_ids
+        }
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.fq.store.close()
