@@ -1,0 +1,67 @@
+"""Tasks and flows for bench/steps.py (workers load them with FLOWQUEUE_WORKERS=bench_flows).
+
+Every task and step runs the same body: INCR a counter, so the benchmark can tell when
+all the work has run and both sides do identical work.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+from celery import shared_task
+
+from flowqueue import FlowContext, step
+
+COUNTER = "bench:done"
+CHAIN_LENGTH = 10
+_clients: dict[int, redis.Redis] = {}  # per process: the prefork pool forks
+
+
+def body() -> None:
+    client = _clients.get(os.getpid())
+    if client is None:
+        client = _clients[os.getpid()] = redis.Redis.from_url(os.environ["FLOWQUEUE_REDIS_URL"])
+    client.incr(COUNTER)
+
+
+@shared_task(name="bench.noop")
+def noop() -> None:
+    body()
+
+
+@step(flow="bench-one", entry=True, task_name="bench.one_step")
+def one_step(ctx: FlowContext, input: Any) -> None:
+    body()
+
+
+def _link(position: int) -> Any:
+    def link(ctx: FlowContext, input: Any) -> None:
+        body()
+        if position < CHAIN_LENGTH - 1:
+            ctx.emit(f"s{position}.done")
+
+    first, last = position == 0, position == CHAIN_LENGTH - 1
+    return step(
+        flow="bench-chain",
+        entry=first,
+        subscribes=() if first else [f"s{position - 1}.done"],
+        emits=() if last else [f"s{position}.done"],
+        name=f"s{position}",
+        task_name=f"bench.chain_s{position}",
+    )(link)
+
+
+links = [_link(position) for position in range(CHAIN_LENGTH)]
+
+
+@step(flow="bench-hop", entry=True, emits=["hop"], task_name="bench.hop_a")
+def hop_a(ctx: FlowContext, input: Any) -> None:
+    ctx.emit("hop", {"t": time.time()})
+
+
+@step(flow="bench-hop", subscribes=["hop"], task_name="bench.hop_b")
+def hop_b(ctx: FlowContext, inputs: dict[str, Any]) -> float:
+    return (time.time() - inputs["hop"]["t"]) * 1000  # emit -> this step's body, in ms

@@ -1,0 +1,230 @@
+"""flowqueue steps against plain Celery tasks, on the same worker, in the same run.
+
+    .venv/bin/python bench/steps.py [--n 1000] [--chains 50] [--hops 200] [--rounds 3] [--json]
+
+One throwaway redis-server and one ``celery -A flowqueue worker -c 2`` (prefork, the
+project's celeryconfig: acks_late, prefetch 1, JSON) serve both sides; every task and
+step body is the same counter INCR (bench/bench_flows.py). After a warm-up round, rounds
+alternate:
+  (a) N plain Celery tasks            vs (b) N single-step flowqueue runs
+  (c) M 10-task Celery chains         vs     M 10-step sequential flowqueue flows
+Then, on the idle worker, step-to-step latency: emit in step 1 -> body of step 2.
+Targets: (b)/(a) >= 0.90; step-to-step p50 <= 5 ms. BENCH_CONCURRENCY sets the worker's
+pool size (default 2, this machine's core count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import chain
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+THROUGHPUT_TARGET = 0.90
+HOP_P50_TARGET_MS = 5.0
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "2"))
+
+
+@contextmanager
+def worker(url: str, log_path: Path) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "FLOWQUEUE_REDIS_URL": url,
+        "FLOWQUEUE_WORKERS": "bench_flows",
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
+    command += [
+        "-c",
+        str(CONCURRENCY),
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 60
+            while " ready." not in log_path.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"worker did not start:\n{log_path.read_text()}")
+                time.sleep(0.1)
+            yield
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+class Bench:
+    def __init__(self, url: str) -> None:
+        from bench_flows import COUNTER, noop
+
+        import flowqueue
+
+        self.flowqueue = flowqueue
+        self.app = flowqueue.app
+        self.fq = self.app.flowqueue
+        self.redis = redis.Redis.from_url(url)
+        self.counter = COUNTER
+        self.noop = self.app.tasks[noop.name]
+
+    def _wait_counter(self, expected: int, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while int(self.redis.get(self.counter) or 0) < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.redis.get(self.counter)} of {expected} ran")
+            time.sleep(0.002)
+
+    def _wait_completed(self, runs: list[str], timeout: float = 600) -> None:
+        keys, deadline = self.fq.store.commands.keys, time.monotonic() + timeout
+        pending = runs
+        while pending:
+            pipe = self.redis.pipeline(transaction=False)
+            for run in pending:
+                pipe.hget(keys.run_meta(run), "status")
+            statuses = pipe.execute()
+            pending = [r for r, s in zip(pending, statuses, strict=True) if s != b"completed"]
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} runs did not complete")
+            if pending:
+                time.sleep(0.002)
+
+    def timed(self, work: Callable[[], list[str]], expected_bodies: int) -> float:
+        """Seconds from the first send until every body ran and every run completed."""
+        self.redis.set(self.counter, 0)
+        began = time.perf_counter()
+        runs = work()
+        self._wait_counter(expected_bodies)
+        self._wait_completed(runs)
+        return time.perf_counter() - began
+
+    def celery_tasks(self, n: int) -> float:
+        return self.timed(lambda: [self.noop.apply_async() for _ in range(n)] and [], n)
+
+    def flow_runs(self, n: int) -> float:
+        return self.timed(lambda: [self.flowqueue.start_flow("bench-one") for _ in range(n)], n)
+
+    def celery_chains(self, m: int, length: int) -> float:
+        def send() -> list[str]:
+            for _ in range(m):
+                chain(*[self.noop.si() for _ in range(length)]).apply_async()
+            return []
+
+        return self.timed(send, m * length)
+
+    def flow_chains(self, m: int, length: int) -> float:
+        return self.timed(
+            lambda: [self.flowqueue.start_flow("bench-chain") for _ in range(m)], m * length
+        )
+
+    def hops(self, k: int) -> list[float]:
+        """Step-to-step latency (ms) of ``k`` two-step runs, one at a time."""
+        latencies = []
+        for _ in range(k):
+            run = self.flowqueue.start_flow("bench-hop")
+            self._wait_completed([run], timeout=30)
+            latencies.append(float(self.flowqueue.get_run(run).steps["hop_b"].result))
+        return latencies
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
+    sys.path[:0] = [str(HERE), str(ROOT)]
+    from flowqueue.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
+        os.environ["FLOWQUEUE_REDIS_URL"] = server.url
+        os.environ["FLOWQUEUE_WORKERS"] = "bench_flows"
+        os.environ.pop("CELERY_BROKER_URL", None)
+        with worker(server.url, Path(tmp) / "worker.log"):
+            bench = Bench(server.url)
+            length = 10
+            bench.celery_tasks(min(n, 100))  # warm-up: connections, pools, scripts
+            bench.flow_runs(min(n, 100))
+            bench.flow_chains(min(chains, 5), length)
+            totals = {"tasks": 0.0, "runs": 0.0, "chains": 0.0, "flows": 0.0}
+            for _ in range(rounds):
+                totals["tasks"] += bench.celery_tasks(n)
+                totals["runs"] += bench.flow_runs(n)
+                totals["chains"] += bench.celery_chains(chains, length)
+                totals["flows"] += bench.flow_chains(chains, length)
+            latencies = bench.hops(hops)
+    tasks_s = n * rounds / totals["tasks"]
+    runs_s = n * rounds / totals["runs"]
+    chains_s = chains * rounds / totals["chains"]
+    flows_s = chains * rounds / totals["flows"]
+    p50 = statistics.median(latencies)
+    return {
+        "n": n,
+        "chains": chains,
+        "rounds": rounds,
+        "celery_tasks_per_s": round(tasks_s, 1),
+        "flowqueue_runs_per_s": round(runs_s, 1),
+        "single_step_ratio": round(runs_s / tasks_s, 3),
+        "celery_chains_per_s": round(chains_s, 2),
+        "flowqueue_10_step_flows_per_s": round(flows_s, 2),
+        "ten_step_ratio": round(flows_s / chains_s, 3),
+        "hop_p50_ms": round(p50, 2),
+        "hop_p99_ms": round(pct(latencies, 0.99), 2),
+        "single_step_ok": runs_s / tasks_s >= THROUGHPUT_TARGET,
+        "hop_ok": p50 <= HOP_P50_TARGET_MS,
+    }
+
+
+def report(r: dict[str, Any]) -> None:
+    verdict = {True: "PASS", False: "MISS"}
+    print(f"{r['rounds']} rounds, N={r['n']} tasks/runs, M={r['chains']} chains/flows per round")
+    print(f"(a) plain Celery no-op tasks     {r['celery_tasks_per_s']:>9} tasks/s")
+    print(f"(b) single-step flowqueue runs   {r['flowqueue_runs_per_s']:>9} runs/s")
+    print(
+        f"    (b)/(a) = {r['single_step_ratio']} (target >= {THROUGHPUT_TARGET}): "
+        f"{verdict[r['single_step_ok']]}"
+    )
+    print(f"(c) 10-task Celery chains        {r['celery_chains_per_s']:>9} chains/s")
+    print(f"    10-step flowqueue flows      {r['flowqueue_10_step_flows_per_s']:>9} flows/s")
+    print(f"    flows/chains = {r['ten_step_ratio']}")
+    print(
+        f"step-to-step latency (emit -> next step body), idle worker: "
+        f"p50 {r['hop_p50_ms']} ms, p99 {r['hop_p99_ms']} ms "
+        f"(target p50 <= {HOP_P50_TARGET_MS} ms): {verdict[r['hop_ok']]}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="tasks / runs per round")
+    parser.add_argument("--chains", type=int, default=50, help="chains / flows per round")
+    parser.add_argument("--hops", type=int, default=200, help="two-step runs for latency")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    result = run(args.n, args.chains, args.hops, args.rounds)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        report(result)
+
+
+if __name__ == "__main__":
+    main()
