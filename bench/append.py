@@ -12,12 +12,12 @@ Targets: append p50 <= 1.5x XADD p50; append_many >= 50,000 events/s.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 
 import redis
+from common import cli, pct, verdict
 
 from flowqueue import NewEvent, RedisEventStore, Settings, new_run_id
 from flowqueue.embedded import EmbeddedRedis
@@ -45,11 +45,6 @@ def time_each(n: int, op: Callable[[int], object]) -> list[float]:
         op(i)
         samples.append((time.perf_counter_ns() - t0) / 1000)
     return samples
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary(samples: list[float], events_per_sample: int = 1) -> dict[str, float]:
@@ -118,16 +113,15 @@ def report(result: dict[str, object]) -> None:
     for name, s in rows:
         assert isinstance(s, dict)
         print(f"{name:<26} {s['p50_us']:>9} {s['p99_us']:>9} {s['events_per_s']:>10,}")
-    verdict = {True: "PASS", False: "MISS"}
     print(
         f"append p50 / XADD p50 = {result['append_over_xadd_p50']}x "
-        f"(target <= {APPEND_RATIO_TARGET}x): {verdict[bool(result['append_ok'])]}"
+        f"(target <= {APPEND_RATIO_TARGET}x): {verdict(bool(result['append_ok']))}"
     )
     many = result["append_many"]
     assert isinstance(many, dict)
     print(
         f"append_many = {many['events_per_s']:,} events/s "
-        f"(target >= {APPEND_MANY_TARGET:,}): {verdict[bool(result['append_many_ok'])]}"
+        f"(target >= {APPEND_MANY_TARGET:,}): {verdict(bool(result['append_many_ok']))}"
     )
 
 
@@ -136,13 +130,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="operations per round and kind")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (plus warm-up)")
     parser.add_argument("--batch", type=int, default=100, help="events per append_many call")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args()
-    result = run(args.n, args.rounds, args.batch)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    cli(parser, run, report)
 
 
 if __name__ == "__main__":

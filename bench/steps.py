@@ -16,21 +16,21 @@ pool size (default 2, this machine's core count).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 from celery import chain
+from common import cli, pct, verdict
+
+from flowqueue.embedded import EmbeddedRedis
+from flowqueue.worker_process import WorkerProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -39,37 +39,15 @@ HOP_P50_TARGET_MS = 5.0
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "2"))
 
 
-@contextmanager
-def worker(url: str, log_path: Path) -> Iterator[None]:
+def worker(url: str, log_path: Path) -> WorkerProcess:
     env = {
         **os.environ,
         "FLOWQUEUE_REDIS_URL": url,
         "FLOWQUEUE_WORKERS": "bench_flows",
         "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
-    command += [
-        "-c",
-        str(CONCURRENCY),
-        "--without-mingle",
-        "--without-gossip",
-        "--without-heartbeat",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 60
-            while " ready." not in log_path.read_text(errors="replace"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"worker did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    args = ["-c", str(CONCURRENCY), "--without-mingle", "--without-gossip", "--without-heartbeat"]
+    return WorkerProcess(env, log_path, args, cwd=ROOT)
 
 
 class Bench:
@@ -144,15 +122,8 @@ class Bench:
         return latencies
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
     sys.path[:0] = [str(HERE), str(ROOT)]
-    from flowqueue.embedded import EmbeddedRedis
-
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
         os.environ["FLOWQUEUE_REDIS_URL"] = server.url
         os.environ["FLOWQUEUE_WORKERS"] = "bench_flows"
@@ -193,13 +164,12 @@ def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> None:
-    verdict = {True: "PASS", False: "MISS"}
     print(f"{r['rounds']} rounds, N={r['n']} tasks/runs, M={r['chains']} chains/flows per round")
     print(f"(a) plain Celery no-op tasks     {r['celery_tasks_per_s']:>9} tasks/s")
     print(f"(b) single-step flowqueue runs   {r['flowqueue_runs_per_s']:>9} runs/s")
     print(
         f"    (b)/(a) = {r['single_step_ratio']} (target >= {THROUGHPUT_TARGET}): "
-        f"{verdict[r['single_step_ok']]}"
+        f"{verdict(r['single_step_ok'])}"
     )
     print(f"(c) 10-task Celery chains        {r['celery_chains_per_s']:>9} chains/s")
     print(f"    10-step flowqueue flows      {r['flowqueue_10_step_flows_per_s']:>9} flows/s")
@@ -207,7 +177,7 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"step-to-step latency (emit -> next step body), idle worker: "
         f"p50 {r['hop_p50_ms']} ms, p99 {r['hop_p99_ms']} ms "
-        f"(target p50 <= {HOP_P50_TARGET_MS} ms): {verdict[r['hop_ok']]}"
+        f"(target p50 <= {HOP_P50_TARGET_MS} ms): {verdict(r['hop_ok'])}"
     )
 
 
@@ -217,13 +187,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=50, help="chains / flows per round")
     parser.add_argument("--hops", type=int, default=200, help="two-step runs for latency")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args()
-    result = run(args.n, args.chains, args.hops, args.rounds)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    cli(parser, run, report)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from flowqueue.extension import flowqueue_of
 from flowqueue.ids import stream_id_ms
 from flowqueue.settings import Settings
 from flowqueue.timeline import format_line
+from flowqueue.worker_process import WorkerProcess
 
 # (flow, input, the status the run should end with)
 RUNS: list[tuple[str, Any, str]] = [
@@ -62,33 +60,6 @@ def redis_for_demo() -> Iterator[str]:
         yield server.url
 
 
-@contextlib.contextmanager
-def celery_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``celery -A flowqueue worker`` until the block ends (warm shutdown, then kill)."""
-    command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
-    command += ["-c", "2", "-n", "demo@%h", "--without-mingle", "--without-gossip"]
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_ready(worker, log_path)
-            yield worker
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-
-
-def wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while " ready." not in log_path.read_text(errors="replace"):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the Celery worker did not start; its log:\n{log_path.read_text()}")
-        time.sleep(0.1)
-
-
 def follow(app: Any, run_id: str) -> None:
     origin: int | None = None
     for event in flowqueue_of(app).store.subscribe(run_id):
@@ -104,7 +75,8 @@ def main() -> int:
         env.pop("CELERY_BROKER_URL", None)
         app = create_app(Settings(redis_url=url))
         log_path = Path(tmp) / "worker.log"
-        with celery_worker(env, log_path):
+        args = ["-c", "2", "-n", "demo@%h", "--without-mingle", "--without-gossip"]
+        with WorkerProcess(env, log_path, args):
             print(f"started a Celery worker (celery -A flowqueue worker), log: {log_path}")
             ok = True
             for flow, payload, expected in RUNS:

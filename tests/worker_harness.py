@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,69 +20,16 @@ from flowqueue import create_app
 from flowqueue.events import TERMINAL_KINDS, Event
 from flowqueue.extension import flowqueue_of
 from flowqueue.settings import Settings
+from flowqueue.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 _databases = itertools.count(1)  # db 0 belongs to the store-level tests
 
 
-class Worker:
-    def __init__(self, env: dict[str, str], name: str, concurrency: int, log_dir: Path) -> None:
-        self.name = f"{name}@%h"
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "flowqueue",
-                "worker",
-                "-l",
-                "INFO",
-                "-P",
-                "prefork",
-                "-c",
-                str(concurrency),
-                "-n",
-                self.name,
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: kill() reaches the pool too
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> Worker:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.log():
-                return self
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool processes: no cleanup, no acks."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+def start_worker(env: dict[str, str], name: str, concurrency: int, log_dir: Path) -> WorkerProcess:
+    args = ["-P", "prefork", "-c", str(concurrency), "-n", f"{name}@%h"]
+    args += ["--without-mingle", "--without-gossip"]
+    return WorkerProcess(env, log_dir / f"{name}.log", args, cwd=ROOT).wait_ready(30)
 
 
 class Cluster:
@@ -107,13 +52,14 @@ class Cluster:
         )
         self.app = create_app(self.settings)
         self.fq = flowqueue_of(self.app)
-        self.workers: list[Worker] = []
+        self.workers: list[WorkerProcess] = []
         self._names = itertools.count(1)
 
-    def start_worker(self, concurrency: int = 2) -> Worker:
-        worker = Worker(self.env, f"w{next(self._names)}-{self.prefix}", concurrency, self.log_dir)
+    def start_worker(self, concurrency: int = 2) -> WorkerProcess:
+        name = f"w{next(self._names)}-{self.prefix}"
+        worker = start_worker(self.env, name, concurrency, self.log_dir)
         self.workers.append(worker)
-        return worker.wait_ready()
+        return worker
 
     def command(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run a command (``celery ...``, ``flowqueue ...``) in the cluster's environment."""

@@ -1,0 +1,69 @@
+"""A ``celery -A flowqueue worker`` subprocess (for ``make demo``, benchmarks and tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class WorkerProcess:
+    """Starts a worker with its output in ``log_path``; ``wait_ready`` blocks until Celery
+    reports ready; ``stop`` asks for a warm shutdown, ``kill`` SIGKILLs its whole pool."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        args: Sequence[str] = (),
+        cwd: Path | None = None,
+    ) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
+        self.process = subprocess.Popen(
+            [*command, *args],
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() reaches the pool too
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"the Celery worker did not start; its log:\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes: no cleanup, no acks."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.wait_ready()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
