@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -65,3 +66,36 @@ def hop_a(ctx: FlowContext, input: Any) -> None:
 @step(flow="bench-hop", subscribes=["hop"], task_name="bench.hop_b")
 def hop_b(ctx: FlowContext, inputs: dict[str, Any]) -> float:
     return (time.time() - inputs["hop"]["t"]) * 1000  # emit -> this step's body, in ms
+
+
+# -- bench/timers.py: how late a sleep resumes vs a Celery countdown ---------------------
+
+LATE_FLOWQUEUE = "bench:late:flowqueue"
+LATE_CELERY = "bench:late:celery"
+
+
+def push_late(key: str, due_epoch: float) -> None:
+    """RPUSH how many ms after ``due_epoch`` this body runs."""
+    late_ms = (time.time() - due_epoch) * 1000
+    client = _clients.get(os.getpid())
+    if client is None:
+        client = _clients[os.getpid()] = redis.Redis.from_url(os.environ["FLOWQUEUE_REDIS_URL"])
+    client.rpush(key, late_ms)
+
+
+@shared_task(name="bench.late")
+def late(eta_epoch: float) -> None:
+    push_late(LATE_CELERY, eta_epoch)
+
+
+@shared_task(name="bench.late_first")
+def late_first(seconds: float) -> None:
+    """The Celery shape of a step that sleeps: it runs, then sends its continuation."""
+    late.apply_async(args=[time.time() + seconds], countdown=seconds)
+
+
+@step(flow="bench-sleep", entry=True, task_name="bench.sleep")
+def sleep_step(ctx: FlowContext, input: Any) -> None:
+    until = ctx.once("until", lambda: time.time() + input["seconds"])
+    ctx.sleep_until(datetime.fromtimestamp(until, UTC))
+    push_late(LATE_FLOWQUEUE, until)

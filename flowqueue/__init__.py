@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowqueue.awaits import Sleep, WaitForEvent, WaitForTrigger
 from flowqueue.celery_app import create_app, default_app, install
-from flowqueue.client import get_run, list_flows, read_events, start_flow
+from flowqueue.client import cancel, emit, get_run, list_flows, read_events, resume, start_flow
 from flowqueue.context import FlowContext
 from flowqueue.errors import (
+    AwaitTimeout,
     ConfigurationError,
     EmbeddedRedisError,
     FlowDefinitionError,
@@ -19,18 +21,25 @@ from flowqueue.errors import (
     InvalidEvent,
     InvalidIdentifier,
     InvalidInput,
+    InvalidSignal,
     MixedRunsError,
+    NonDeterminismError,
     NonJsonPayload,
+    NonRetriableError,
     PayloadTooLarge,
+    RunAlreadyEnded,
     StepCalledDirectly,
+    TriggerAlreadyUsed,
     UnknownEventKind,
     UnknownFlow,
     UnknownRun,
+    UnknownTrigger,
 )
 from flowqueue.events import Event, EventKind, NewEvent
 from flowqueue.flows import FlowInfo
 from flowqueue.ids import new_run_id
 from flowqueue.reducer import RunState, RunStatus, StepState, StepStatus, apply, reduce, state_at
+from flowqueue.retry import Retry
 from flowqueue.settings import Settings
 from flowqueue.store import (
     AsyncEventStore,
@@ -57,6 +66,7 @@ __all__ = [
     "AsyncEventStore",
     "AsyncMemoryEventStore",
     "AsyncRedisEventStore",
+    "AwaitTimeout",
     "ConfigurationError",
     "EmbeddedRedisError",
     "Event",
@@ -70,32 +80,45 @@ __all__ = [
     "InvalidEvent",
     "InvalidIdentifier",
     "InvalidInput",
+    "InvalidSignal",
     "MemoryEventStore",
     "MixedRunsError",
     "NewEvent",
+    "NonDeterminismError",
     "NonJsonPayload",
+    "NonRetriableError",
     "PayloadTooLarge",
     "RedisEventStore",
+    "Retry",
+    "RunAlreadyEnded",
     "RunState",
     "RunStatus",
     "RunSummary",
     "Settings",
+    "Sleep",
     "StepCalledDirectly",
     "StepState",
     "StepStatus",
+    "TriggerAlreadyUsed",
     "UnknownEventKind",
     "UnknownFlow",
     "UnknownRun",
+    "UnknownTrigger",
+    "WaitForEvent",
+    "WaitForTrigger",
     "app",
     "apply",
+    "cancel",
     "create_app",
     "default_app",
+    "emit",
     "get_run",
     "install",
     "list_flows",
     "new_run_id",
     "read_events",
     "reduce",
+    "resume",
     "start_flow",
     "state_at",
     "step",

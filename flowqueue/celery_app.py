@@ -25,8 +25,17 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
     def after_fork(**_: Any) -> None:
         fq.reset_after_fork()
 
+    def start_pump(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:  # every worker pumps timers: no single point
+            fq.timer_pump.start()
+
+    def stop_pump(sender: Any = None, **_: Any) -> None:
+        fq.timer_pump.stop()
+
     signals.import_modules.connect(import_flows, weak=False)
     signals.worker_process_init.connect(after_fork, weak=False)
+    signals.worker_ready.connect(start_pump, weak=False)
+    signals.worker_shutdown.connect(stop_pump, weak=False)
     return fq
 
 

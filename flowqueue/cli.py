@@ -12,13 +12,16 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from celery.utils.imports import symbol_by_name
 
+from flowqueue.client import cancel as cancel_run
+from flowqueue.client import emit as emit_event
 from flowqueue.client import get_run, list_flows, read_events, start_flow
+from flowqueue.client import resume as resume_trigger
 from flowqueue.errors import FlowqueueError
 from flowqueue.events import TERMINAL_KINDS, EventKind
 from flowqueue.extension import flowqueue_of
 from flowqueue.flows import FlowInfo
 from flowqueue.ids import stream_id_ms
-from flowqueue.reducer import RunState, RunStatus
+from flowqueue.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.timeline import format_line
 
 P = ParamSpec("P")
@@ -152,6 +155,16 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     click.echo(state.model_dump_json(indent=2) if as_json else render_run(state))
 
 
+def describe_await(info: AwaitInfo) -> str:
+    if info.kind == "time":
+        return f"time {info.until}"
+    timeout = f" (timeout {info.timeout_at})" if info.timeout_at else ""
+    if info.kind == "event":
+        match = f" matching {json.dumps(info.match)}" if info.match else ""
+        return f"event {info.name}{match}{timeout}"
+    return f"trigger {info.trigger_id}{timeout}"
+
+
 def render_run(state: RunState) -> str:
     lines = [
         f"run      {state.run_id}",
@@ -165,6 +178,8 @@ def render_run(state: RunState) -> str:
     for step in state.steps.values():
         took = f"{step.duration_ms} ms" if step.duration_ms is not None else ""
         lines.append(f"  {step.name:<16} {step.status.value:<10} x{step.attempts} {took}".rstrip())
+        if step.awaiting is not None:
+            lines.append(f"    waits for {describe_await(step.awaiting)}")
     if state.state:
         lines.append("state")
         lines += [f"  {key} = {json.dumps(value)}" for key, value in state.state.items()]
@@ -183,3 +198,37 @@ def events(ctx: click.Context, run_id: str, after: str | None) -> None:
     """Print a run's events as JSON lines."""
     for event in read_events(run_id, after=after, app=app_of(ctx)):
         click.echo(event.to_json().decode())
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--reason", default="", help="Why (recorded in flow.cancelled).")
+@click.pass_context
+@friendly
+def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
+    """Cancel a run: no step of it starts afterwards; its timers and waits are dropped."""
+    queued = cancel_run(run_id, reason, app=app_of(ctx))
+    revoked = f"; revoked queued steps: {', '.join(queued)}" if queued else ""
+    click.echo(f"cancelled {run_id}{revoked}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", "data_json", help="The event's payload as JSON.")
+@click.pass_context
+@friendly
+def emit(ctx: click.Context, name: str, data_json: str | None) -> None:
+    """Emit event NAME from outside any run (wakes the waits it matches)."""
+    woken = emit_event(name, parse_json(data_json, "--data"), app=app_of(ctx))
+    click.echo(f"emitted {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
+
+
+@main.command()
+@click.argument("trigger_id")
+@click.option("--data", "data_json", help="The payload the waiting step receives, as JSON.")
+@click.pass_context
+@friendly
+def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
+    """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event)."""
+    run_id = resume_trigger(trigger_id, parse_json(data_json, "--data"), app=app_of(ctx))
+    click.echo(f"resumed {run_id}")

@@ -31,6 +31,33 @@ def start_flow(flow: str, input: Any = None, *, app: Any | None = None) -> str:
     return _fq(app).orchestrator.start_run(flow, input)
 
 
+def emit(name: str, payload: Any = None, *, app: Any | None = None) -> int:
+    """Emit event ``name`` from outside any run; returns how many waits it woke.
+
+    It wakes every ``ctx.wait_for_event(name, match=...)`` (in any run) whose match the
+    payload fits, and waits registered shortly after it still see it.
+    """
+    return _fq(app).orchestrator.signal(name, payload)[1]
+
+
+def resume(trigger_id: str, payload: Any = None, *, app: Any | None = None) -> str:
+    """Resume the step waiting on ``trigger_id`` with ``payload``; returns its run id.
+
+    Raises ``UnknownTrigger`` (unknown or expired id) or ``TriggerAlreadyUsed`` (resumed,
+    timed out or cancelled already); nothing is written then.
+    """
+    return _fq(app).orchestrator.resume(trigger_id, payload)
+
+
+def cancel(run_id: str, reason: str = "", *, app: Any | None = None) -> list[str]:
+    """Cancel a run: appends flow.cancelled, clears its timers and waiters, revokes its
+    queued steps; no step of it starts afterwards. Returns the steps that were queued.
+
+    Raises ``RunAlreadyEnded`` if it had completed, failed or been cancelled.
+    """
+    return _fq(app).orchestrator.cancel(run_id, reason)
+
+
 def read_events(run_id: str, *, after: str | None = None, app: Any | None = None) -> list[Event]:
     return _fq(app).store.read(run_id, after=after)
 

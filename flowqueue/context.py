@@ -1,16 +1,21 @@
-"""``FlowContext``: what a step gets as ``ctx`` — its run, state, log and ``emit``."""
+"""``FlowContext``: what a step gets as ``ctx`` — its run, state, log, ``emit`` and the
+durable awaits (``sleep``, ``wait_for_event``, ``wait_for_trigger``, ``once``)."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowqueue.events import Event, EventKind, NewEvent
+from flowqueue.awaits import Match, Seconds, ms_of, seconds_of
+from flowqueue.events import Event, EventKind
 from flowqueue.reducer import RunState, apply
+from flowqueue.replay import StepAwaits
 from flowqueue.task import StepHeader
+from flowqueue.timers import now_ms
 
 if TYPE_CHECKING:
     from flowqueue.extension import Flowqueue
@@ -19,6 +24,7 @@ _current: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar(
     "flowqueue_step", default=None
 )
 LEVELS = ("debug", "info", "warning", "error")
+T = TypeVar("T")
 
 
 def current_context() -> FlowContext | None:
@@ -39,7 +45,14 @@ class FlowContext:
     """Handed to every step as its first argument."""
 
     def __init__(
-        self, fq: Flowqueue, header: StepHeader, attempt: int, input: Any, task_id: str | None
+        self,
+        fq: Flowqueue,
+        header: StepHeader,
+        attempt: int,
+        input: Any,
+        task_id: str | None,
+        *,
+        resumed: bool = False,
     ) -> None:
         self._fq = fq
         self._header = header
@@ -49,24 +62,70 @@ class FlowContext:
         self.attempt = attempt
         self.input = input
         self.task_id = task_id
+        self.awaited: Any = None  # what a declared await_before returned
+        self._awaits = StepAwaits(fq, header, attempt, input, resumed=resumed)
         self.state = SharedState(self)
         self.log = StepLog(self)
 
+    @property
+    def replaying(self) -> bool:
+        """True while a resumed step re-runs code it ran before its last recorded await
+        (its emits, log lines and state writes are not repeated meanwhile)."""
+        return self._awaits.replaying
+
     def emit(self, name: str, payload: Any = None) -> Event:
-        """Emit a named event in this run; steps subscribed to it start when ready."""
+        """Emit a named event: steps of this run subscribed to it start when ready, and
+        event waits (in any run) whose match it fits resume."""
+        earlier = self._awaits.replayed_emit(name)
+        if earlier is not None:
+            return earlier
         return self._fq.orchestrator.emit(self._header, self.attempt, name, payload)
+
+    # -- durable awaits: the step's task ends here and the step runs again later -------
+
+    def sleep(self, duration: Seconds) -> None:
+        """Pause for ``duration`` (seconds or a timedelta) without holding a worker."""
+        self._awaits.sleep_until(now_ms() + round(seconds_of(duration, "sleep") * 1000))
+
+    def sleep_until(self, moment: datetime) -> None:
+        """Pause until ``moment`` (timezone-aware); a moment passed resumes at once."""
+        self._awaits.sleep_until(ms_of(moment))
+
+    def wait_for_event(
+        self, name: str, *, match: Match | None = None, timeout: Seconds | None = None
+    ) -> Any:
+        """Pause until event ``name`` is emitted (by ``ctx.emit`` in any run or by
+        ``flowqueue.emit``) with a payload whose top-level fields equal ``match``; returns
+        the payload. Emissions since this step began waiting count too. Raises
+        ``AwaitTimeout`` after ``timeout``."""
+        timeout_ms = None if timeout is None else round(seconds_of(timeout, "timeout") * 1000)
+        return self._awaits.wait_for_event(name, match, timeout_ms)
+
+    def wait_for_trigger(
+        self,
+        *,
+        timeout: Seconds | None = None,
+        info: dict[str, Any] | None = None,
+        on_trigger: Callable[[str], None] | None = None,
+    ) -> Any:
+        """Pause until ``flowqueue.resume(trigger_id, payload)``; returns the payload.
+
+        The unguessable, single-use trigger id is in the step.await.trigger event (with
+        ``info``) before the step suspends, and ``on_trigger(trigger_id)`` is called then,
+        once, to send it to a person or a webhook sender. ``AwaitTimeout`` after
+        ``timeout``."""
+        timeout_ms = None if timeout is None else round(seconds_of(timeout, "timeout") * 1000)
+        return self._awaits.wait_for_trigger(timeout_ms, info, on_trigger)
+
+    def once(self, name: str, fn: Callable[[], T]) -> Any:
+        """Run ``fn`` once per step instance and record its result (as JSON); a replay
+        returns the recorded result without running ``fn``. Wrap side effects that come
+        before an await in it."""
+        return self._awaits.once(name, fn)
 
     def append(self, kind: str, **data: Any) -> Event:
         """Append a step-scoped event of ``kind`` to the run's log."""
-        event = NewEvent(
-            kind=kind,
-            run_id=self.run_id,
-            flow=self.flow,
-            step=self.step,
-            data=data,
-            meta={"attempt": self.attempt},
-        )
-        return self._fq.store.append(event)
+        return self._fq.store.append(self._header.event(kind, self.attempt, **data))
 
     def read_state(self, since: RunState | None) -> RunState:
         """``since`` brought up to date with the run's log."""
@@ -96,10 +155,12 @@ class SharedState:
         return dict(self._now())
 
     def set(self, key: str, value: Any) -> None:
-        self._ctx.append(EventKind.STATE_SET, key=key, value=value)
+        if not self._ctx.replaying:
+            self._ctx.append(EventKind.STATE_SET, key=key, value=value)
 
     def delete(self, key: str) -> None:
-        self._ctx.append(EventKind.STATE_DELETE, key=key)
+        if not self._ctx.replaying:
+            self._ctx.append(EventKind.STATE_DELETE, key=key)
 
 
 class StepLog:
@@ -111,6 +172,8 @@ class StepLog:
         self._logger = logging.getLogger(f"flowqueue.step.{ctx.flow}.{ctx.step}")
 
     def _write(self, level: str, msg: str, fields: dict[str, Any]) -> None:
+        if self._ctx.replaying:
+            return
         self._ctx.append(EventKind.LOG, level=level, msg=msg, fields=fields)
         self._logger.log(
             logging.getLevelNamesMapping()[level.upper()],

@@ -2,7 +2,9 @@
 
 Uses ``FLOWQUEUE_REDIS_URL`` when it is set and reachable; otherwise starts an embedded
 redis-server. Starts ``celery -A flowqueue worker`` in a subprocess, runs the flows in
-``workers/``, prints every event as it lands, then stops everything.
+``workers/`` (joins, retries, a durable sleep, an event wait and a trigger that the demo
+answers as the outside world would), prints every event as it lands, then stops
+everything.
 """
 
 from __future__ import annotations
@@ -11,25 +13,44 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from flowqueue.celery_app import create_app
-from flowqueue.client import get_run, start_flow
+from flowqueue.client import emit, get_run, resume, start_flow
 from flowqueue.embedded import EmbeddedRedis
-from flowqueue.events import TERMINAL_KINDS
+from flowqueue.events import TERMINAL_KINDS, Event, EventKind
 from flowqueue.extension import flowqueue_of
 from flowqueue.ids import stream_id_ms
 from flowqueue.settings import Settings
 from flowqueue.timeline import format_line
 from flowqueue.worker_process import WorkerProcess
 
-# (flow, input, the status the run should end with)
-RUNS: list[tuple[str, Any, str]] = [
-    ("example-flow", {"name": "Ada"}, "completed"),
+Nudge = Callable[[Event, Any], None]  # acts on a live event, as the outside world would
+
+
+def pay(event: Event, app: Any) -> None:
+    """The payment provider confirms the payment the order waits for."""
+    if event.kind == EventKind.STEP_AWAIT_EVENT:
+        payment = {"order_id": event.data["match"]["order_id"], "payment_id": "pay-42"}
+        print(f"  -> flowqueue.emit('payment.confirmed', {payment})", flush=True)
+        emit("payment.confirmed", payment, app=app)
+
+
+def approve(event: Event, app: Any) -> None:
+    """A manager clicks the approve link that carries the trigger id."""
+    if event.kind == EventKind.STEP_AWAIT_TRIGGER:
+        trigger = event.data["trigger_id"]
+        print(f"  -> flowqueue.resume({trigger[:12]}..., {{'approved': True}})", flush=True)
+        resume(trigger, {"approved": True, "by": "manager"}, app=app)
+
+
+# (flow, input, the status the run should end with, what the outside world does)
+RUNS: list[tuple[str, Any, str, Nudge | None]] = [
+    ("example-flow", {"name": "Ada"}, "completed", None),
     (
         "order",
         {
@@ -38,8 +59,13 @@ RUNS: list[tuple[str, Any, str]] = [
             "card": "4242424242424242",
         },
         "completed",
+        None,
     ),
-    ("refund", {"amount": 25}, "failed"),
+    ("partner-sync", {"account": "acme"}, "completed", None),
+    ("reminder", {"user": "ada", "message": "renew", "delay_seconds": 1.5}, "completed", None),
+    ("order-approval", {"order_id": "o-2002", "amount": 49.5}, "completed", pay),
+    ("expense-approval", {"employee": "bob", "amount": 120.0}, "completed", approve),
+    ("refund", {"amount": 25}, "failed", None),
 ]
 
 
@@ -60,13 +86,15 @@ def redis_for_demo() -> Iterator[str]:
         yield server.url
 
 
-def follow(app: Any, run_id: str) -> None:
+def follow(app: Any, run_id: str, nudge: Nudge | None) -> None:
     origin: int | None = None
     for event in flowqueue_of(app).store.subscribe(run_id):
         origin = stream_id_ms(event.id) if origin is None else origin
         print("  " + format_line(event, origin), flush=True)
         if event.kind in TERMINAL_KINDS:
             return
+        if nudge is not None:
+            nudge(event, app)
 
 
 def main() -> int:
@@ -79,10 +107,10 @@ def main() -> int:
         with WorkerProcess(env, log_path, args):
             print(f"started a Celery worker (celery -A flowqueue worker), log: {log_path}")
             ok = True
-            for flow, payload, expected in RUNS:
+            for flow, payload, expected, nudge in RUNS:
                 run_id = start_flow(flow, payload, app=app)
                 print(f"\nrun {run_id} of {flow!r}, live:")
-                follow(app, run_id)
+                follow(app, run_id, nudge)
                 state = get_run(run_id, app=app)
                 steps = ", ".join(f"{s.name}={s.status.value}" for s in state.steps.values())
                 print(f"  => {state.status.value} in {state.duration_ms} ms ({steps})")

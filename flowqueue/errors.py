@@ -60,3 +60,41 @@ class InvalidInput(FlowqueueError):
 
 class StepCalledDirectly(FlowqueueError):
     """A step task was called or sent without flow context (use ``start_flow``)."""
+
+
+class NonRetriableError(FlowqueueError):
+    """Raise from a step to fail it for good, whatever its retry policy says.
+
+    Any exception with ``retriable = False`` has the same effect.
+    """
+
+
+class AwaitTimeout(FlowqueueError):
+    """An await's timeout passed first; raised from the await call (a step can catch it).
+
+    Not retriable: a retry replays the step and meets the same recorded timeout.
+    """
+
+    retriable = False
+
+
+class NonDeterminismError(FlowqueueError):
+    """A replayed step reached its awaits in a different order than the first time."""
+
+    retriable = False
+
+
+class UnknownTrigger(FlowqueueError):
+    """No trigger has that id (it never existed, or was used long ago)."""
+
+
+class TriggerAlreadyUsed(FlowqueueError):
+    """The trigger's await was already resumed, timed out or cancelled."""
+
+
+class InvalidSignal(InvalidEvent):
+    """An external event's name or payload is not acceptable; nothing was written."""
+
+
+class RunAlreadyEnded(FlowqueueError):
+    """The run is completed, failed or cancelled already (nothing to cancel)."""

@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     STEP_AWAIT_TRIGGER = "step.await.trigger"  # data: {key, trigger_id, info?, timeout_at?}
     STEP_RESUMED = "step.resumed"  # data: {key, result?}
     STEP_AWAIT_TIMEOUT = "step.await.timeout"  # data: {key}
+    STEP_ONCE = "step.once"  # data: {key, name, result} (a ctx.once block's recorded result)
     EMIT = "emit"  # data: {name, payload}
     LOG = "log"  # data: {level, msg, fields?}
     STATE_SET = "state.set"  # data: {key, value}
@@ -50,7 +51,9 @@ TERMINAL_KINDS: frozenset[str] = frozenset(
 )
 # Kinds mirrored to the cross-run lifecycle feed (dashboards, run lists).
 LIFECYCLE_KINDS: frozenset[str] = frozenset(
-    k.value for k in EventKind if k.value.startswith(("flow.", "step."))
+    k.value
+    for k in EventKind
+    if k.value.startswith(("flow.", "step.")) and k is not EventKind.STEP_ONCE
 )
 RUN_STATUS_BY_KIND: dict[str, str] = {
     EventKind.FLOW_STARTED: "running",

@@ -10,11 +10,14 @@ from typing import Any
 
 from flowqueue.errors import ConfigurationError
 from flowqueue.flows import FlowRegistry, import_workers
+from flowqueue.keys import Keys
 from flowqueue.leases import LeaseKeeper
 from flowqueue.ledger import MemoryRunLedger, RedisRunLedger, RunLedger
 from flowqueue.orchestrator import Orchestrator
+from flowqueue.retry import Retry
 from flowqueue.settings import Settings
 from flowqueue.store import EventStore, MemoryEventStore, RedisEventStore
+from flowqueue.timers import TimerPump
 
 MEMORY_URL = "memory://"
 
@@ -32,7 +35,14 @@ class Flowqueue:
         self.app = app
         self.settings = settings
         self.lease_ms = int(settings.step_lease_seconds * 1000)
+        self.keys = Keys(settings.key_prefix)
         self.orchestrator = Orchestrator(self)
+        self.default_retry = Retry(
+            attempts=settings.retry_attempts,
+            delay=settings.retry_delay,
+            max_delay=settings.retry_max_delay,
+        )
+        self.timer_pump = TimerPump(self)
         self._resources: _ProcessResources | None = None
         self._registry: tuple[int, FlowRegistry] | None = None
         self._workers_imported = False
@@ -53,10 +63,11 @@ class Flowqueue:
         leases = LeaseKeeper(self.lease_ms)
         if self.settings.redis_url == MEMORY_URL:
             memory = MemoryEventStore(self.settings)
+            # No worker pumps timers for an in-process ledger: this process does.
+            self.timer_pump.start()
             return _ProcessResources(os.getpid(), memory, MemoryRunLedger(memory), leases)
         store = RedisEventStore(self.settings)
-        ledger = RedisRunLedger(store.client, store.commands)
-        return _ProcessResources(os.getpid(), store, ledger, leases)
+        return _ProcessResources(os.getpid(), store, RedisRunLedger(store), leases)
 
     @property
     def store(self) -> EventStore:
@@ -74,6 +85,18 @@ class Flowqueue:
         """Drop connections inherited from a parent process (never shared across forks)."""
         self._resources = None
         self._lock = threading.Lock()
+
+    @property
+    def timer_horizon_ms(self) -> int:
+        """How early timers go to Celery as countdown messages: never near the broker's
+        visibility timeout (a countdown held past it is delivered twice), and not at all
+        early when tasks run eagerly (eager mode ignores countdowns)."""
+        conf = self.app.conf
+        if conf.task_always_eager:
+            return 0
+        visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+        horizon = min(self.settings.timer_horizon_seconds, float(visibility) / 4)
+        return int(horizon * 1000)
 
     # -- flows ------------------------------------------------------------------------
 

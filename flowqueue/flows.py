@@ -16,8 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flowqueue.awaits import AWAIT_SPECS, AwaitSpec
 from flowqueue.errors import ConfigurationError, FlowDefinitionError, UnknownFlow
 from flowqueue.ledger.base import Candidate
+from flowqueue.retry import Retry
 from flowqueue.validation import check_identifier
 
 
@@ -30,6 +32,9 @@ class StepDef:
     subscribes: tuple[str, ...]
     emits: tuple[str, ...]
     input_model: type[BaseModel] | None = None
+    retry: Retry | None = None
+    await_before: AwaitSpec | None = None
+    await_after: AwaitSpec | None = None
 
     @classmethod
     def from_task(cls, task: Any) -> StepDef:
@@ -55,7 +60,27 @@ class StepDef:
                 check_identifier("flow name", flow)
         except Exception as exc:
             raise FlowDefinitionError(f"{where}: {exc}") from None
-        return cls(name, task.name, flows, bool(task.entry), subscribes, emits, task.input_model)
+        retry = getattr(task, "flow_retry", None)
+        if retry is not None and not isinstance(retry, Retry):
+            raise FlowDefinitionError(f"{where}: retry= takes a flowqueue.Retry(...).")
+        awaits = [getattr(task, "await_before", None), getattr(task, "await_after", None)]
+        for spec in awaits:
+            if spec is not None and not isinstance(spec, AWAIT_SPECS):
+                raise FlowDefinitionError(
+                    f"{where}: await_before / await_after take Sleep(...), WaitForEvent(...) "
+                    f"or WaitForTrigger(...) from flowqueue, not {spec!r}."
+                )
+        return cls(
+            name,
+            task.name,
+            flows,
+            bool(task.entry),
+            subscribes,
+            emits,
+            task.input_model,
+            retry,
+            *awaits,
+        )
 
 
 def _names(value: str | Sequence[str] | None, where: str) -> tuple[str, ...]:

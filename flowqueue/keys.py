@@ -26,13 +26,21 @@ class Keys:
         return f"{self.prefix}:run:{{{run_id}}}:meta"
 
     def run_steps(self, run_id: str) -> str:
-        """Hash: ``<step>`` -> status (queued, running, completed, failed), and per step
-        ``<step>|attempts`` and ``<step>|lease`` (ms until which a running attempt is live)."""
+        """Hash: ``<step>`` -> status (queued, running, waiting, awaiting, completed, failed,
+        cancelled), and per step ``<step>|attempts``, ``<step>|lease`` (ms until which a
+        running attempt is live), ``<step>|arg`` (input kept while it waits),
+        ``<step>|timer`` (its pending timer) and ``<step>|since`` (where its next event
+        wait starts looking in the signal streams)."""
         return f"{self.prefix}:run:{{{run_id}}}:steps"
 
     def run_emits(self, run_id: str) -> str:
         """Hash: event name -> JSON payload of its first emission in the run (joins)."""
         return f"{self.prefix}:run:{{{run_id}}}:emits"
+
+    def run_awaits(self, run_id: str) -> str:
+        """Hash: ``<step>|<await key>`` -> ``AwaitRecord`` JSON (awaits and ``once`` blocks
+        a step has reached, replayed when it runs again)."""
+        return f"{self.prefix}:run:{{{run_id}}}:awaits"
 
     def flow_runs(self, flow: str) -> str:
         """Sorted set (lexicographic): ``<start-ms, 13 digits>:<run id>``, one per run."""
@@ -50,8 +58,32 @@ class Keys:
 
     @property
     def timers(self) -> str:
-        """Sorted set: durable timers by due time."""
+        """Sorted set: durable timers (``TimerSpec`` JSON) by due time in ms."""
         return f"{self.prefix}:timers"
+
+    @property
+    def timers_handed(self) -> str:
+        """Sorted set: timers handed to Celery, by the time to hand them over again if
+        they have not fired (their worker died holding the countdown message)."""
+        return f"{self.prefix}:timers:handed"
+
+    @property
+    def timer_payloads(self) -> str:
+        """Hash: event-wake timer -> the payload of the event that woke the wait."""
+        return f"{self.prefix}:timers:payloads"
+
+    def signals(self, name: str) -> str:
+        """Capped stream of recent emissions of event ``name`` (from any run or outside),
+        so a wait registered just after an emission still sees it."""
+        return f"{self.prefix}:signals:{name}"
+
+    def waiters(self, name: str) -> str:
+        """Hash: ``<run>|<step>|<key>`` -> waiter JSON (match, wake timer) of event ``name``."""
+        return f"{self.prefix}:waiters:{name}"
+
+    def trigger(self, trigger_id: str) -> str:
+        """String: trigger JSON (run, step, await key, state); expires once used."""
+        return f"{self.prefix}:trigger:{trigger_id}"
 
     @property
     def registry(self) -> str:

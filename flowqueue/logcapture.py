@@ -18,6 +18,7 @@ class RunLogHandler(logging.Handler):
         ctx = current_context()
         if (
             ctx is None
+            or ctx.replaying
             or _writing.get()
             or getattr(record, "flowqueue_recorded", False)
             or record.name.startswith(_IGNORED)

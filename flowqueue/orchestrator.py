@@ -6,22 +6,36 @@ step is enqueued once per run and a run gets exactly one terminal event.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from flowqueue.errors import FlowqueueError, InvalidInput, NonJsonPayload
+from flowqueue.awaits import check_signal_name
+from flowqueue.errors import (
+    FlowqueueError,
+    InvalidInput,
+    InvalidSignal,
+    NonJsonPayload,
+    PayloadTooLarge,
+    RunAlreadyEnded,
+    TriggerAlreadyUsed,
+    UnknownRun,
+    UnknownTrigger,
+)
 from flowqueue.events import Event, EventKind, NewEvent
 from flowqueue.flows import FlowGraph, StepDef
-from flowqueue.ids import new_run_id
+from flowqueue.ids import format_ts, ms_to_datetime, new_run_id
 from flowqueue.ledger.base import StepFinish
 from flowqueue.task import HEADER, StepHeader
-from flowqueue.validation import check_json
+from flowqueue.timers import TimerSpec, now_ms
+from flowqueue.validation import check_identifier, check_json
 
 if TYPE_CHECKING:
     from flowqueue.extension import Flowqueue
 
+log = logging.getLogger(__name__)
 TRACEBACK_LIMIT = 8_000  # characters of traceback kept in step.failed
 
 
@@ -84,6 +98,7 @@ class Orchestrator:
         return run_id
 
     def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:
+        check_signal_name(name)
         graph = self.fq.registry.flow(header.flow)
         step = graph.step(header.step)
         if step.emits and name not in step.emits:
@@ -101,12 +116,103 @@ class Orchestrator:
             meta={"attempt": attempt},
         )
         # A retried emitter re-sends steps it claimed before, in case it died first.
-        stored, claims = self.fq.ledger.emit(
-            event, payload, graph.candidates(name), republish=attempt > 1
-        )
-        for claim in claims:
+        emitted = self.fq.ledger.emit(event, payload, graph.candidates(name), republish=attempt > 1)
+        for claim in emitted.claims:
             self.enqueue(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
-        return stored
+        self._send_woken(emitted.woken)
+        return emitted.event
+
+    def signal(self, name: str, payload: Any) -> tuple[str, int]:
+        """An event from outside any run: wakes the waits it matches. Returns its signal
+        id and how many waits it woke."""
+        check_signal_name(name)
+        try:
+            signal_id, woken = self.fq.ledger.signal(name, payload)
+        except (NonJsonPayload, PayloadTooLarge) as exc:
+            raise InvalidSignal(str(exc)) from None
+        self._send_woken(woken)
+        return signal_id, len(woken)
+
+    def resume(self, trigger_id: str, payload: Any) -> str:
+        """Resume the await of ``trigger_id`` with ``payload``; returns its run id."""
+        if not isinstance(trigger_id, str) or not trigger_id.strip():
+            raise UnknownTrigger("give the trigger id from the step.await.trigger event.")
+        try:
+            payload = to_jsonable(payload, "payload")
+        except NonJsonPayload as exc:
+            raise InvalidInput(str(exc)) from None
+        ledger = self.fq.ledger
+        info = ledger.read_trigger(trigger_id)
+        if info is None:
+            raise UnknownTrigger(
+                f"trigger {trigger_id!r} is unknown or expired; check the id in the run's "
+                "step.await.trigger event."
+            )
+        resumed = NewEvent(
+            kind=EventKind.STEP_RESUMED,
+            run_id=info.run_id,
+            flow=info.flow,
+            step=info.step,
+            data={"key": info.key, "result": payload, "trigger_id": trigger_id},
+        )
+        timer = TimerSpec(
+            kind="resume", run_id=info.run_id, flow=info.flow, step=info.step, key=info.key
+        ).member()
+        result = ledger.resume(trigger_id, info, payload, resumed, timer)
+        if result.outcome == "unknown":
+            raise UnknownTrigger(f"trigger {trigger_id!r} is unknown or expired.")
+        if result.outcome == "ended":
+            raise TriggerAlreadyUsed(
+                f"trigger {trigger_id!r} cannot resume anything: run {info.run_id} has ended."
+            )
+        if result.outcome == "used":
+            what = {"resumed": "already resumed", "timeout": "timed out"}.get(
+                result.state, result.state
+            )
+            raise TriggerAlreadyUsed(
+                f"trigger {trigger_id!r} was {what}; a trigger resumes its await once."
+            )
+        try:
+            step = self.fq.registry.flow(info.flow).step(info.step)
+            self.enqueue(info.run_id, info.flow, step, result.arg, timer=timer)
+        except Exception:  # resumed for good: the timer waits in the handed set; a pump sends it
+            log.exception("could not send resumed step %s/%s", info.run_id, info.step)
+        return info.run_id
+
+    def cancel(self, run_id: str, reason: str = "") -> list[str]:
+        """Cancel a run: flow.cancelled, then no step of it starts again. Returns the
+        steps that were queued (their Celery messages are revoked)."""
+        check_identifier("run id", run_id)
+        first = self.fq.store.read(run_id, limit=1)
+        if not first:
+            raise UnknownRun(f"run {run_id!r} has no events; check the id (flowqueue show RUN).")
+        flow = first[0].flow
+        event = NewEvent(
+            kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
+        )
+        outcome = self.fq.ledger.cancel(run_id, flow, event)
+        if outcome.outcome == "ended":
+            raise RunAlreadyEnded(
+                f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel."
+            )
+        if outcome.queued and not self.fq.app.conf.task_always_eager:
+            self.fq.app.control.revoke([step_task_id(run_id, step) for step in outcome.queued])
+        return outcome.queued
+
+    def fire(self, member: str, at_ms: int | None = None) -> None:
+        """Send the step of a timer (its delivery claims the timer), at its due time."""
+        spec = TimerSpec.model_validate_json(member)
+        step = self.fq.registry.flow(spec.flow).step(spec.step)
+        arg = self.fq.ledger.step_arg(spec.run_id, spec.step)
+        countdown = 0.0 if at_ms is None else max(0.0, (at_ms - now_ms()) / 1000)
+        self.enqueue(spec.run_id, spec.flow, step, arg, countdown=countdown or None, timer=member)
+
+    def _send_woken(self, woken: list[str]) -> None:
+        for member in woken:
+            try:
+                self.fire(member)
+            except Exception:  # it waits in the handed set; the pump sends it again
+                log.exception("could not send woken step %s", member)
 
     def complete_step(
         self, header: StepHeader, attempt: int, result: Any, duration_ms: int
@@ -118,8 +224,14 @@ class Orchestrator:
         return self.fq.ledger.finish_step(event, "completed", terminal)
 
     def fail_step(
-        self, header: StepHeader, attempt: int, exc: BaseException, duration_ms: int
+        self,
+        header: StepHeader,
+        attempt: int,
+        exc: BaseException,
+        duration_ms: int,
+        max_attempts: int = 1,
     ) -> StepFinish:
+        """Record a failure for good: the step fails, and with it the run."""
         error = error_info(exc)
         event = self._step_event(
             header,
@@ -127,18 +239,61 @@ class Orchestrator:
             attempt,
             error=error,
             attempt=attempt,
+            max_attempts=max_attempts,
             will_retry=False,
             duration_ms=duration_ms,
         )
         summary = {"type": error["type"], "message": error["message"]}
         terminal = self._run_event(header, EventKind.FLOW_FAILED, error=summary, step=header.step)
-        return self.fq.ledger.finish_step(event, "failed", terminal)
+        finish = self.fq.ledger.finish_step(event, "failed", terminal)
+        if finish.terminal:  # other steps may still hold timers, waiters or triggers
+            self.fq.ledger.cancel(header.run_id, header.flow, None)
+        return finish
+
+    def retry_step(
+        self,
+        header: StepHeader,
+        attempt: int,
+        exc: BaseException,
+        duration_ms: int,
+        delay: float,
+        max_attempts: int,
+        arg: Any,
+    ) -> StepFinish:
+        """Record a failed attempt that will run again after ``delay`` s (a durable timer)."""
+        due_ms = now_ms() + round(delay * 1000)
+        event = self._step_event(
+            header,
+            EventKind.STEP_FAILED,
+            attempt,
+            error=error_info(exc),
+            attempt=attempt,
+            max_attempts=max_attempts,
+            will_retry=True,
+            next_retry_at=format_ts(ms_to_datetime(due_ms)),
+            delay_s=round(delay, 3),
+            duration_ms=duration_ms,
+        )
+        timer = TimerSpec(
+            kind="retry",
+            run_id=header.run_id,
+            flow=header.flow,
+            step=header.step,
+            attempt=attempt + 1,
+        ).member()
+        return self.fq.ledger.finish_step(event, "retry", None, timer=timer, due_ms=due_ms, arg=arg)
 
     def enqueue(
-        self, run_id: str, flow: str, step: StepDef, arg: Any, countdown: float | None = None
+        self,
+        run_id: str,
+        flow: str,
+        step: StepDef,
+        arg: Any,
+        countdown: float | None = None,
+        timer: str = "",
     ) -> None:
         task = self.fq.app.tasks[step.task_name]
-        header = StepHeader(run_id=run_id, flow=flow, step=step.name)
+        header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer)
         task.apply_async(
             args=[arg],
             task_id=step_task_id(run_id, step.name),
@@ -148,14 +303,7 @@ class Orchestrator:
 
     @staticmethod
     def _step_event(header: StepHeader, kind: str, step_attempt: int, **data: Any) -> NewEvent:
-        return NewEvent(
-            kind=kind,
-            run_id=header.run_id,
-            flow=header.flow,
-            step=header.step,
-            data=data,
-            meta={"attempt": step_attempt},
-        )
+        return header.event(kind, step_attempt, **data)
 
     @staticmethod
     def _run_event(header: StepHeader, kind: str, **data: Any) -> NewEvent:

@@ -56,9 +56,50 @@ class Settings(BaseSettings):
         description="Overrides the Redis broker's visibility_timeout (seconds): how long an "
         "unacknowledged step message waits before another worker gets it again.",
     )
+    retry_attempts: int = Field(
+        default=1,
+        ge=1,
+        description="Default retry policy: runs of a step, the first included (1 = none); "
+        "a step's own retry=Retry(...) wins.",
+    )
+    retry_delay: float = Field(default=1.0, ge=0, description="Default first retry delay (s).")
+    retry_max_delay: float = Field(default=30.0, ge=0, description="Default longest delay (s).")
+    timer_poll_seconds: float = Field(
+        default=0.1, gt=0, description="How often each worker's timer pump looks for due timers."
+    )
+    timer_horizon_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Timers due within this many seconds are handed to Celery as countdown "
+        "messages (kept far below the broker's visibility timeout).",
+    )
+    timer_rehand_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A timer handed to Celery but not claimed this long after it fell due is "
+        "handed over again (its countdown message died with a worker).",
+    )
     step_lease_seconds: float = Field(
         default=30.0,
         gt=0,
         description="A running step's claim lasts this long and is renewed while it runs; "
         "a redelivered step whose claim is still live waits instead of running twice.",
+    )
+    signal_maxlen: int = Field(
+        default=1_000,
+        gt=0,
+        description="Recent emissions kept per event name, for waits registered right after "
+        "an emission (approximate cap).",
+    )
+    signal_retention_seconds: float = Field(
+        default=3_600.0,
+        gt=0,
+        description="An event name's recent emissions are dropped when none was emitted for "
+        "this long.",
+    )
+    trigger_retention_seconds: float = Field(
+        default=7 * 24 * 3_600.0,
+        gt=0,
+        description="A used or expired trigger is remembered this long, so a second resume "
+        "says 'already resumed' rather than 'unknown'.",
     )

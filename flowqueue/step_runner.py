@@ -1,8 +1,9 @@
 """One delivery of a step: claim it, run it with a ``FlowContext``, record how it ended.
 
 Celery delivers a step at least once; the ledger makes the effects count once: a
-finished step's duplicate delivery returns without running, and a copy that arrives
-while another delivery still holds the step's lease is put back for later.
+finished step's duplicate delivery returns without running, a copy that arrives while
+another delivery still holds the step's lease is put back for later, and a step waiting
+for a retry or an await runs only for the delivery whose timer it claims.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from pydantic import ValidationError
 
 from flowqueue import logcapture
+from flowqueue.awaits import Suspended
 from flowqueue.context import FlowContext, bound
 from flowqueue.errors import InvalidInput
 from flowqueue.events import EventKind, NewEvent
@@ -21,6 +24,7 @@ from flowqueue.extension import flowqueue_of
 from flowqueue.flows import StepDef
 from flowqueue.orchestrator import to_jsonable
 from flowqueue.task import StepHeader
+from flowqueue.timers import TimerSpec
 
 if TYPE_CHECKING:
     from flowqueue.task import FlowTask
@@ -41,8 +45,10 @@ def run_step(task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any:
         meta={"attempt": "$attempt"},
     )
     ledger = fq.ledger
-    start = ledger.begin_step(started, fq.lease_ms)
-    if start.decision in ("done", "ended"):
+    start = ledger.begin_step(
+        started, fq.lease_ms, timer=header.timer, on_claim=_claim_event(header)
+    )
+    if start.decision in ("done", "ended", "wait", "stale"):
         log.info("skipping %s/%s: %s", header.run_id, header.step, start.decision)
         return None
     if start.decision == "busy":
@@ -53,18 +59,83 @@ def run_step(task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any:
         )
         return None
     raw = args[0] if args else None
-    ctx = FlowContext(fq, header, start.attempt, raw, request.id)
+    resumed = bool(header.timer) or start.attempt > 1  # only then can awaits be recorded
+    ctx = FlowContext(fq, header, start.attempt, raw, request.id, resumed=resumed)
     logcapture.ensure_installed()
     began = time.perf_counter()
     with fq.leases.holding(ledger, header.run_id, header.step), bound(ctx):
         try:
-            result = to_jsonable(task.run(ctx, _step_input(step, raw)), "step result")
+            result = _run(task, step, ctx, raw)
+        except Suspended:
+            # The await is recorded and the step parked; a timer, event or trigger resume
+            # sends it again. The task ends without a result.
+            raise Ignore() from None
         except Exception as exc:
+            failure = _explained(exc, task)
+            policy = step.retry or fq.default_retry
             elapsed = _ms_since(began)
-            fq.orchestrator.fail_step(header, start.attempt, exc, elapsed)
+            if policy.should_retry(failure, start.attempt):
+                delay = policy.delay_for(start.attempt)
+                fq.orchestrator.retry_step(
+                    header, start.attempt, failure, elapsed, delay, policy.attempts, raw
+                )
+                # The attempt is over and recorded; a durable timer sends the next one.
+                raise Ignore() from exc
+            fq.orchestrator.fail_step(header, start.attempt, failure, elapsed, policy.attempts)
             raise
     fq.orchestrator.complete_step(header, start.attempt, result, _ms_since(began))
     return result
+
+
+def _run(task: FlowTask, step: StepDef, ctx: FlowContext, raw: Any) -> Any:
+    """The step's function between its declared awaits."""
+    value = _step_input(step, raw)
+    if step.await_before is not None:
+        ctx.awaited = step.await_before.wait(ctx, value)
+    if step.await_after is None:
+        return to_jsonable(task.run(ctx, value), "step result")
+    # The function must not run again when the step resumes after the await.
+    result = ctx.once("__step__", lambda: to_jsonable(task.run(ctx, value), "step result"))
+    step.await_after.wait(ctx, value)
+    return result
+
+
+def _claim_event(header: StepHeader) -> NewEvent | None:
+    """What a delivery sent by a timer appends when its claim wins."""
+    if not header.timer:
+        return None
+    spec = TimerSpec.model_validate_json(header.timer)
+    kind, data = _CLAIM_EVENTS.get(spec.kind, (None, {}))
+    if kind is None:
+        return None
+    return NewEvent(
+        kind=kind,
+        run_id=header.run_id,
+        flow=header.flow,
+        step=header.step,
+        data={"key": spec.key, **data} if spec.kind != "retry" else dict(data),
+        meta={"attempt": "$attempt"} if spec.kind == "retry" else {},
+    )
+
+
+_CLAIM_EVENTS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "retry": (EventKind.STEP_RETRY, {"attempt": "$attempt"}),
+    "wake": (EventKind.STEP_RESUMED, {}),
+    "event": (EventKind.STEP_RESUMED, {"result": "$result"}),
+    "timeout": (EventKind.STEP_AWAIT_TIMEOUT, {}),
+    "resume": (None, {}),  # step.resumed was appended by flowqueue.resume
+}
+
+
+def _explained(exc: Exception, task: FlowTask) -> Exception:
+    """A soft time limit says which limit it hit (Celery's own message is empty)."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = task.request.timelimit[1] if task.request.timelimit else task.soft_time_limit
+        message = f"the step ran longer than its soft time limit ({limit} s)"
+        failure: Exception = SoftTimeLimitExceeded(message)
+        failure.__traceback__ = exc.__traceback__
+        return failure
+    return exc
 
 
 def _step_input(step: StepDef, raw: Any) -> Any:

@@ -15,7 +15,10 @@ from typing import Any, TypeVar
 from celery import Task, shared_task
 from pydantic import BaseModel, ConfigDict
 
+from flowqueue.awaits import AwaitSpec
 from flowqueue.errors import StepCalledDirectly
+from flowqueue.events import NewEvent
+from flowqueue.retry import Retry
 
 HEADER = "flowqueue"  # the Celery message header carrying a step's flow context
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,6 +32,18 @@ class StepHeader(BaseModel):
     run_id: str
     flow: str
     step: str
+    timer: str = ""  # the durable timer that sent this delivery (a retry, a resume), if any
+
+    def event(self, kind: str, attempt: int | str, /, **data: Any) -> NewEvent:
+        """An event of this step instance, tagged with its attempt."""
+        return NewEvent(
+            kind=kind,
+            run_id=self.run_id,
+            flow=self.flow,
+            step=self.step,
+            data=data,
+            meta={"attempt": attempt},
+        )
 
 
 class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
@@ -41,6 +56,9 @@ class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
     emits: Sequence[str] = ()
     input_model: type[BaseModel] | None = None
     step_name: str | None = None
+    flow_retry: Retry | None = None  # None: the app's default policy
+    await_before: AwaitSpec | None = None
+    await_after: AwaitSpec | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         header = self.flow_header()
@@ -66,6 +84,9 @@ def step(
     subscribes: Sequence[str] | str = (),
     emits: Sequence[str] | str = (),
     input: type[BaseModel] | None = None,
+    retry: Retry | None = None,
+    await_before: AwaitSpec | None = None,
+    await_after: AwaitSpec | None = None,
     name: str | None = None,
     task_name: str | None = None,
     **task_options: Any,
@@ -74,7 +95,11 @@ def step(
 
     ``input`` (or a pydantic-model annotation of the second parameter) validates the
     step's input: for an entry step, the run input (checked before the run is written);
-    for others, the dict of subscribed event payloads by name. ``name`` is the step's
+    for others, the dict of subscribed event payloads by name. ``retry`` is its
+    ``Retry`` policy (default: the app's, from ``FLOWQUEUE_RETRY_*``). ``await_before`` /
+    ``await_after`` (``Sleep``, ``WaitForEvent``, ``WaitForTrigger``) pause the step
+    before its function runs (the result is ``ctx.awaited``) or after it returned (the
+    function is not run again on resume). ``name`` is the step's
     name in its flows (default: the function name), ``task_name`` the Celery task name
     (default: ``module.function``). Other keyword arguments are Celery task options
     (``queue``, ``soft_time_limit``, ``rate_limit``, ...).
@@ -90,6 +115,9 @@ def step(
             subscribes=(subscribes,) if isinstance(subscribes, str) else tuple(subscribes),
             emits=(emits,) if isinstance(emits, str) else tuple(emits),
             input_model=input or _annotated_model(fn),
+            flow_retry=retry,
+            await_before=await_before,
+            await_after=await_after,
             step_name=name,
             **task_options,
         )(fn)

@@ -16,6 +16,8 @@ _DETAIL_KEYS: dict[str, tuple[str, ...]] = {
     EventKind.STEP_AWAIT_EVENT: ("name", "match", "timeout_at"),
     EventKind.STEP_AWAIT_TRIGGER: ("trigger_id", "timeout_at"),
     EventKind.STEP_RESUMED: ("result",),
+    EventKind.STEP_AWAIT_TIMEOUT: ("key",),
+    EventKind.STEP_ONCE: ("name", "result"),
     EventKind.FLOW_STARTED: ("input",),
     EventKind.FLOW_COMPLETED: ("result", "duration_ms"),
     EventKind.FLOW_FAILED: ("error",),

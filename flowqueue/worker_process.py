@@ -23,6 +23,7 @@ class WorkerProcess:
         cwd: Path | None = None,
     ) -> None:
         self.log_path = log_path
+        self.stopped = False  # set by stop() / kill(): the exit was asked for
         self._log = log_path.open("wb")
         command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
         self.process = subprocess.Popen(
@@ -48,12 +49,14 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes: no cleanup, no acks."""
+        self.stopped = True
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._log.close()
 
     def stop(self, timeout: float = 20.0) -> None:
+        self.stopped = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # warm shutdown
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowqueue import FlowContext, step
+from flowqueue import AwaitTimeout, FlowContext, NonRetriableError, Retry, step
 
 
 @step(flow="slow", entry=True, emits=["slow.done"])
@@ -25,3 +25,90 @@ def after_slow(ctx: FlowContext, inputs: dict[str, Any]) -> dict[str, Any]:
 def audit(ctx: FlowContext, input: dict[str, Any]) -> str:
     """One step serving two flows."""
     return f"{ctx.flow}:{input.get('what')}"
+
+
+class Boom(Exception):
+    pass
+
+
+class Permanent(Exception):
+    retriable = False
+
+
+@step(flow="always-fails", entry=True, retry=Retry(attempts=2, delay=0.1, jitter=False))
+def always_fails(ctx: FlowContext, input: dict[str, Any]) -> None:
+    raise Boom(f"attempt {ctx.attempt}")
+
+
+@step(flow="non-retriable", entry=True, retry=Retry(attempts=5, delay=0.1))
+def gives_up(ctx: FlowContext, input: dict[str, Any]) -> None:
+    if input.get("attribute"):
+        raise Permanent("bad account number")
+    raise NonRetriableError("card reported stolen")
+
+
+@step(flow="too-slow", entry=True, soft_time_limit=0.5, retry=Retry(attempts=1))
+def too_slow(ctx: FlowContext, input: dict[str, Any]) -> None:
+    time.sleep(3)
+
+
+@step(flow="late-retry", entry=True, retry=Retry(attempts=2, delay=3, jitter=False))
+def late_retry(ctx: FlowContext, input: dict[str, Any]) -> int:
+    if ctx.attempt == 1:
+        raise Boom("first attempt fails; the retry is 3 s away")
+    return ctx.attempt
+
+
+# -- awaits ------------------------------------------------------------------------------
+
+
+@step(flow="nap", entry=True)
+def nap(ctx: FlowContext, input: dict[str, Any]) -> dict[str, Any]:
+    started = ctx.once("started", time.time)  # recorded once, replayed after the sleep
+    ctx.log.info("going to sleep")  # written once: not again while replaying
+    ctx.sleep(float(input.get("seconds", 1)))
+    return {"started": started}
+
+
+@step(flow="wait-event", entry=True)
+def wait_event(ctx: FlowContext, input: dict[str, Any]) -> dict[str, Any]:
+    ctx.log.info("waiting", name=input["name"])
+    try:
+        payload = ctx.wait_for_event(
+            input["name"], match=input.get("match"), timeout=input.get("timeout")
+        )
+    except AwaitTimeout:
+        return {"timeout": True}
+    return {"payload": payload}
+
+
+@step(flow="wait-trigger", entry=True)
+def wait_trigger(ctx: FlowContext, input: dict[str, Any]) -> dict[str, Any]:
+    try:
+        payload = ctx.wait_for_trigger(timeout=input.get("timeout"), info={"q": "go on?"})
+    except AwaitTimeout:
+        return {"timeout": True}
+    return {"payload": payload}
+
+
+@step(flow="two-waits", entry=True)
+def two_waits(ctx: FlowContext, input: dict[str, Any]) -> list[Any]:
+    first = ctx.wait_for_event("first", match={"k": input["k"]})
+    ctx.log.info("between the waits")
+    second = ctx.wait_for_event("second", match={"k": input["k"]})
+    return [first, second]
+
+
+@step(flow="announce", entry=True)
+def announce(ctx: FlowContext, input: dict[str, Any]) -> None:
+    ctx.emit(input["name"], input.get("payload"))
+
+
+@step(flow="fickle", entry=True)
+def fickle(ctx: FlowContext, input: dict[str, Any]) -> None:
+    """Reaches a different await on replay: a non-determinism error fails the run."""
+    if not ctx.state.get("slept"):
+        ctx.state.set("slept", True)
+        ctx.sleep(0.1)
+    else:
+        ctx.wait_for_event("never")

@@ -3,10 +3,18 @@ whole flows inline (for unit tests of user flows and local development)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from flowqueue import FlowTask, create_app, get_run, start_flow
-from flowqueue.errors import InvalidInput, StepCalledDirectly, UnknownFlow
+from flowqueue import FlowTask, cancel, create_app, emit, get_run, resume, start_flow
+from flowqueue.errors import (
+    InvalidInput,
+    RunAlreadyEnded,
+    StepCalledDirectly,
+    TriggerAlreadyUsed,
+    UnknownFlow,
+)
 from flowqueue.settings import Settings
 
 
@@ -76,3 +84,41 @@ def test_calling_a_step_without_a_flow_says_how_to_start_one(app):
     task = app.tasks["workers.example_flow.first_step"]
     with pytest.raises(StepCalledDirectly, match="start_flow"):
         task.apply(args=[{}]).get()
+
+
+def ended(app, run: str, timeout: float = 10.0):
+    """The run's state once it ended (timers fire on the in-process pump thread)."""
+    deadline = time.monotonic() + timeout
+    while (state := get_run(run, app=app)).status in ("pending", "running"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run} still {state.status}")
+        time.sleep(0.02)
+    return state
+
+
+def test_awaits_run_in_memory_too(app):
+    reminder = start_flow("reminder", {"user": "a", "message": "m", "delay_seconds": 0.2}, app=app)
+    order = start_flow("order-approval", {"order_id": "m-1", "amount": 1}, app=app)
+    assert get_run(order, app=app).steps["await_payment"].status == "awaiting"
+    assert emit("payment.confirmed", {"order_id": "m-1", "payment_id": "p"}, app=app) == 1
+    expense = start_flow("expense-approval", {"employee": "e", "amount": 2}, app=app)
+    info = get_run(expense, app=app).steps["request_approval"].awaiting
+    assert info is not None
+    assert info.trigger_id is not None
+    resume(info.trigger_id, {"approved": False, "by": "x"}, app=app)
+    with pytest.raises(TriggerAlreadyUsed, match="already resumed"):
+        resume(info.trigger_id, {}, app=app)
+    assert ended(app, reminder).steps["follow_up"].status == "completed"
+    assert ended(app, order).steps["fulfil"].result == "fulfilled m-1"
+    assert ended(app, expense).steps["request_approval"].result == {"approved": False, "by": "x"}
+
+
+def test_cancel_in_memory(app):
+    run = start_flow("nap", {"seconds": 30}, app=app)
+    assert get_run(run, app=app).steps["nap"].status == "awaiting"
+    cancel(run, "no longer needed", app=app)
+    state = get_run(run, app=app)
+    assert state.status == "cancelled"
+    assert state.cancel_reason == "no longer needed"
+    with pytest.raises(RunAlreadyEnded):
+        cancel(run, app=app)

@@ -26,7 +26,7 @@ def pair(request: pytest.FixtureRequest, settings) -> Iterator[tuple[EventStore,
         yield memory, MemoryRunLedger(memory)
         return
     store = RedisEventStore(settings)
-    yield store, RedisRunLedger(store.client, store.commands)
+    yield store, RedisRunLedger(store)
     store.close()
 
 
@@ -51,7 +51,8 @@ def started(run: str, step: str) -> NewEvent:
 
 def emit(ledger: RunLedger, run: str, step: str, name: str, cands: list[Candidate], **kw: Any):
     event = step_event(run, step, "emit", name=name, payload={"from": step})
-    return ledger.emit(event, {"from": step}, cands, **kw)
+    emitted = ledger.emit(event, {"from": step}, cands, **kw)
+    return emitted.event, emitted.claims
 
 
 def finish(ledger: RunLedger, run: str, step: str, outcome: str = "completed"):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,35 @@ class Cluster:
         self.fq = flowqueue_of(self.app)
         self.workers: list[WorkerProcess] = []
         self._names = itertools.count(1)
+        self._supervisor: threading.Thread | None = None
+        self._closing = threading.Event()
+        self.restarts = 0
+        self._concurrency: dict[int, int] = {}
 
     def start_worker(self, concurrency: int = 2) -> WorkerProcess:
         name = f"w{next(self._names)}-{self.prefix}"
         worker = start_worker(self.env, name, concurrency, self.log_dir)
+        self._concurrency[id(worker)] = concurrency
         self.workers.append(worker)
         return worker
+
+    def supervise(self, interval: float = 0.2) -> None:
+        """Restart any worker that exits on its own, as systemd or supervisord would in
+        production (kombu's Redis transport can exit the worker when Redis restarts)."""
+
+        def loop() -> None:
+            while not self._closing.wait(interval):
+                for index, worker in enumerate(list(self.workers)):
+                    if worker.process.poll() is not None and not worker.stopped:
+                        name = f"w{next(self._names)}-{self.prefix}"
+                        concurrency = self._concurrency[id(worker)]
+                        fresh = start_worker(self.env, name, concurrency, self.log_dir)
+                        self._concurrency[id(fresh)] = concurrency
+                        self.workers[index] = fresh
+                        self.restarts += 1
+
+        self._supervisor = threading.Thread(target=loop, name="supervisor", daemon=True)
+        self._supervisor.start()
 
     def command(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run a command (``celery ...``, ``flowqueue ...``) in the cluster's environment."""
@@ -67,13 +92,22 @@ class Cluster:
             list(argv), cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60
         )
 
+    def flowqueue(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the ``flowqueue`` CLI of this environment."""
+        return self.command(str(Path(sys.executable).parent / "flowqueue"), *args)
+
+    @staticmethod
+    def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
     def started_step(self, run_id: str, timeout: float = 30.0) -> None:
         """Wait until the run's first step has logged something (it is mid-step)."""
-        deadline = time.monotonic() + timeout
-        while not any(e.kind == "log" for e in self.fq.store.read(run_id)):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} never logged")
-            time.sleep(0.05)
+        store = self.fq.store
+        self.wait_for(lambda: any(e.kind == "log" for e in store.read(run_id)), "a log", timeout)
 
     def wait_terminal(self, run_id: str, timeout: float = 30.0) -> list[Event]:
         """The run's log once it holds a terminal event."""
@@ -94,6 +128,9 @@ class Cluster:
         }
 
     def close(self) -> None:
+        self._closing.set()
+        if self._supervisor is not None:
+            self._supervisor.join(60)
         for worker in self.workers:
             worker.stop()
         self.fq.store.close()

@@ -26,14 +26,17 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
     @classmethod
-    def per_run(cls, package: str, filename: str) -> LuaScript:
-        """A per-run script: ``run_lib.lua`` (append, flush, ...) followed by its body."""
-        lib = files("flowqueue.store").joinpath("run_lib.lua").read_text()
-        return cls(lib + "\n" + files(package).joinpath(filename).read_text())
+    def per_run(cls, package: str, filename: str, *libs: str) -> LuaScript:
+        """A per-run script: ``run_lib.lua`` (append, flush, ...), then the ``libs`` of
+        ``package``, then its body."""
+        parts = [files("flowqueue.store").joinpath("run_lib.lua").read_text()]
+        parts += [files(package).joinpath(name).read_text() for name in (*libs, filename)]
+        return cls("\n".join(parts))
 
     @classmethod
-    def load(cls, package: str, filename: str) -> LuaScript:
-        return cls(files(package).joinpath(filename).read_text())
+    def load(cls, package: str, filename: str, *libs: str) -> LuaScript:
+        """A script of ``package``: its ``libs``, then its body."""
+        return cls("\n".join(files(package).joinpath(n).read_text() for n in (*libs, filename)))
 
     def run(self, client: redis.Redis, keys: list[str], argv: list[Any]) -> Any:
         try:

@@ -46,9 +46,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Python writes "$name" as a JSON string where the script supplies a number.
+-- Python writes "$name" as a JSON string where the script supplies a value (a number or
+-- raw JSON; a function replacement, so '%' in the value is not a pattern escape).
 local function fill(body, name, value)
-  return (string.gsub(body, '"%$' .. name .. '"', tostring(value)))
+  local text = tostring(value)
+  return (string.gsub(body, '"%$' .. name .. '"', function() return text end))
 end
 
 local function run_ended()
