@@ -35,6 +35,7 @@ test: check pytest
 bench: install
 	$(PY) bench/append.py
 	$(PY) bench/steps.py
+	$(PY) bench/timers.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,6 +14,7 @@ from flowqueue.keys import Keys
 from flowqueue.leases import LeaseKeeper
 from flowqueue.ledger import MemoryRunLedger, RedisRunLedger, RunLedger
 from flowqueue.orchestrator import Orchestrator
+from flowqueue.priorities import StepPriorities, step_priorities
 from flowqueue.retry import Retry
 from flowqueue.settings import Settings
 from flowqueue.store import EventStore, MemoryEventStore, RedisEventStore
@@ -44,6 +45,7 @@ class Flowqueue:
         )
         self.timer_pump = TimerPump(self)
         self._resources: _ProcessResources | None = None
+        self._priorities: StepPriorities | None = None
         self._registry: tuple[int, FlowRegistry] | None = None
         self._workers_imported = False
         self._lock = threading.Lock()
@@ -85,6 +87,13 @@ class Flowqueue:
         """Drop connections inherited from a parent process (never shared across forks)."""
         self._resources = None
         self._lock = threading.Lock()
+
+    @property
+    def priorities(self) -> StepPriorities:
+        """Read on first use, once the app's configuration is final."""
+        if self._priorities is None:
+            self._priorities = step_priorities(self.app.conf.broker_url, self.settings)
+        return self._priorities
 
     @property
     def timer_horizon_ms(self) -> int:

@@ -94,7 +94,7 @@ class Orchestrator:
         if self.fq.ledger.start_run(started, [s.name for s in entries]) is None:
             raise FlowqueueError(f"run {run_id!r} exists already; start it with a new id.")
         for entry in entries:
-            self.enqueue(run_id, flow, entry, value)
+            self.enqueue(run_id, flow, entry, value, new_run=True)
         return run_id
 
     def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:
@@ -291,14 +291,20 @@ class Orchestrator:
         arg: Any,
         countdown: float | None = None,
         timer: str = "",
+        *,
+        new_run: bool = False,
     ) -> None:
+        """Send one delivery of ``step``; a new run's entry steps queue behind the
+        deliveries that runs in progress are owed (``flowqueue.priorities``)."""
         task = self.fq.app.tasks[step.task_name]
         header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer)
+        priorities = self.fq.priorities
         task.apply_async(
             args=[arg],
             task_id=step_task_id(run_id, step.name),
             headers={HEADER: header.model_dump()},
             countdown=countdown,
+            priority=priorities.new_run if new_run else priorities.in_flight,
         )
 
     @staticmethod

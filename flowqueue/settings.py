@@ -11,7 +11,9 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """flowqueue configuration. Every field can be set as ``FLOWQUEUE_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWQUEUE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWQUEUE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -78,6 +80,21 @@ class Settings(BaseSettings):
         gt=0,
         description="A timer handed to Celery but not claimed this long after it fell due is "
         "handed over again (its countdown message died with a worker).",
+    )
+    new_run_priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=255,
+        description="Celery priority of a new run's entry steps (default on a Redis broker: "
+        "3, below in_flight_priority; elsewhere none).",
+    )
+    in_flight_priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=255,
+        description="Celery priority of every later step delivery of a run: next steps, "
+        "sleeps that fell due, retries, resumes (default on a Redis broker: 0, served first; "
+        "elsewhere none).",
     )
     step_lease_seconds: float = Field(
         default=30.0,

@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 _databases = itertools.count(1)  # db 0 belongs to the store-level tests
 
 
+def own_database(redis_url: str) -> str:
+    """``redis_url`` with a database no other test of this session uses."""
+    return f"{redis_url.rsplit('/', 1)[0]}/{next(_databases)}"
+
+
 def start_worker(env: dict[str, str], name: str, concurrency: int, log_dir: Path) -> WorkerProcess:
     args = ["-P", "prefork", "-c", str(concurrency), "-n", f"{name}@%h"]
     args += ["--without-mingle", "--without-gossip"]
@@ -38,8 +43,7 @@ class Cluster:
     """Workers plus a client-side app that share one database and key prefix."""
 
     def __init__(self, redis_url: str, log_dir: Path, **settings: Any) -> None:
-        base = redis_url.rsplit("/", 1)[0]
-        self.url = f"{base}/{next(_databases)}"
+        self.url = own_database(redis_url)
         self.prefix = f"e{uuid.uuid4().hex[:10]}"
         self.log_dir = log_dir
         self.env = {
