@@ -55,6 +55,11 @@ LIFECYCLE_KINDS: frozenset[str] = frozenset(
     for k in EventKind
     if k.value.startswith(("flow.", "step.")) and k is not EventKind.STEP_ONCE
 )
+# A step starts awaiting / stops awaiting (counted per flow by the stores).
+AWAIT_KINDS: frozenset[str] = frozenset(
+    {EventKind.STEP_AWAIT_TIME, EventKind.STEP_AWAIT_EVENT, EventKind.STEP_AWAIT_TRIGGER}
+)
+AWAIT_END_KINDS: frozenset[str] = frozenset({EventKind.STEP_RESUMED, EventKind.STEP_AWAIT_TIMEOUT})
 RUN_STATUS_BY_KIND: dict[str, str] = {
     EventKind.FLOW_STARTED: "running",
     EventKind.FLOW_COMPLETED: "completed",

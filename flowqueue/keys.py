@@ -46,6 +46,12 @@ class Keys:
         """Sorted set (lexicographic): ``<start-ms, 13 digits>:<run id>``, one per run."""
         return f"{self.prefix}:runs:{flow}"
 
+    def flow_stats(self, flow: str) -> str:
+        """Hash: the flow's counters, kept by every append: runs by status (``running``,
+        ``completed``, ``failed``, ``cancelled``) and ``awaiting`` (steps awaiting in runs
+        not yet ended)."""
+        return f"{self.prefix}:stats:{flow}"
+
     @property
     def feed(self) -> str:
         """Capped stream of every run's lifecycle events (dashboards, run lists)."""
@@ -53,7 +59,8 @@ class Keys:
 
     @property
     def feed_live(self) -> str:
-        """Pub/Sub channel mirroring ``feed`` (message format as ``run_live``)."""
+        """Pub/Sub channel mirroring ``feed``: one message per append call, a
+        ``<feed id> <event id> <body-json>`` line per lifecycle event."""
         return f"{self.prefix}:events:live"
 
     @property

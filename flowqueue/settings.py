@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -119,4 +119,38 @@ class Settings(BaseSettings):
         gt=0,
         description="A used or expired trigger is remembered this long, so a second resume "
         "says 'already resumed' rather than 'unknown'.",
+    )
+    # -- worker registry ---------------------------------------------------------------
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a worker appends worker.heartbeat."
+    )
+    worker_lost_after_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="A worker with no heartbeat for this long is shown as lost.",
+    )
+    registry_retention_seconds: float = Field(
+        default=24 * 3_600.0,
+        gt=0,
+        description="Registry events older than this are trimmed from the registry stream.",
+    )
+    # -- HTTP API and live streams ------------------------------------------------------
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="When set, every API route but /healthz and trigger resume requires "
+        "'Authorization: Bearer <token>' (or the dashboard's login cookie, for SSE).",
+    )
+    sse_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="Idle SSE streams send a comment line this often."
+    )
+    sse_client_buffer: int = Field(
+        default=1_000,
+        gt=0,
+        description="Events queued for one SSE client; a client further behind is "
+        "disconnected (it reconnects with Last-Event-ID and loses nothing).",
+    )
+    sse_send_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="An SSE client that accepts no data for this long is disconnected.",
     )

@@ -277,3 +277,82 @@ def test_many_async_subscribers_across_runs(store: EventStore):
         assert all(r == list(range(20)) for r in results)
 
     asyncio.run(_with_aclose(store, scenario()))
+
+
+def lifecycle(run: str) -> list[NewEvent]:
+    return [ev("flow.started", run, step=None), ev("step.started", run), ev("log", run)]
+
+
+def test_feed_holds_lifecycle_events_of_every_run_in_order(store: EventStore):
+    for run in ("feed-a", "feed-b", "feed-a"):
+        store.append_many(lifecycle(run))
+    feed = store.read_feed()
+    assert [(f.event.run_id, f.event.kind) for f in feed] == [
+        ("feed-a", "flow.started"),
+        ("feed-a", "step.started"),
+        ("feed-b", "flow.started"),
+        ("feed-b", "step.started"),
+        ("feed-a", "flow.started"),
+        ("feed-a", "step.started"),
+    ]
+    assert ids_increase(feed)
+    assert feed[2].event == store.read("feed-b")[0]  # the run's own id and record
+    assert store.read_feed(after=feed[3].id) == feed[4:]
+    assert store.read_feed(after=feed[0].id, limit=2) == feed[1:3]
+
+
+def test_feed_subscriber_gets_backfill_then_live_once_each(store: EventStore):
+    store.append_many(lifecycle("before"))
+
+    async def scenario() -> list[str]:
+        aio = store.aio
+        first = (await aio.read_feed())[0]
+        stream = aio.subscribe_feed(after=first.id)
+        got: list[str] = []
+
+        async def writer() -> None:
+            for n in range(20):
+                await aio.append_many(lifecycle(f"live-{n}"))
+
+        task = asyncio.create_task(writer())
+        async for entry in stream:
+            got.append(entry.id)
+            if len(got) == 1 + 40:
+                break
+        await task
+        await stream.aclose()
+        assert got == [f.id for f in await aio.read_feed(after=first.id)]
+        return got
+
+    got = asyncio.run(_with_aclose(store, scenario()))
+    assert len(got) == 41
+    assert [parse_stream_id(i) for i in got] == sorted(parse_stream_id(i) for i in got)
+
+
+def test_flow_stats_count_runs_by_status_and_awaiting_steps(store: EventStore):
+    store.append_many([ev("flow.started", "a", step=None), ev("flow.completed", "a", step=None)])
+    store.append_many([ev("flow.started", "b", step=None), ev("step.await.time", "b")])
+    store.append(ev("step.await.event", "b", step="t"))
+    store.append_many([ev("flow.started", "c", step=None), ev("step.await.trigger", "c")])
+    store.append_many([ev("step.resumed", "c"), ev("step.await.time", "c")])
+    store.append(ev("flow.failed", "c", step=None))  # ends c with one step still awaiting
+    stats = store.flow_stats("flow-a")
+    assert stats.model_dump() == {
+        "running": 1,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "awaiting": 2,
+    }
+    store.append(ev("step.resumed", "b", step="t"))
+    store.append(ev("flow.cancelled", "b", step=None))
+    store.append(ev("step.resumed", "b"))  # after the end: not counted again
+    assert store.flow_stats("flow-a").model_dump() == {
+        "running": 0,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 1,
+        "awaiting": 0,
+    }
+    assert store.flow_stats("no-such-flow").running == 0
+    assert asyncio.run(_with_aclose(store, store.aio.flow_stats("flow-a"))).cancelled == 1

@@ -98,7 +98,7 @@ if status == 'waiting' or status == 'awaiting' then
         return {'stale'}
       end
       redis.call('HSET', KEYS[9], spec.key, cjson.encode(rec))
-      append(fill(ARGV[10], 'result', payload or 'null'), 'f')
+      append(fill(ARGV[10], 'result', payload or 'null'), 'r')
     end
   end
   redis.call('HDEL', KEYS[5], step .. '|timer')

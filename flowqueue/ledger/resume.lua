@@ -33,6 +33,6 @@ settle_trigger(KEYS[11], 'resumed', ARGV[12])
 local now = now_ms()
 redis.call('ZADD', KEYS[8], now + tonumber(ARGV[11]), ARGV[10])
 redis.call('HSET', KEYS[5], step .. '|since', tostring(now), step .. '|timer', ARGV[10])
-append(ARGV[9], 'f')
+append(ARGV[9], 'r')
 flush()
 return {'ok', redis.call('HGET', KEYS[5], step .. '|arg') or 'null'}

@@ -30,8 +30,8 @@ if ARGV[12] ~= '' then
       local record = cjson.encode(rec)
       redis.call('HSET', KEYS[9], key, record)
       redis.call('HSET', KEYS[5], step .. '|since', '(' .. entry[1])
-      append(ARGV[9], 'f')
-      append(fill(ARGV[14], 'result', payload), 'f')
+      append(ARGV[9], 'a')
+      append(fill(ARGV[14], 'result', payload), 'r')
       flush()
       return {'resolved', record}
     end
@@ -48,6 +48,6 @@ if rec.timer ~= '' then
 end
 redis.call('HSET', KEYS[5], step, 'awaiting', step .. '|arg', ARGV[11])
 redis.call('HDEL', KEYS[5], step .. '|lease')
-append(ARGV[9], 'f')
+append(ARGV[9], 'a')
 flush()
 return {'suspended'}

@@ -40,6 +40,28 @@ class RunSummary(BaseModel):
         )
 
 
+class FlowStats(BaseModel):
+    """A flow's live counters, kept by the store with every append."""
+
+    model_config = ConfigDict(frozen=True)
+
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    awaiting: int = 0  # steps awaiting a time, an event or a trigger, in runs not ended
+
+
+class FeedEntry(BaseModel):
+    """One lifecycle event in the cross-run feed; ``id`` is its position in the feed
+    (increasing across all runs), ``event.id`` its id in its run's log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    event: Event
+
+
 class EventStore(Protocol):
     """Blocking API, for Celery workers and scripts."""
 
@@ -65,6 +87,12 @@ class EventStore(Protocol):
 
     def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
         """Every event after ``after``, in order, exactly once: backfill, then live."""
+
+    def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
+        """Lifecycle events of every run after feed position ``after``, oldest first."""
+
+    def flow_stats(self, flow: str) -> FlowStats:
+        """Runs of ``flow`` by status, and its steps awaiting."""
 
     @property
     def aio(self) -> AsyncEventStore:
@@ -95,5 +123,17 @@ class AsyncEventStore(Protocol):
     ) -> list[RunSummary]: ...
 
     def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]: ...
+
+    async def read_feed(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[FeedEntry]: ...
+
+    async def flow_stats(self, flow: str) -> FlowStats: ...
+
+    def subscribe_feed(self, after: str | None = None) -> AsyncIterator[FeedEntry]:
+        """The feed after ``after``, in order, exactly once: backfill, then live. The
+        feed is capped (``feed_maxlen``): a cursor older than what it keeps resumes at
+        its oldest entry."""
+        ...
 
     async def aclose(self) -> None: ...

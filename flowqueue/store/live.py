@@ -15,27 +15,35 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 
-from flowqueue.events import Event
 from flowqueue.ids import StreamId, parse_stream_id
 
-PageReader = Callable[[str | None], Awaitable[list[Event]]]
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
 
 
-class LiveBuffer:
-    """Events pushed live to one subscriber; bounded, safe to push from any thread."""
+T = TypeVar("T", bound=HasId)
+PageReader = Callable[[str | None], Awaitable[list[T]]]
+
+
+class LiveBuffer(Generic[T]):
+    """Items (events, feed entries) pushed live to one subscriber; bounded, safe to push
+    from any thread."""
 
     __slots__ = ("_items", "_lock", "_loop", "_maxlen", "_resync", "_wake")
 
     def __init__(self, maxlen: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: deque[Event] = deque()
+        self._items: deque[T] = deque()
         self._maxlen = maxlen
         self._resync = False
         self._lock = threading.Lock()
         self._loop = loop
         self._wake = asyncio.Event()
 
-    def push(self, event: Event) -> None:
+    def push(self, event: T) -> None:
         with self._lock:
             if len(self._items) >= self._maxlen:
                 # Too far behind: drop the backlog, re-read the log instead.
@@ -52,7 +60,7 @@ class LiveBuffer:
             self._resync = True
         self._notify()
 
-    async def take(self) -> tuple[bool, list[Event]]:
+    async def take(self) -> tuple[bool, list[T]]:
         """Wait for something, then return (resync needed, buffered events)."""
         while True:
             with self._lock:
@@ -76,8 +84,8 @@ class LiveBuffer:
 
 
 async def merge_backfill_and_live(
-    buffer: LiveBuffer, read_page: PageReader, page_size: int, after: str | None
-) -> AsyncIterator[Event]:
+    buffer: LiveBuffer[T], read_page: PageReader[T], page_size: int, after: str | None
+) -> AsyncIterator[T]:
     """Yield every event after ``after`` exactly once, in order (see module docstring)."""
     cursor: StreamId | None = parse_stream_id(after) if after else None
     cursor_text = after

@@ -16,10 +16,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from flowqueue.events import LIFECYCLE_KINDS, RUN_STATUS_BY_KIND, Event, NewEvent
+from flowqueue.events import (
+    AWAIT_END_KINDS,
+    AWAIT_KINDS,
+    LIFECYCLE_KINDS,
+    RUN_STATUS_BY_KIND,
+    Event,
+    NewEvent,
+)
 from flowqueue.ids import StreamId, format_stream_id, parse_stream_id
 from flowqueue.settings import Settings
-from flowqueue.store.base import RunSummary
+from flowqueue.store.base import FeedEntry, FlowStats, RunSummary
 from flowqueue.store.bridge import LoopThread
 from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
 from flowqueue.store.live import LiveBuffer, merge_backfill_and_live
@@ -30,7 +37,8 @@ class _Run:
     events: list[Event] = field(default_factory=list)
     sids: list[StreamId] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
-    subscribers: set[LiveBuffer] = field(default_factory=set)
+    awaiting: int = 0  # steps awaiting while the run has not ended
+    subscribers: set[LiveBuffer[Event]] = field(default_factory=set)
 
 
 class MemoryEventStore:
@@ -39,7 +47,10 @@ class MemoryEventStore:
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._index: dict[str, list[str]] = {}  # flow -> sorted "<ms13>:<run>"
-        self.feed: deque[Event] = deque(maxlen=self.settings.feed_maxlen)
+        self._stats: dict[str, dict[str, int]] = {}  # flow -> counters, as run_lib.lua
+        self.feed: deque[FeedEntry] = deque(maxlen=self.settings.feed_maxlen)
+        self._feed_sids: deque[StreamId] = deque(maxlen=self.settings.feed_maxlen)
+        self._feed_subscribers: set[LiveBuffer[FeedEntry]] = set()
         self._aio = AsyncMemoryEventStore(self)
         self._bridge: LoopThread | None = None
 
@@ -63,16 +74,41 @@ class MemoryEventStore:
                 run.events.append(event)
                 self._bookkeep(run, event)
                 if event.kind in LIFECYCLE_KINDS:
-                    self.feed.append(event)
+                    self._feed(event)
                 for buffer in run.subscribers:
                     buffer.push(event)
                 stored.append(event)
         return stored
 
+    def _feed(self, event: Event) -> None:
+        last = self._feed_sids[-1] if self._feed_sids else (0, 0)
+        sid = _next_id(last)
+        entry = FeedEntry(id=format_stream_id(sid), event=event)
+        self._feed_sids.append(sid)
+        self.feed.append(entry)
+        for buffer in self._feed_subscribers:
+            buffer.push(entry)
+
     def _bookkeep(self, run: _Run, event: Event) -> None:
+        """Run status, flow index and flow counters: the rules of run_lib.lua."""
+        stats = self._stats.setdefault(event.flow, {})
+        if event.kind in AWAIT_KINDS or event.kind in AWAIT_END_KINDS:
+            if "ended_ms" not in run.meta:
+                delta = 1 if event.kind in AWAIT_KINDS else -1
+                run.awaiting += delta
+                stats["awaiting"] = stats.get("awaiting", 0) + delta
+            return
         status = RUN_STATUS_BY_KIND.get(event.kind)
         if status is None:
             return
+        prev = run.meta.get("status")
+        if prev != status:
+            if prev is not None:
+                stats[prev] = stats.get(prev, 0) - 1
+            stats[status] = stats.get(status, 0) + 1
+        if status != "running":  # the run's awaits end with it
+            stats["awaiting"] = stats.get("awaiting", 0) - run.awaiting
+            run.awaiting = 0
         ms = event.id.partition("-")[0]
         if status == "running":
             if "started_ms" not in run.meta:
@@ -143,6 +179,19 @@ class MemoryEventStore:
                 )
             return out
 
+    def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
+        check_cursor("after", after)
+        check_limit(limit)
+        with self._lock:
+            sids = list(self._feed_sids)
+            start = bisect.bisect_right(sids, parse_stream_id(after)) if after else 0
+            end = len(sids) if limit is None else start + limit
+            return list(self.feed)[start:end]
+
+    def flow_stats(self, flow: str) -> FlowStats:
+        with self._lock:
+            return FlowStats.model_validate(self._stats.get(flow, {}))
+
     # -- live -------------------------------------------------------------------------
 
     def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
@@ -152,8 +201,24 @@ class MemoryEventStore:
         return self._bridge.iterate(self._aio.subscribe(run_id, after))
 
     @contextlib.contextmanager
-    def _attach(self, run_id: str) -> Iterator[LiveBuffer]:
-        buffer = LiveBuffer(self.settings.subscriber_buffer, asyncio.get_running_loop())
+    def _attach_feed(self) -> Iterator[LiveBuffer[FeedEntry]]:
+        buffer: LiveBuffer[FeedEntry] = LiveBuffer(
+            self.settings.subscriber_buffer, asyncio.get_running_loop()
+        )
+        with self._lock:
+            self._feed_subscribers.add(buffer)
+            buffer.request_resync()
+        try:
+            yield buffer
+        finally:
+            with self._lock:
+                self._feed_subscribers.discard(buffer)
+
+    @contextlib.contextmanager
+    def _attach(self, run_id: str) -> Iterator[LiveBuffer[Event]]:
+        buffer: LiveBuffer[Event] = LiveBuffer(
+            self.settings.subscriber_buffer, asyncio.get_running_loop()
+        )
         with self._lock:
             self._runs.setdefault(run_id, _Run()).subscribers.add(buffer)
             # Registered under the append lock: from here on nothing can be missed.
@@ -214,6 +279,25 @@ class AsyncMemoryEventStore:
         with self._store._attach(run_id) as buffer:
             async for event in merge_backfill_and_live(buffer, read_page, page_size, after):
                 yield event
+
+    async def read_feed(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[FeedEntry]:
+        return self._store.read_feed(after, limit)
+
+    async def flow_stats(self, flow: str) -> FlowStats:
+        return self._store.flow_stats(flow)
+
+    async def subscribe_feed(self, after: str | None = None) -> AsyncIterator[FeedEntry]:
+        check_cursor("after", after)
+        page_size = self._store.settings.read_page_size
+
+        async def read_page(cursor: str | None) -> list[FeedEntry]:
+            return self._store.read_feed(cursor, page_size)
+
+        with self._store._attach_feed() as buffer:
+            async for entry in merge_backfill_and_live(buffer, read_page, page_size, after):
+                yield entry
 
     async def aclose(self) -> None:
         return None

@@ -7,6 +7,7 @@ asyncio API (the API server). Both encode and decode through ``RedisCommands``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -14,13 +15,15 @@ from redis.exceptions import ResponseError
 
 from flowqueue.events import Event, NewEvent
 from flowqueue.settings import Settings
-from flowqueue.store.base import RunSummary
+from flowqueue.store.base import FeedEntry, FlowStats, RunSummary
 from flowqueue.store.bridge import LoopThread
 from flowqueue.store.checks import check_cursor
-from flowqueue.store.live import merge_backfill_and_live
+from flowqueue.store.live import HasId, merge_backfill_and_live
 from flowqueue.store.lua import APPEND, LIST_RUNS
-from flowqueue.store.redis_commands import RangePlan, RedisCommands
-from flowqueue.store.redis_hub import RedisLiveHub, retry_while_unreachable
+from flowqueue.store.redis_commands import Plan, RedisCommands
+from flowqueue.store.redis_hub import RedisLiveHub, decode_feed_line, retry_while_unreachable
+
+T = TypeVar("T", bound=HasId)
 
 
 def client_name(settings: Settings) -> str:
@@ -62,7 +65,13 @@ class RedisEventStore:
     ) -> list[Event]:
         return self._run_plan(self._cmd.range_plan(run_id, before, limit, reverse=True))
 
-    def _run_plan(self, plan: RangePlan) -> list[Event]:
+    def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
+        return self._run_plan(self._cmd.feed_plan(after, limit))
+
+    def flow_stats(self, flow: str) -> FlowStats:
+        return self._cmd.flow_stats(self.client.hgetall(self._cmd.keys.flow_stats(flow)))
+
+    def _run_plan(self, plan: Plan[T]) -> list[T]:
         try:
             request = next(plan)
             while True:
@@ -70,8 +79,8 @@ class RedisEventStore:
                 fetch = self.client.xrevrange if reverse else self.client.xrange
                 request = plan.send(fetch(key, near, far, count))
         except StopIteration as done:
-            events: list[Event] = done.value
-            return events
+            items: list[T] = done.value
+            return items
 
     def count(self, run_id: str) -> int:
         return int(self.client.xlen(self._cmd.keys.run_stream(run_id)))
@@ -136,7 +145,16 @@ class AsyncRedisEventStore:
     ) -> list[Event]:
         return await self._run_plan(self._cmd.range_plan(run_id, before, limit, reverse=True))
 
-    async def _run_plan(self, plan: RangePlan) -> list[Event]:
+    async def read_feed(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[FeedEntry]:
+        return await self._run_plan(self._cmd.feed_plan(after, limit))
+
+    async def flow_stats(self, flow: str) -> FlowStats:
+        raw = await self.client.hgetall(self._cmd.keys.flow_stats(flow))
+        return self._cmd.flow_stats(raw)
+
+    async def _run_plan(self, plan: Plan[T]) -> list[T]:
         try:
             request = next(plan)
             while True:
@@ -144,8 +162,8 @@ class AsyncRedisEventStore:
                 fetch = self.client.xrevrange if reverse else self.client.xrange
                 request = plan.send(await fetch(key, near, far, count))
         except StopIteration as done:
-            events: list[Event] = done.value
-            return events
+            items: list[T] = done.value
+            return items
 
     async def count(self, run_id: str) -> int:
         return int(await self.client.xlen(self._cmd.keys.run_stream(run_id)))
@@ -160,11 +178,30 @@ class AsyncRedisEventStore:
             raise self._cmd.list_runs_error(exc, before) from exc
         return self._cmd.list_runs_result(rows)
 
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]:
-        check_cursor("after", after)
+    @property
+    def hub(self) -> RedisLiveHub:
+        """The store's one Pub/Sub connection, shared by all its subscribers."""
         if self._hub is None:
             self._hub = RedisLiveHub(self.client, self.settings.subscriber_buffer)
-        async with self._hub.attach(self._cmd.keys.run_live(run_id)) as buffer:
+        return self._hub
+
+    async def subscribe_feed(self, after: str | None = None) -> AsyncIterator[FeedEntry]:
+        check_cursor("after", after)
+        page_size = self._cmd.page_size
+
+        async def read_page(cursor: str | None) -> list[FeedEntry]:
+            return await retry_while_unreachable(
+                lambda: self.read_feed(after=cursor, limit=page_size),
+                self.settings.reconnect_timeout,
+            )
+
+        async with self.hub.attach(self._cmd.keys.feed_live, decode_feed_line) as buffer:
+            async for entry in merge_backfill_and_live(buffer, read_page, page_size, after):
+                yield entry
+
+    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]:
+        check_cursor("after", after)
+        async with self.hub.attach(self._cmd.keys.run_live(run_id)) as buffer:
             page_size = self._cmd.page_size
 
             async def read_page(cursor: str | None) -> list[Event]:

@@ -6,28 +6,43 @@ cannot drift apart; each adds only the network call.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from flowqueue.events import LIFECYCLE_KINDS, RUN_STATUS_BY_KIND, Event, NewEvent, decode_event
+from flowqueue.events import (
+    AWAIT_END_KINDS,
+    AWAIT_KINDS,
+    LIFECYCLE_KINDS,
+    RUN_STATUS_BY_KIND,
+    Event,
+    NewEvent,
+    decode_event,
+)
 from flowqueue.keys import Keys
 from flowqueue.settings import Settings
-from flowqueue.store.base import RunSummary
+from flowqueue.store.base import FeedEntry, FlowStats, RunSummary
 from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
+from flowqueue.store.live import HasId
 
 Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of a script call
 # One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
 RangeRequest = tuple[bool, str, str, str, int]
 # redis-py types replies loosely; decode_entries checks the shape it relies on.
-RangePlan = Generator[RangeRequest, Any, list[Event]]
+T = TypeVar("T", bound=HasId)
+Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+Plan = Generator[RangeRequest, Any, list[T]]
+RangePlan = Plan[Event]
 
 # append.lua's one-letter instruction per event: feed it, and which run status it sets.
 _STATUS_CODE = {"running": "R", "completed": "C", "failed": "F", "cancelled": "X"}
-APPEND_CODE = {kind: "f" for kind in LIFECYCLE_KINDS} | {
-    kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()
-}
+APPEND_CODE = (
+    {kind: "f" for kind in LIFECYCLE_KINDS}
+    | {kind: "a" for kind in AWAIT_KINDS}
+    | {kind: "r" for kind in AWAIT_END_KINDS}
+    | {kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()}
+)
 
 
 class RedisCommands:
@@ -38,7 +53,8 @@ class RedisCommands:
         self.page_size = settings.read_page_size
 
     def run_call(self, run_id: str, flow: str) -> Call:
-        """The KEYS and ARGV every per-run script starts with (see run_lib.lua)."""
+        """The KEYS and ARGV every per-run script starts with (see run_lib.lua); the
+        caller adds its own keys, then ``flow_stats`` last."""
         keys = [
             self.keys.run_stream(run_id),
             self.keys.run_meta(run_id),
@@ -60,6 +76,7 @@ class RedisCommands:
         if not bodies:
             return [], []
         keys, argv = self.run_call(events[0].run_id, events[0].flow)
+        keys.append(self.keys.flow_stats(events[0].flow))  # run_lib.lua: always the last key
         argv.append("".join([APPEND_CODE.get(event.kind, "-") for event in events]))
         argv += bodies
         return keys, argv
@@ -69,7 +86,7 @@ class RedisCommands:
         return [Event.stamped(e, i.decode()) for e, i in zip(events, ids, strict=True)]
 
     @staticmethod
-    def decode_entries(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[Event]:
+    def decode_entries(entries: Entries) -> list[Event]:
         """XRANGE reply -> events (entries were written by append.lua: one field ``e``)."""
         return [decode_event(entry_id, fields[b"e"]) for entry_id, fields in entries]
 
@@ -82,12 +99,42 @@ class RedisCommands:
         """
         check_cursor("before" if reverse else "after", cursor)
         check_limit(limit)
-        key, out = self.keys.run_stream(run_id), list[Event]()
+        key = self.keys.run_stream(run_id)
+        return self._paged(key, cursor, limit, reverse, self.decode_entries)
+
+    def feed_plan(self, after: str | None, limit: int | None) -> Plan[FeedEntry]:
+        """Page forward through the lifecycle feed after feed position ``after``."""
+        check_cursor("after", after)
+        check_limit(limit)
+        return self._paged(self.keys.feed, after, limit, False, self.decode_feed)
+
+    @staticmethod
+    def flow_stats(raw: Any) -> FlowStats:
+        """HGETALL of the flow's counters hash."""
+        return FlowStats.model_validate({k.decode(): int(v) for k, v in raw.items()})
+
+    @staticmethod
+    def decode_feed(entries: Entries) -> list[FeedEntry]:
+        """Feed entries hold the event body ``e`` and its id in its run's log ``id``."""
+        return [
+            FeedEntry(id=feed_id.decode(), event=decode_event(fields[b"id"], fields[b"e"]))
+            for feed_id, fields in entries
+        ]
+
+    def _paged(
+        self,
+        key: str,
+        cursor: str | None,
+        limit: int | None,
+        reverse: bool,
+        decode: Callable[[Entries], list[T]],
+    ) -> Plan[T]:
+        out: list[T] = []
         near = f"({cursor}" if cursor else ("+" if reverse else "-")
         far = "-" if reverse else "+"
         while limit is None or len(out) < limit:
             count = self.page_size if limit is None else min(self.page_size, limit - len(out))
-            page = self.decode_entries((yield reverse, key, near, far, count))
+            page = decode((yield reverse, key, near, far, count))
             out.extend(page)
             if len(page) < count:
                 break

@@ -12,18 +12,32 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowqueue.events import decode_event
+from flowqueue.store.base import FeedEntry
 from flowqueue.store.live import LiveBuffer
 
 log = logging.getLogger(__name__)
 _LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 T = TypeVar("T")
+Decoder = Callable[[bytes], Any]
+
+
+def decode_run_line(line: bytes) -> Any:
+    """A run channel line: ``<event id> <body>``."""
+    event_id, _, body = line.partition(b" ")
+    return decode_event(event_id, body)
+
+
+def decode_feed_line(line: bytes) -> Any:
+    """A feed channel line: ``<feed id> <event id> <body>``."""
+    feed_id, _, rest = line.partition(b" ")
+    return FeedEntry(id=feed_id.decode(), event=decode_run_line(rest))
 
 
 async def retry_while_unreachable(call: Callable[[], Awaitable[T]], timeout: float) -> T:
@@ -43,23 +57,28 @@ class RedisLiveHub:
     def __init__(self, client: aioredis.Redis, buffer_size: int) -> None:
         self._pubsub = client.pubsub()
         self._buffer_size = buffer_size
-        self._subscribers: dict[bytes, set[LiveBuffer]] = {}
+        self._subscribers: dict[bytes, set[LiveBuffer[Any]]] = {}
+        self._decoders: dict[bytes, Decoder] = {}
         self._confirmed: set[bytes] = set()
         self._lock = asyncio.Lock()  # serialises SUBSCRIBE/UNSUBSCRIBE decisions
         self._reader: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def attach(self, channel: str) -> AsyncIterator[LiveBuffer]:
+    async def attach(
+        self, channel: str, decode: Decoder = decode_run_line
+    ) -> AsyncIterator[LiveBuffer[Any]]:
         key = channel.encode()
-        buffer = LiveBuffer(self._buffer_size, asyncio.get_running_loop())
+        buffer: LiveBuffer[Any] = LiveBuffer(self._buffer_size, asyncio.get_running_loop())
         async with self._lock:
             subscribers = self._subscribers.get(key)
             if subscribers is None:
                 self._subscribers[key] = {buffer}
+                self._decoders[key] = decode
                 try:
                     await self._pubsub.subscribe(key)  # its confirmation triggers the resync
                 except BaseException:
                     del self._subscribers[key]
+                    del self._decoders[key]
                     raise
                 self._start_reader()
             else:
@@ -71,7 +90,7 @@ class RedisLiveHub:
         finally:
             await self._detach(key, buffer)
 
-    async def _detach(self, key: bytes, buffer: LiveBuffer) -> None:
+    async def _detach(self, key: bytes, buffer: LiveBuffer[Any]) -> None:
         async with self._lock:
             subscribers = self._subscribers.get(key)
             if subscribers is None:
@@ -79,6 +98,7 @@ class RedisLiveHub:
             subscribers.discard(buffer)
             if not subscribers:
                 del self._subscribers[key]
+                del self._decoders[key]
                 self._confirmed.discard(key)
                 with contextlib.suppress(*_LOST):
                     await self._pubsub.unsubscribe(key)
@@ -115,11 +135,11 @@ class RedisLiveHub:
         subscribers = self._subscribers.get(channel)
         if kind == "message" and subscribers:
             assert isinstance(data, bytes)
+            decode = self._decoders[channel]
             for line in data.split(b"\n"):  # one line per event of the appended batch
-                event_id, _, body = line.partition(b" ")
-                event = decode_event(event_id, body)
+                item = decode(line)  # decoded once, shared by every subscriber
                 for buffer in subscribers:
-                    buffer.push(event)
+                    buffer.push(item)
         elif kind == "subscribe" and subscribers is not None:
             self._confirmed.add(channel)
             for buffer in subscribers:

@@ -1,12 +1,42 @@
 -- Shared head of every per-run script: appends events exactly as append.lua always has.
--- KEYS: 1 run stream, 2 run meta hash, 3 flow run index, 4 lifecycle feed stream
+-- KEYS: 1 run stream, 2 run meta hash, 3 flow run index, 4 lifecycle feed stream, and
+-- last (KEYS[#KEYS], after any keys of the script) the flow's counters hash
 -- ARGV: 1 run live channel, 2 feed live channel, 3 feed maxlen, 4 run id, 5 flow
 -- Append codes: '-' log only; 'f' also to the lifecycle feed; 'R' 'C' 'F' 'X' also to the
--- feed and set the run's status (running, completed, failed, cancelled).
--- Live messages carry one "<id> <body>" line per event (JSON bodies hold no raw newline);
+-- feed and set the run's status (running, completed, failed, cancelled); 'a' / 'r' also
+-- to the feed and count a step awaiting / no longer awaiting.
+-- The flow's counters: runs by current status, and steps awaiting in runs not yet ended
+-- (a run's end takes its awaiting steps off the count).
+-- Live messages carry one "<id> <body>" line per event (JSON bodies hold no raw newline),
+-- feed messages "<feed id> <id> <body>";
 -- flush() publishes once per channel per call, so a batch is one message per subscriber.
 local STATUS = {R = 'running', C = 'completed', F = 'failed', X = 'cancelled'}
+local STATS = KEYS[#KEYS]
 local live, feed = {}, {}
+
+local function count_status(status)
+  local prev = redis.call('HGET', KEYS[2], 'status')
+  if prev ~= status then
+    if prev then
+      redis.call('HINCRBY', STATS, prev, -1)
+    end
+    redis.call('HINCRBY', STATS, status, 1)
+  end
+  if status ~= 'running' then -- the run's awaits end with it
+    local waiting = tonumber(redis.call('HGET', KEYS[2], 'awaiting') or '0')
+    if waiting ~= 0 then
+      redis.call('HINCRBY', STATS, 'awaiting', -waiting)
+      redis.call('HSET', KEYS[2], 'awaiting', 0)
+    end
+  end
+end
+
+local function count_awaiting(delta)
+  if redis.call('HEXISTS', KEYS[2], 'ended_ms') == 0 then
+    redis.call('HINCRBY', KEYS[2], 'awaiting', delta)
+    redis.call('HINCRBY', STATS, 'awaiting', delta)
+  end
+end
 
 local function append(body, code)
   local id = redis.call('XADD', KEYS[1], '*', 'e', body)
@@ -15,6 +45,7 @@ local function append(body, code)
   if code ~= '-' then
     local status = STATUS[code]
     if status then
+      count_status(status)
       local ms = string.match(id, '^(%d+)')
       if code == 'R' then
         if redis.call('HSETNX', KEYS[2], 'started_ms', ms) == 1 then
@@ -24,9 +55,13 @@ local function append(body, code)
       else
         redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status, 'ended_ms', ms)
       end
+    elseif code == 'a' then
+      count_awaiting(1)
+    elseif code == 'r' then
+      count_awaiting(-1)
     end
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'e', body, 'id', id)
-    feed[#feed + 1] = line
+    local fid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'e', body, 'id', id)
+    feed[#feed + 1] = fid .. ' ' .. line
   end
   return id
 end
