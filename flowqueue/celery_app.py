@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery, signals
 
 from flowqueue.extension import Flowqueue
+from flowqueue.registry import describe_worker
 from flowqueue.settings import Settings
 
 
@@ -17,6 +18,7 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
     """Add flowqueue to a Celery app: ``app.flowqueue``, worker hooks, flow discovery."""
     fq = Flowqueue(app, settings or Settings())
     app.flowqueue = fq
+    registration = fq.worker_registration
 
     def import_flows(sender: Any = None, **_: Any) -> None:
         if sender is app:  # import the flow modules when this app's worker starts
@@ -32,10 +34,20 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
     def stop_pump(sender: Any = None, **_: Any) -> None:
         fq.timer_pump.stop()
 
+    def register_worker(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:  # sender: the worker's Consumer
+            registration.start(sender.hostname, describe_worker(app, sender))
+
+    def deregister_worker(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:  # sender: the WorkController
+            registration.stop()
+
     signals.import_modules.connect(import_flows, weak=False)
     signals.worker_process_init.connect(after_fork, weak=False)
     signals.worker_ready.connect(start_pump, weak=False)
     signals.worker_shutdown.connect(stop_pump, weak=False)
+    signals.worker_ready.connect(register_worker, weak=False)
+    signals.worker_shutdown.connect(deregister_worker, weak=False)
     return fq
 
 

@@ -15,6 +15,7 @@ from flowqueue.leases import LeaseKeeper
 from flowqueue.ledger import MemoryRunLedger, RedisRunLedger, RunLedger
 from flowqueue.orchestrator import Orchestrator
 from flowqueue.priorities import StepPriorities, step_priorities
+from flowqueue.registry import WorkerRegistration, celery_live_numbers
 from flowqueue.retry import Retry
 from flowqueue.settings import Settings
 from flowqueue.store import EventStore, MemoryEventStore, RedisEventStore
@@ -44,6 +45,8 @@ class Flowqueue:
             max_delay=settings.retry_max_delay,
         )
         self.timer_pump = TimerPump(self)
+        # The worker's presence in the registry stream (started in the worker main process).
+        self.worker_registration = WorkerRegistration(settings, live=celery_live_numbers)
         self._resources: _ProcessResources | None = None
         self._priorities: StepPriorities | None = None
         self._registry: tuple[int, FlowRegistry] | None = None
