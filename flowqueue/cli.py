@@ -16,7 +16,7 @@ from flowqueue.client import cancel as cancel_run
 from flowqueue.client import emit as emit_event
 from flowqueue.client import get_run, list_flows, read_events, start_flow
 from flowqueue.client import resume as resume_trigger
-from flowqueue.errors import FlowqueueError
+from flowqueue.errors import FlowqueueError, UnknownRun
 from flowqueue.events import TERMINAL_KINDS, EventKind
 from flowqueue.extension import flowqueue_of
 from flowqueue.flows import FlowInfo
@@ -133,10 +133,12 @@ def start(ctx: click.Context, flow: str, input_json: str | None, wait: bool, as_
         sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)
 
 
-def follow(app: Any, run_id: str, as_json: bool) -> str:
-    """Print the run's events live until its terminal event; return that event's kind."""
+def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> str:
+    """Print the run's events live until its terminal event; return that event's kind.
+    The subscription resumes after the last event printed when Redis drops the
+    connection, so nothing is skipped or printed twice."""
     origin: int | None = None
-    for event in flowqueue_of(app).store.subscribe(run_id):
+    for event in flowqueue_of(app).store.subscribe(run_id, after=after):
         origin = stream_id_ms(event.id) if origin is None else origin
         click.echo(event.to_json().decode() if as_json else format_line(event, origin))
         if event.kind in TERMINAL_KINDS:
@@ -232,3 +234,56 @@ def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
     """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event)."""
     run_id = resume_trigger(trigger_id, parse_json(data_json, "--data"), app=app_of(ctx))
     click.echo(f"resumed {run_id}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+@click.pass_context
+@friendly
+def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+    """Serve the HTTP API (OpenAPI at /docs); run as many processes as you like."""
+    try:
+        import uvicorn
+
+        from flowqueue.api import create_api
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the API needs its extra ({exc.name} is missing): pip install 'flowqueue[api]'"
+        ) from None
+    uvicorn.run(create_api(app_of(ctx)), host=host, port=port, log_level=log_level)
+
+
+@main.command()
+@click.argument("flow")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--before", help="Only runs older than this run id (paging).")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON lines.")
+@click.pass_context
+@friendly
+def runs(ctx: click.Context, flow: str, limit: int, before: str | None, as_json: bool) -> None:
+    """List FLOW's runs, newest first."""
+    fq = flowqueue_of(app_of(ctx))
+    fq.registry.flow(flow)  # an unknown flow is a clear error, not an empty list
+    for summary in fq.store.list_runs(flow, limit=limit, before=before):
+        if as_json:
+            click.echo(summary.model_dump_json())
+            continue
+        started = summary.started_at.isoformat(timespec="seconds") if summary.started_at else "-"
+        click.echo(f"{summary.run_id}  {summary.status:<10} {started}")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--after", help="Start after this event id (default: the whole log).")
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+@friendly
+def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> None:
+    """Follow a run's timeline live until it ends (exit 0 if it completed)."""
+    app = app_of(ctx)
+    if not flowqueue_of(app).store.read(run_id, limit=1):
+        raise UnknownRun(f"no run {run_id!r}; `flowqueue runs FLOW` lists the runs of a flow.")
+    status = follow(app, run_id, as_json, after)
+    sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)

@@ -47,9 +47,9 @@ class Keys:
         return f"{self.prefix}:runs:{flow}"
 
     def flow_stats(self, flow: str) -> str:
-        """Hash: the flow's counters, kept by every append: runs by status (``running``,
-        ``completed``, ``failed``, ``cancelled``) and ``awaiting`` (steps awaiting in runs
-        not yet ended)."""
+        """Hash: the flow's counters, kept by every append: ``events`` appended, runs by
+        status (``running``, ``completed``, ``failed``, ``cancelled``) and ``awaiting``
+        (steps awaiting in runs not yet ended)."""
         return f"{self.prefix}:stats:{flow}"
 
     @property

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         description="How long a live subscription keeps retrying while Redis is unreachable "
         "before it gives up with the connection error.",
     )
+    redis_max_connections: int = Field(
+        default=64,
+        gt=1,
+        description="Connections of one async store (an API process); more concurrent "
+        "reads wait for one.",
+    )
     read_page_size: int = Field(
         default=1_000, gt=0, description="Events fetched per round trip when paging a log."
     )
@@ -146,8 +152,8 @@ class Settings(BaseSettings):
     sse_client_buffer: int = Field(
         default=1_000,
         gt=0,
-        description="Events queued for one SSE client; a client further behind is "
-        "disconnected (it reconnects with Last-Event-ID and loses nothing).",
+        description="Events queued for one SSE client (and buffered live for it); a client "
+        "further behind re-reads the log as it catches up: nothing lost, memory bounded.",
     )
     sse_send_timeout_seconds: float = Field(
         default=10.0,

@@ -83,3 +83,13 @@ def cluster(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactor
     group.start_worker(concurrency=2)
     yield group
     group.close()
+
+
+@pytest.fixture(scope="session")
+def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``flowqueue api`` process serving the shared cluster."""
+    from tests.api_harness import ApiProcess
+
+    process = ApiProcess(cluster.env, tmp_path_factory.mktemp("api") / "api.log")
+    yield process
+    process.stop()

@@ -73,3 +73,24 @@ def test_bad_input_exits_with_a_clear_message_and_writes_nothing(cluster):
     missing = flowqueue(cluster, "show", "no-such-run")
     assert missing.returncode == 1
     assert "no run 'no-such-run'" in missing.stderr
+
+
+def test_runs_lists_newest_first_and_tail_follows_a_run(cluster):
+    first = flowqueue(cluster, "start", "nap", "--input", '{"seconds": 0.5}').stdout.strip()
+    second = flowqueue(cluster, "start", "nap", "--input", '{"seconds": 0.5}').stdout.strip()
+    listed = flowqueue(cluster, "runs", "nap", "--limit", "2").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [second, first]
+    tailed = flowqueue(cluster, "tail", second)
+    assert tailed.returncode == 0, tailed.stderr
+    lines = tailed.stdout.splitlines()
+    assert "flow.started" in lines[0]
+    assert "step.resumed" in tailed.stdout
+    assert "flow.completed" in lines[-1]
+    as_json = flowqueue(cluster, "tail", first, "--json").stdout.splitlines()
+    assert json.loads(as_json[-1])["kind"] == "flow.completed"
+    missing = flowqueue(cluster, "tail", "0190a4e2-0000-7000-8000-000000000000")
+    assert missing.returncode != 0
+    assert "no run" in missing.stderr
+    unknown = flowqueue(cluster, "runs", "no-such-flow")
+    assert unknown.returncode != 0
+    assert "no-such-flow" in unknown.stderr

@@ -343,6 +343,7 @@ def test_flow_stats_count_runs_by_status_and_awaiting_steps(store: EventStore):
         "failed": 1,
         "cancelled": 0,
         "awaiting": 2,
+        "events": 10,
     }
     store.append(ev("step.resumed", "b", step="t"))
     store.append(ev("flow.cancelled", "b", step=None))
@@ -353,6 +354,7 @@ def test_flow_stats_count_runs_by_status_and_awaiting_steps(store: EventStore):
         "failed": 1,
         "cancelled": 1,
         "awaiting": 0,
+        "events": 13,
     }
     assert store.flow_stats("no-such-flow").running == 0
     assert asyncio.run(_with_aclose(store, store.aio.flow_stats("flow-a"))).cancelled == 1

@@ -53,8 +53,9 @@ def test_append_is_one_round_trip(settings, redis_client):
     store.append_many(logs("rt", 100))
     after = redis_client.info("stats")["total_commands_processed"]
     # EVALSHA itself plus the INFO call; the script's inner commands are counted too
-    # (XADD per event, one PUBLISH for the batch), but the client sent exactly one request.
-    assert after - before == 1 + 1 + 100 + 1
+    # (XADD per event, one HINCRBY of the flow's event count, one PUBLISH for the batch),
+    # but the client sent exactly one request.
+    assert after - before == 1 + 1 + 100 + 1 + 1
     store.close()
 
 

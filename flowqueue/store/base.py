@@ -6,7 +6,7 @@ Implementations live beside this module: ``redis.py`` (production) and ``memory.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -50,6 +50,7 @@ class FlowStats(BaseModel):
     failed: int = 0
     cancelled: int = 0
     awaiting: int = 0  # steps awaiting a time, an event or a trigger, in runs not ended
+    events: int = 0  # events appended to the flow's runs
 
 
 class FeedEntry(BaseModel):
@@ -122,7 +123,7 @@ class AsyncEventStore(Protocol):
         self, flow: str, limit: int = 50, before: str | None = None
     ) -> list[RunSummary]: ...
 
-    def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]: ...
+    def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]: ...
 
     async def read_feed(
         self, after: str | None = None, limit: int | None = None
@@ -130,7 +131,7 @@ class AsyncEventStore(Protocol):
 
     async def flow_stats(self, flow: str) -> FlowStats: ...
 
-    def subscribe_feed(self, after: str | None = None) -> AsyncIterator[FeedEntry]:
+    def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         """The feed after ``after``, in order, exactly once: backfill, then live. The
         feed is capped (``feed_maxlen``): a cursor older than what it keeps resumes at
         its oldest entry."""

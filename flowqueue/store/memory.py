@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from flowqueue.events import (
@@ -92,6 +92,7 @@ class MemoryEventStore:
     def _bookkeep(self, run: _Run, event: Event) -> None:
         """Run status, flow index and flow counters: the rules of run_lib.lua."""
         stats = self._stats.setdefault(event.flow, {})
+        stats["events"] = stats.get("events", 0) + 1
         if event.kind in AWAIT_KINDS or event.kind in AWAIT_END_KINDS:
             if "ended_ms" not in run.meta:
                 delta = 1 if event.kind in AWAIT_KINDS else -1
@@ -269,7 +270,7 @@ class AsyncMemoryEventStore:
     ) -> list[RunSummary]:
         return self._store.list_runs(flow, limit, before)
 
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]:
+    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         check_cursor("after", after)
         page_size = self._store.settings.read_page_size
 
@@ -288,7 +289,7 @@ class AsyncMemoryEventStore:
     async def flow_stats(self, flow: str) -> FlowStats:
         return self._store.flow_stats(flow)
 
-    async def subscribe_feed(self, after: str | None = None) -> AsyncIterator[FeedEntry]:
+    async def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         check_cursor("after", after)
         page_size = self._store.settings.read_page_size
 

@@ -6,7 +6,7 @@ asyncio API (the API server). Both encode and decode through ``RedisCommands``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from typing import TypeVar
 
 import redis
@@ -121,9 +121,15 @@ class AsyncRedisEventStore:
         if url is not None:
             self.settings = self.settings.model_copy(update={"redis_url": url})
         self._cmd = RedisCommands(self.settings)
-        self.client = aioredis.Redis.from_url(
-            self.settings.redis_url, client_name=client_name(self.settings)
+        # Many concurrent readers (SSE backfills) queue for a connection instead of
+        # failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.settings.redis_url,
+            max_connections=self.settings.redis_max_connections,
+            timeout=self.settings.reconnect_timeout,
+            client_name=client_name(self.settings),
         )
+        self.client = aioredis.Redis(connection_pool=pool)
         self._hub: RedisLiveHub | None = None
 
     async def append(self, event: NewEvent) -> Event:
@@ -185,7 +191,7 @@ class AsyncRedisEventStore:
             self._hub = RedisLiveHub(self.client, self.settings.subscriber_buffer)
         return self._hub
 
-    async def subscribe_feed(self, after: str | None = None) -> AsyncIterator[FeedEntry]:
+    async def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         check_cursor("after", after)
         page_size = self._cmd.page_size
 
@@ -199,7 +205,7 @@ class AsyncRedisEventStore:
             async for entry in merge_backfill_and_live(buffer, read_page, page_size, after):
                 yield entry
 
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[Event]:
+    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         check_cursor("after", after)
         async with self.hub.attach(self._cmd.keys.run_live(run_id)) as buffer:
             page_size = self._cmd.page_size

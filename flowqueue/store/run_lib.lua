@@ -68,6 +68,7 @@ end
 
 local function flush()
   if #live > 0 then
+    redis.call('HINCRBY', STATS, 'events', #live)
     redis.call('PUBLISH', ARGV[1], table.concat(live, '\n'))
   end
   if #feed > 0 then

@@ -1,0 +1,39 @@
+"""SSE frames: one event per frame, its id as the SSE ``id:`` (so ``Last-Event-ID``
+resumes after it), its JSON as ``data:``. No ``event:`` field, so a browser's
+``EventSource.onmessage`` sees every event.
+
+A live event goes to every client following its run; the cache encodes it once per
+process instead of once per client.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from flowqueue.events import Event
+
+HEARTBEAT = b": heartbeat\n\n"
+
+
+def frame(sse_id: str, data: bytes) -> bytes:
+    return b"id: " + sse_id.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class FrameCache:
+    """The frames of recently sent events, by (run, event id); bounded (LRU)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._frames: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    def event_frame(self, event: Event, sse_id: str | None = None) -> bytes:
+        key = (event.run_id, sse_id or event.id)
+        cached = self._frames.get(key)
+        if cached is not None:
+            self._frames.move_to_end(key)
+            return cached
+        encoded = frame(sse_id or event.id, event.to_json())
+        self._frames[key] = encoded
+        if len(self._frames) > self._size:
+            self._frames.popitem(last=False)
+        return encoded

@@ -1,0 +1,45 @@
+"""Prometheus text exposition: the flows' counters (kept in Redis by every append, so
+every API process reports the same numbers) and this process's SSE figures."""
+
+from __future__ import annotations
+
+from flowqueue.api.context import ApiContext
+
+RUN_STATUSES = ("running", "completed", "failed", "cancelled")
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def render_metrics(ctx: ApiContext) -> str:
+    lines = [
+        "# HELP flowqueue_events_appended_total Events appended to the runs of a flow.",
+        "# TYPE flowqueue_events_appended_total counter",
+    ]
+    runs = ["# HELP flowqueue_runs Runs of a flow by status.", "# TYPE flowqueue_runs gauge"]
+    awaiting = [
+        "# HELP flowqueue_steps_awaiting Steps awaiting a time, an event or a trigger.",
+        "# TYPE flowqueue_steps_awaiting gauge",
+    ]
+    for flow in sorted(ctx.fq.registry.flows):
+        stats = await ctx.store.flow_stats(flow)
+        name = _label(flow)
+        lines.append(f'flowqueue_events_appended_total{{flow="{name}"}} {stats.events}')
+        for status in RUN_STATUSES:
+            count = getattr(stats, status)
+            runs.append(f'flowqueue_runs{{flow="{name}",status="{status}"}} {count}')
+        awaiting.append(f'flowqueue_steps_awaiting{{flow="{name}"}} {stats.awaiting}')
+    m = ctx.metrics
+    process = [
+        "# HELP flowqueue_sse_clients SSE clients connected to this process.",
+        "# TYPE flowqueue_sse_clients gauge",
+        f"flowqueue_sse_clients {m.sse_clients}",
+        "# HELP flowqueue_sse_events_sent_total Events sent to SSE clients by this process.",
+        "# TYPE flowqueue_sse_events_sent_total counter",
+        f"flowqueue_sse_events_sent_total {m.sse_events_sent}",
+        "# HELP flowqueue_sse_slow_disconnects_total SSE clients disconnected for falling behind.",
+        "# TYPE flowqueue_sse_slow_disconnects_total counter",
+        f"flowqueue_sse_slow_disconnects_total {m.sse_disconnected_slow}",
+    ]
+    return "\n".join([*lines, *runs, *awaiting, *process]) + "\n"

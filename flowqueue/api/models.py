@@ -1,0 +1,73 @@
+"""Response and request bodies of the HTTP API (they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flowqueue.events import Event
+from flowqueue.flows import FlowInfo
+from flowqueue.store.base import FlowStats, RunSummary
+
+
+class FlowOut(FlowInfo):
+    """A flow, its steps and edges, and its live counters."""
+
+    stats: FlowStats
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary]
+    next_before: str | None = Field(
+        default=None, description="Pass as ?before= for the next (older) page; null at the end."
+    )
+
+
+class EventPage(BaseModel):
+    events: list[Event]
+    next_after: str | None = Field(
+        default=None, description="Pass as ?after= for the next page; null at the end."
+    )
+
+
+class Started(BaseModel):
+    flow: str
+    run_id: str
+
+
+class Cancelled(BaseModel):
+    run_id: str
+    revoked: list[str] = Field(description="Steps that were queued; their messages are revoked.")
+
+
+class Resumed(BaseModel):
+    run_id: str
+
+
+class EmitIn(BaseModel):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.:\-]{1,128}$",
+        description="Event name: 1-128 of letters, digits and '_.:-'.",
+    )
+    payload: Any = None
+
+
+class Emitted(BaseModel):
+    name: str
+    signal_id: str
+    woken: int = Field(description="How many waiting steps it woke.")
+
+
+class LoginIn(BaseModel):
+    token: str
+
+
+class QueueOut(BaseModel):
+    name: str
+    depth: int | None = Field(description="Messages waiting in the broker (null: unknown).")
+
+
+class Health(BaseModel):
+    status: str
+    redis: str

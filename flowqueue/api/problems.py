@@ -1,0 +1,131 @@
+"""Errors as ``application/problem+json`` (RFC 9457): one shape for every 4xx/5xx.
+
+Every error a caller can cause maps to a status and a ``detail`` that says what to do;
+the mapping follows the ``FlowqueueError`` tree, so a new error class lands in the right
+place without touching the routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flowqueue.errors import (
+    FlowqueueError,
+    InvalidEvent,
+    InvalidInput,
+    PayloadTooLarge,
+    RunAlreadyEnded,
+    TriggerAlreadyUsed,
+    UnknownFlow,
+    UnknownRun,
+    UnknownTrigger,
+)
+
+PROBLEM_JSON = "application/problem+json"
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Invalid input",
+    500: "Internal error",
+    503: "Unavailable",
+}
+# Most specific first: PayloadTooLarge is an InvalidEvent too.
+STATUS_OF_ERROR: list[tuple[type[FlowqueueError], int]] = [
+    (UnknownFlow, 404),
+    (UnknownRun, 404),
+    (UnknownTrigger, 404),
+    (TriggerAlreadyUsed, 409),
+    (RunAlreadyEnded, 409),
+    (PayloadTooLarge, 413),
+    (InvalidInput, 422),
+    (InvalidEvent, 422),
+]
+
+
+HINTS = {  # what to do, for the parameters whose rules are not obvious
+    "after": "; pass an event id such as '1719667845123-0' taken from an event",
+    "last-event-id": "; send the id of the last event received, such as '1719667845123-0'",
+    "name": "; use 1-128 characters from letters, digits and '_.:-'",
+}
+
+
+class Problem(BaseModel):
+    """An error response (RFC 9457)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+class ApiError(Exception):
+    """An error a route raises on purpose, with its status and what to do."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = Problem(title=TITLES.get(status, "Error"), status=status, detail=detail)
+    return JSONResponse(
+        body.model_dump(), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def status_of(exc: FlowqueueError) -> int:
+    for cls, status in STATUS_OF_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400  # any other error the caller caused (e.g. a bad identifier)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    return {
+        status: {
+            "description": TITLES[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def install_handlers(api: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return problem(exc.status, exc.detail, exc.headers)
+
+    async def on_flowqueue_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FlowqueueError)
+        return problem(status_of(exc), str(exc))
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for error in exc.errors():
+            loc = [str(p) for p in error.get("loc", ())]
+            hint = HINTS.get(loc[-1].lower(), "") if loc else ""
+            parts.append(f"{'.'.join(loc)}: {error.get('msg', '')}{hint}")
+        return problem(422, "; ".join(parts) or "the request does not fit the API schema")
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail), headers)
+
+    api.add_exception_handler(ApiError, on_api_error)
+    api.add_exception_handler(FlowqueueError, on_flowqueue_error)
+    api.add_exception_handler(RequestValidationError, on_validation_error)
+    api.add_exception_handler(StarletteHTTPException, on_http_error)

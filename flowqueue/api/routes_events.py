@@ -1,0 +1,80 @@
+"""Events from outside any run, and the live feed of every run's lifecycle events."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from flowqueue.api.auth import require_token, require_token_or_cookie
+from flowqueue.api.body import json_body
+from flowqueue.api.context import ApiContext, context_of
+from flowqueue.api.models import EmitIn, Emitted
+from flowqueue.api.problems import ApiError, problem_responses
+from flowqueue.api.routes_flows import EVENT_ID, SSE_RESPONSES
+from flowqueue.api.sse import EventStream
+from flowqueue.store.checks import check_cursor
+
+router = APIRouter(dependencies=[Depends(require_token)])
+streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
+
+
+@router.post(
+    "/api/_events",
+    response_model=Emitted,
+    status_code=202,
+    responses=problem_responses(401, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EmitIn.model_json_schema()}},
+        }
+    },
+)
+async def emit(request: Request) -> Emitted:
+    """Emit an event from outside any run: it wakes every waiting step whose match its
+    payload fits (and waits registered just after it still see it)."""
+    ctx = context_of(request)
+    raw = await json_body(request, ctx.settings.max_payload_bytes)
+    try:
+        body = EmitIn.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(
+            422, f'send {{"name": "...", "payload": ...}}: {exc.errors()[0]["msg"]}'
+        ) from None
+    signal_id, woken = await run_in_threadpool(ctx.fq.orchestrator.signal, body.name, body.payload)
+    return Emitted(name=body.name, signal_id=signal_id, woken=woken)
+
+
+@streams.get(
+    "/api/_events/stream",
+    response_class=Response,
+    responses={**SSE_RESPONSES, **problem_responses(401, 422)},
+)
+async def feed(
+    request: Request,
+    after: Annotated[
+        str | None, Query(pattern=EVENT_ID, description="Resume after this id.")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(pattern=EVENT_ID)] = None,
+) -> Response:
+    """Every run's lifecycle events (flow.* and step.*), live, for dashboards and run
+    lists. SSE ids are positions in the capped feed (``FLOWQUEUE_FEED_MAXLEN``)."""
+    ctx = context_of(request)
+    cursor = last_event_id or after
+    check_cursor("Last-Event-ID" if last_event_id else "after", cursor)
+    return EventStream(_feed_frames(ctx, cursor), ctx)
+
+
+async def _feed_frames(ctx: ApiContext, after: str | None) -> AsyncGenerator[bytes, None]:
+    async with contextlib.aclosing(ctx.store.subscribe_feed(after)) as entries:
+        async for entry in entries:
+            yield ctx.frames.event_frame(entry.event, entry.id)
+
+
+ROUTERS = (router, streams)

@@ -1,0 +1,224 @@
+"""Flows and runs: list, start, read, stream, cancel; trigger resume."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from flowqueue.api.auth import require_token, require_token_or_cookie
+from flowqueue.api.body import ANY_JSON_BODY, json_body
+from flowqueue.api.context import ApiContext, context_of
+from flowqueue.api.models import Cancelled, EventPage, FlowOut, Resumed, RunPage, Started
+from flowqueue.api.problems import ApiError, problem_responses
+from flowqueue.api.sse import EventStream
+from flowqueue.errors import UnknownRun
+from flowqueue.events import TERMINAL_KINDS, Event
+from flowqueue.flows import FlowGraph
+from flowqueue.ids import parse_stream_id
+from flowqueue.reducer import RunState, RunStatus, reduce
+from flowqueue.store.base import RunSummary
+from flowqueue.store.checks import check_cursor
+
+router = APIRouter(dependencies=[Depends(require_token)])
+streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])  # EventSource: cookie
+public = APIRouter()  # no token: a trigger id authorises its own resume
+Flow = Annotated[str, Path(description="Flow name.", max_length=128)]
+RunId = Annotated[str, Path(description="Run id.", max_length=128)]
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Server-sent events", "content": {"text/event-stream": {}}},
+    204: {"description": "The run has ended and nothing follows Last-Event-ID."},
+}
+MAX_PAGE = 10_000
+EVENT_ID = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a stream id, as events carry them
+STATUS_SCAN_PAGES = 20  # pages looked through to fill one ?status= page
+
+
+def _graph(ctx: ApiContext, flow: str) -> FlowGraph:
+    return ctx.fq.registry.flow(flow)  # UnknownFlow -> 404
+
+
+async def _run_events(ctx: ApiContext, flow: str, run_id: str, limit: int | None) -> list[Event]:
+    events = await ctx.store.read(run_id, limit=limit)
+    if not events or events[0].flow != flow:
+        raise UnknownRun(
+            f"flow {flow!r} has no run {run_id!r}; GET /api/_flows/{flow}/runs lists its runs."
+        )
+    return events
+
+
+@router.get("/api/_flows", response_model=list[FlowOut], responses=problem_responses(401))
+async def flows(request: Request) -> list[FlowOut]:
+    """Every flow with its steps, edges (from emits / subscribes) and live counters."""
+    ctx = context_of(request)
+    out = []
+    for graph in ctx.fq.registry.flows.values():
+        stats = await ctx.store.flow_stats(graph.name)
+        out.append(FlowOut(**graph.info().model_dump(), stats=stats))
+    return out
+
+
+@router.get(
+    "/api/_flows/{flow}/runs", response_model=RunPage, responses=problem_responses(401, 404, 422)
+)
+async def runs(
+    request: Request,
+    flow: Flow,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    before: Annotated[str | None, Query(max_length=128, description="Run id cursor.")] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
+) -> RunPage:
+    """The flow's runs, newest first; ``next_before`` pages to older ones."""
+    ctx = context_of(request)
+    _graph(ctx, flow)
+    found: list[RunSummary] = []
+    cursor: str | None = before
+    for _ in range(STATUS_SCAN_PAGES):
+        page = await ctx.store.list_runs(flow, limit=limit, before=cursor)
+        for summary in page:
+            if status is None or summary.status == status.value:
+                found.append(summary)
+                if len(found) == limit:
+                    return RunPage(runs=found, next_before=summary.run_id)
+        if len(page) < limit:
+            return RunPage(runs=found, next_before=None)
+        cursor = page[-1].run_id
+    return RunPage(runs=found, next_before=cursor)  # scanned enough; go on from here
+
+
+@router.post(
+    "/api/_flows/{flow}/start",
+    response_model=Started,
+    status_code=201,
+    responses=problem_responses(401, 404, 413, 422),
+    openapi_extra=ANY_JSON_BODY,
+)
+async def start(request: Request, flow: Flow) -> Started:
+    """Start a run with the JSON body as its input (checked against the entry step's
+    model before anything is written)."""
+    ctx = context_of(request)
+    _graph(ctx, flow)
+    value = await json_body(request, ctx.settings.max_payload_bytes)
+    run_id = await run_in_threadpool(ctx.fq.orchestrator.start_run, flow, value)
+    return Started(flow=flow, run_id=run_id)
+
+
+@router.get(
+    "/api/_flows/{flow}/runs/{run_id}",
+    response_model=RunState,
+    responses=problem_responses(401, 404, 422),
+)
+async def run_state(request: Request, flow: Flow, run_id: RunId) -> RunState:
+    """The run's state, reduced from its whole log."""
+    return reduce(await _run_events(context_of(request), flow, run_id, None))
+
+
+@router.get(
+    "/api/_flows/{flow}/runs/{run_id}/events",
+    response_model=EventPage,
+    responses=problem_responses(401, 404, 422),
+)
+async def run_events(
+    request: Request,
+    flow: Flow,
+    run_id: RunId,
+    after: Annotated[str | None, Query(pattern=EVENT_ID, description="Event id cursor.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+) -> EventPage:
+    """A page of the run's log after ``after``."""
+    ctx = context_of(request)
+    check_cursor("after", after)
+    await _run_events(ctx, flow, run_id, 1)
+    events = await ctx.store.read(run_id, after=after, limit=limit)
+    return EventPage(events=events, next_after=events[-1].id if len(events) == limit else None)
+
+
+@streams.get(
+    "/api/_flows/{flow}/runs/{run_id}/stream",
+    response_class=Response,
+    responses={**SSE_RESPONSES, **problem_responses(401, 404, 422)},
+)
+async def stream(
+    request: Request,
+    flow: Flow,
+    run_id: RunId,
+    after: Annotated[
+        str | None, Query(pattern=EVENT_ID, description="Resume after this id.")
+    ] = None,
+    keep_open: Annotated[bool, Query(description="Stay open after the run ends.")] = False,
+    last_event_id: Annotated[str | None, Header(pattern=EVENT_ID)] = None,
+) -> Response:
+    """Every event of the run after ``Last-Event-ID`` (or ``?after=``), exactly once and
+    in order: the whole log, then live. Ends after the run's terminal event unless
+    ``keep_open``."""
+    ctx = context_of(request)
+    cursor = last_event_id or after
+    check_cursor("Last-Event-ID" if last_event_id else "after", cursor)
+    await _run_events(ctx, flow, run_id, 1)
+    if not keep_open:
+        last = await ctx.store.read_reverse(run_id, limit=1)
+        ended = bool(last) and last[0].kind in TERMINAL_KINDS
+        if ended and cursor and parse_stream_id(cursor) >= parse_stream_id(last[0].id):
+            return Response(status_code=204)  # EventSource stops reconnecting on 204
+    return EventStream(_run_frames(ctx, run_id, cursor, keep_open), ctx)
+
+
+async def _run_frames(
+    ctx: ApiContext, run_id: str, after: str | None, keep_open: bool
+) -> AsyncGenerator[bytes, None]:
+    async with contextlib.aclosing(ctx.store.subscribe(run_id, after)) as events:
+        async for event in events:
+            yield ctx.frames.event_frame(event)
+            if event.kind in TERMINAL_KINDS and not keep_open:
+                return
+
+
+@router.post(
+    "/api/_flows/{flow}/runs/{run_id}/cancel",
+    response_model=Cancelled,
+    responses=problem_responses(401, 404, 409, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}
+                }
+            },
+        }
+    },
+)
+async def cancel(request: Request, flow: Flow, run_id: RunId) -> Cancelled:
+    """Cancel the run: flow.cancelled; its timers, waits and queued steps are dropped."""
+    ctx = context_of(request)
+    body = await json_body(request, ctx.settings.max_payload_bytes, default={})
+    reason = body.get("reason", "") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        raise ApiError(422, 'the body must be a JSON object like {"reason": "why"} (optional).')
+    await _run_events(ctx, flow, run_id, 1)
+    revoked = await run_in_threadpool(ctx.fq.orchestrator.cancel, run_id, reason)
+    return Cancelled(run_id=run_id, revoked=revoked)
+
+
+@public.post(
+    "/api/_flows/triggers/{trigger_id}",
+    response_model=Resumed,
+    responses=problem_responses(404, 409, 413, 422),
+    openapi_extra=ANY_JSON_BODY,
+)
+async def resume_trigger(
+    request: Request, trigger_id: Annotated[str, Path(max_length=128)]
+) -> Resumed:
+    """Resume the step awaiting this trigger with the JSON body (once; the id is in the
+    run's step.await.trigger event)."""
+    ctx = context_of(request)
+    payload = await json_body(request, ctx.settings.max_payload_bytes)
+    run_id = await run_in_threadpool(ctx.fq.orchestrator.resume, trigger_id, payload)
+    return Resumed(run_id=run_id)
+
+
+ROUTERS = (public, router, streams)
