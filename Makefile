@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/append.py
 	$(PY) bench/steps.py
 	$(PY) bench/timers.py
+	$(PY) bench/live.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

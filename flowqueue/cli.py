@@ -252,7 +252,15 @@ def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
         raise click.ClickException(
             f"the API needs its extra ({exc.name} is missing): pip install 'flowqueue[api]'"
         ) from None
-    uvicorn.run(create_api(app_of(ctx)), host=host, port=port, log_level=log_level)
+    # Open SSE streams would hold a graceful shutdown forever; their clients reconnect
+    # elsewhere with Last-Event-ID and lose nothing.
+    uvicorn.run(
+        create_api(app_of(ctx)),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @main.command()

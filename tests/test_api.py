@@ -187,6 +187,12 @@ def test_workers_queues_health_and_metrics(api):
         text = client.get("/metrics").text
         assert 'flowqueue_runs{flow="example-flow",status="completed"}' in text
         assert "flowqueue_sse_clients" in text
+        count = next(
+            line
+            for line in text.splitlines()
+            if line.startswith('flowqueue_step_duration_seconds_count{flow="example-flow"}')
+        )
+        assert int(count.split()[-1]) > 0
         assert client.get("/openapi.json").json()["info"]["title"] == "flowqueue"
 
 

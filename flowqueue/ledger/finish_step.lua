@@ -13,7 +13,7 @@ if status == 'completed' or status == 'failed' or status == 'cancelled' then
   return {'dup'}
 end
 redis.call('HDEL', KEYS[5], step .. '|lease')
-local id = append(ARGV[8], 'f')
+local id = append(ARGV[8], 'd')
 local terminal = ''
 if outcome == 'retry' then
   if run_ended() then

@@ -40,6 +40,14 @@ class RunSummary(BaseModel):
         )
 
 
+DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+
+def duration_bucket(ms: float) -> str:
+    """The histogram bucket of a step attempt that took ``ms`` (as run_lib.lua files it)."""
+    return next((str(b) for b in DURATION_BUCKETS_MS if ms <= b), "inf")
+
+
 class FlowStats(BaseModel):
     """A flow's live counters, kept by the store with every append."""
 
@@ -51,6 +59,17 @@ class FlowStats(BaseModel):
     cancelled: int = 0
     awaiting: int = 0  # steps awaiting a time, an event or a trigger, in runs not ended
     events: int = 0  # events appended to the flow's runs
+    # Finished step attempts by duration bucket (upper bound in ms, or "inf"; not
+    # cumulative) and the sum of their durations in ms.
+    step_ms_buckets: dict[str, int] = {}
+    step_ms_sum: int = 0
+
+    @classmethod
+    def from_counters(cls, counters: dict[str, int]) -> FlowStats:
+        """From the counters hash (``step_ms_le_<bucket>`` fields form the histogram)."""
+        prefix = "step_ms_le_"
+        buckets = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
+        return cls.model_validate({**counters, "step_ms_buckets": buckets})
 
 
 class FeedEntry(BaseModel):

@@ -22,11 +22,12 @@ from flowqueue.events import (
     LIFECYCLE_KINDS,
     RUN_STATUS_BY_KIND,
     Event,
+    EventKind,
     NewEvent,
 )
 from flowqueue.ids import StreamId, format_stream_id, parse_stream_id
 from flowqueue.settings import Settings
-from flowqueue.store.base import FeedEntry, FlowStats, RunSummary
+from flowqueue.store.base import FeedEntry, FlowStats, RunSummary, duration_bucket
 from flowqueue.store.bridge import LoopThread
 from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
 from flowqueue.store.live import LiveBuffer, merge_backfill_and_live
@@ -93,6 +94,12 @@ class MemoryEventStore:
         """Run status, flow index and flow counters: the rules of run_lib.lua."""
         stats = self._stats.setdefault(event.flow, {})
         stats["events"] = stats.get("events", 0) + 1
+        if event.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+            ms = event.data.get("duration_ms")
+            if isinstance(ms, int | float) and not isinstance(ms, bool):
+                field = f"step_ms_le_{duration_bucket(ms)}"
+                stats[field] = stats.get(field, 0) + 1
+                stats["step_ms_sum"] = stats.get("step_ms_sum", 0) + int(ms)
         if event.kind in AWAIT_KINDS or event.kind in AWAIT_END_KINDS:
             if "ended_ms" not in run.meta:
                 delta = 1 if event.kind in AWAIT_KINDS else -1
@@ -191,7 +198,7 @@ class MemoryEventStore:
 
     def flow_stats(self, flow: str) -> FlowStats:
         with self._lock:
-            return FlowStats.model_validate(self._stats.get(flow, {}))
+            return FlowStats.from_counters(self._stats.get(flow, {}))
 
     # -- live -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from flowqueue.events import (
     LIFECYCLE_KINDS,
     RUN_STATUS_BY_KIND,
     Event,
+    EventKind,
     NewEvent,
     decode_event,
 )
@@ -41,6 +42,7 @@ APPEND_CODE = (
     {kind: "f" for kind in LIFECYCLE_KINDS}
     | {kind: "a" for kind in AWAIT_KINDS}
     | {kind: "r" for kind in AWAIT_END_KINDS}
+    | {EventKind.STEP_COMPLETED: "d", EventKind.STEP_FAILED: "d"}
     | {kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()}
 )
 
@@ -111,7 +113,7 @@ class RedisCommands:
     @staticmethod
     def flow_stats(raw: Any) -> FlowStats:
         """HGETALL of the flow's counters hash."""
-        return FlowStats.model_validate({k.decode(): int(v) for k, v in raw.items()})
+        return FlowStats.from_counters({k.decode(): int(v) for k, v in raw.items()})
 
     @staticmethod
     def decode_feed(entries: Entries) -> list[FeedEntry]:

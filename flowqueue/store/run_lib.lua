@@ -4,7 +4,8 @@
 -- ARGV: 1 run live channel, 2 feed live channel, 3 feed maxlen, 4 run id, 5 flow
 -- Append codes: '-' log only; 'f' also to the lifecycle feed; 'R' 'C' 'F' 'X' also to the
 -- feed and set the run's status (running, completed, failed, cancelled); 'a' / 'r' also
--- to the feed and count a step awaiting / no longer awaiting.
+-- to the feed and count a step awaiting / no longer awaiting; 'd' also to the feed and
+-- count a finished attempt's data.duration_ms in the flow's step-duration histogram.
 -- The flow's counters: runs by current status, and steps awaiting in runs not yet ended
 -- (a run's end takes its awaiting steps off the count).
 -- Live messages carry one "<id> <body>" line per event (JSON bodies hold no raw newline),
@@ -29,6 +30,26 @@ local function count_status(status)
       redis.call('HSET', KEYS[2], 'awaiting', 0)
     end
   end
+end
+
+-- Upper bounds (ms) of the step-duration histogram; flowqueue/store/base.py has the same.
+local DURATION_BUCKETS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000}
+
+local function count_duration(body)
+  local ok, event = pcall(cjson.decode, body)
+  local ms = ok and type(event.data) == 'table' and tonumber(event.data.duration_ms)
+  if not ms then
+    return
+  end
+  local bucket = 'inf'
+  for _, bound in ipairs(DURATION_BUCKETS) do
+    if ms <= bound then
+      bucket = tostring(bound)
+      break
+    end
+  end
+  redis.call('HINCRBY', STATS, 'step_ms_le_' .. bucket, 1)
+  redis.call('HINCRBY', STATS, 'step_ms_sum', math.floor(ms))
 end
 
 local function count_awaiting(delta)
@@ -59,6 +80,8 @@ local function append(body, code)
       count_awaiting(1)
     elseif code == 'r' then
       count_awaiting(-1)
+    elseif code == 'd' then
+      count_duration(body)
     end
     local fid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'e', body, 'id', id)
     feed[#feed + 1] = fid .. ' ' .. line

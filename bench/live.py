@@ -1,0 +1,276 @@
+"""Live delivery over SSE against raw Redis Pub/Sub, in the same run.
+
+    .venv/bin/python bench/live.py [--clients 1,100,1000] [--seconds 5] [--rate 10]
+                                   [--saturation-clients 100] [--json]
+
+One throwaway redis-server and one ``flowqueue api`` process (uvicorn, one event loop).
+For each client count C: C SSE clients (raw asyncio sockets in this process, a few bytes
+of parsing per event) follow min(C, 10) runs, and every run gets ``--rate`` events a
+second, so each client receives ``--rate`` events a second; latency is from just before
+``append`` to the client reading the frame. The baseline: C raw redis-py Pub/Sub
+subscribers (one connection each) on as many channels, PUBLISH at the same rate.
+Then saturation: ``--saturation-clients`` clients on one run while events are appended
+as fast as batches of 100 go; deliveries per second of the one API process.
+Targets: SSE p99 <= 5 ms at 100 clients, <= 50 ms at 1,000 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from common import cli, pct, verdict
+
+from flowqueue import NewEvent, Settings, new_run_id
+from flowqueue.embedded import EmbeddedRedis, free_port
+from flowqueue.store import AsyncRedisEventStore
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS_MS = {100: 5.0, 1000: 50.0}
+MARK = b'"t":'
+
+
+def sent_at(data: bytes) -> float:
+    """The ``t`` the publisher put in the payload (no full JSON parse per event)."""
+    start = data.index(MARK) + len(MARK)
+    end = start
+    while data[end : end + 1] not in (b",", b"}"):
+        end += 1
+    return float(data[start:end])
+
+
+class Api:
+    def __init__(self, url: str, log: Path) -> None:
+        self.port = free_port()
+        env = {**os.environ, "FLOWQUEUE_REDIS_URL": url, "FLOWQUEUE_WORKERS": "workers"}
+        flowqueue = str(Path(sys.executable).parent / "flowqueue")
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            [flowqueue, "api", "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(log.read_text())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+async def sse_client(port: int, path: str, latencies: list[float], ready: asyncio.Event) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    await writer.drain()
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            if line.startswith(b"retry:"):
+                ready.set()
+            elif line.startswith(b"data: ") and MARK in line:  # flow.started carries no t
+                latencies.append((time.time() - sent_at(line)) * 1000)
+    except (asyncio.CancelledError, ConnectionError):
+        return
+    finally:
+        writer.close()
+
+
+async def pubsub_client(
+    url: str, channel: str, latencies: list[float], ready: asyncio.Event
+) -> None:
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    ready.set()
+    try:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                latencies.append((time.time() - sent_at(message["data"])) * 1000)
+    except asyncio.CancelledError:
+        return
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def publish_for(seconds: float, rate: float, send: Any, targets: list[str]) -> int:
+    """``rate`` events a second to every target, paced, for ``seconds``."""
+    sent, began = 0, time.monotonic()
+    tick = 1.0 / rate
+    while time.monotonic() - began < seconds:
+        for i, target in enumerate(targets):
+            await send(target, sent + i)
+        sent += len(targets)
+        next_at = began + (sent // len(targets)) * tick
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    return sent
+
+
+async def measure_sse(
+    store: AsyncRedisEventStore, port: int, clients: int, seconds: float, rate: float
+) -> list[float]:
+    runs = [new_run_id() for _ in range(min(clients, 10))]
+    for run in runs:
+        await store.append(NewEvent(kind="flow.started", run_id=run, flow="bench", data={}))
+    latencies: list[float] = []
+    readies = [asyncio.Event() for _ in range(clients)]
+    tasks = [
+        asyncio.create_task(
+            sse_client(port, f"/api/_flows/bench/runs/{runs[i % len(runs)]}/stream"
+                       f"?after=0-1", latencies, readies[i])
+        )
+        for i in range(clients)
+    ]  # fmt: skip
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+    await asyncio.sleep(0.5)
+
+    async def send(run: str, i: int) -> None:
+        data = {"msg": "tick", "i": i, "t": time.time()}
+        await store.append(NewEvent(kind="log", run_id=run, flow="bench", step="s", data=data))
+
+    await publish_for(seconds, rate, send, runs)
+    await asyncio.sleep(1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+async def measure_pubsub(url: str, clients: int, seconds: float, rate: float) -> list[float]:
+    channels = [f"bench:{i}" for i in range(min(clients, 10))]
+    latencies: list[float] = []
+    readies = [asyncio.Event() for _ in range(clients)]
+    tasks = [
+        asyncio.create_task(pubsub_client(url, channels[i % len(channels)], latencies, readies[i]))
+        for i in range(clients)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+    publisher = aioredis.Redis.from_url(url)
+
+    async def send(channel: str, i: int) -> None:
+        await publisher.publish(channel, f'{{"i": {i}, "t": {time.time()}}}')
+
+    await publish_for(seconds, rate, send, channels)
+    await asyncio.sleep(1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await publisher.aclose()
+    return latencies
+
+
+async def saturation(store: AsyncRedisEventStore, port: int, clients: int, seconds: float) -> float:
+    run = new_run_id()
+    await store.append(NewEvent(kind="flow.started", run_id=run, flow="bench", data={}))
+    latencies: list[float] = []
+    readies = [asyncio.Event() for _ in range(clients)]
+    path = f"/api/_flows/bench/runs/{run}/stream?after=0-1"
+    tasks = [
+        asyncio.create_task(sse_client(port, path, latencies, readies[i])) for i in range(clients)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+    began, i = time.monotonic(), 0
+    while time.monotonic() - began < seconds:
+        batch = [
+            NewEvent(kind="log", run_id=run, flow="bench", step="s", data={"i": n, "t": 0})
+            for n in range(i, i + 100)
+        ]
+        await store.append_many(batch)
+        i += 100
+        await asyncio.sleep(0)
+    elapsed = time.monotonic() - began
+    await asyncio.sleep(1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return len(latencies) / (elapsed + 1)
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"n": 0, "p50": float("nan"), "p99": float("nan")}
+    return {
+        "n": len(samples),
+        "p50": round(statistics.median(samples), 2),
+        "p99": round(pct(samples, 0.99), 2),
+    }
+
+
+def run(clients: str, seconds: float, rate: float, saturation_clients: int) -> dict[str, Any]:
+    counts = [int(c) for c in clients.split(",")]
+    out: dict[str, Any] = {"rate": rate, "seconds": seconds, "rows": []}
+    with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
+        api = Api(server.url, Path(tmp) / "api.log")
+        try:
+
+            async def main() -> None:
+                store = AsyncRedisEventStore(Settings(redis_url=server.url))
+                for count in counts:
+                    raw = summary(await measure_pubsub(server.url, count, seconds, rate))
+                    sse = summary(await measure_sse(store, api.port, count, seconds, rate))
+                    out["rows"].append({"clients": count, "pubsub": raw, "sse": sse})
+                rate_ = await saturation(store, api.port, saturation_clients, seconds)
+                out["saturation"] = {
+                    "clients": saturation_clients,
+                    "deliveries_per_s": round(rate_),
+                }
+                await store.aclose()
+
+            asyncio.run(main())
+        finally:
+            api.stop()
+    return out
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"{r['rate']} events/s per client for {r['seconds']} s; latency append -> read, ms")
+    print("clients | raw Pub/Sub p50 / p99 | flowqueue SSE p50 / p99 | p99 ratio | target")
+    for row in r["rows"]:
+        raw, sse, n = row["pubsub"], row["sse"], row["clients"]
+        target = TARGETS_MS.get(n)
+        ok = "" if target is None else f"<= {target}: {verdict(sse['p99'] <= target)}"
+        ratio = round(sse["p99"] / raw["p99"], 2) if raw["p99"] else None
+        print(
+            f"{n:>7} | {raw['p50']:>8} / {raw['p99']:>8} | {sse['p50']:>9} / {sse['p99']:>9}"
+            f" | {ratio} | {ok}  ({sse['n']} deliveries)"
+        )
+    s = r["saturation"]
+    print(f"saturation: {s['clients']} clients on one run: {s['deliveries_per_s']} deliveries/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", default="1,100,1000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--saturation-clients", type=int, default=100)
+    cli(parser, run, report)
+
+
+if __name__ == "__main__":
+    main()
