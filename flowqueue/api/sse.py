@@ -85,7 +85,8 @@ class EventStream(Response):
         await self._send(send, RECONNECT_MS, timeout)
         while True:
             try:
-                first = await asyncio.wait_for(self._queue.get(), settings.sse_heartbeat_seconds)
+                async with asyncio.timeout(settings.sse_heartbeat_seconds):
+                    first = await self._queue.get()
             except TimeoutError:
                 if not await self._send(send, HEARTBEAT, timeout):
                     return False
@@ -103,7 +104,8 @@ class EventStream(Response):
     async def _send(self, send: Send, data: bytes, timeout: float) -> bool:
         message: dict[str, Any] = {"type": "http.response.body", "body": data, "more_body": True}
         try:
-            await asyncio.wait_for(send(message), timeout)
+            async with asyncio.timeout(timeout):  # no task per send, unlike wait_for
+                await send(message)
         except TimeoutError:
             self._ctx.metrics.sse_disconnected_slow += 1
             log.info("disconnecting an SSE client that read nothing for %s s", timeout)
