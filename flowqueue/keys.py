@@ -48,8 +48,9 @@ class Keys:
 
     def flow_stats(self, flow: str) -> str:
         """Hash: the flow's counters, kept by every append: ``events`` appended, runs by
-        status (``running``, ``completed``, ``failed``, ``cancelled``) and ``awaiting``
-        (steps awaiting in runs not yet ended)."""
+        status (``running``, ``completed``, ``failed``, ``cancelled``), ``awaiting``
+        (steps awaiting in runs not yet ended) and finished step attempts by duration
+        (``step_ms_le_<bound>``, ``step_ms_sum``)."""
         return f"{self.prefix}:stats:{flow}"
 
     @property

@@ -217,8 +217,8 @@ class Orchestrator:
     def complete_step(
         self, header: StepHeader, attempt: int, result: Any, duration_ms: int
     ) -> StepFinish:
-        event = self._step_event(
-            header, EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
+        event = header.event(
+            EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
         )
         terminal = self._run_event(header, EventKind.FLOW_COMPLETED, duration_ms="$duration_ms")
         return self.fq.ledger.finish_step(event, "completed", terminal)
@@ -233,8 +233,7 @@ class Orchestrator:
     ) -> StepFinish:
         """Record a failure for good: the step fails, and with it the run."""
         error = error_info(exc)
-        event = self._step_event(
-            header,
+        event = header.event(
             EventKind.STEP_FAILED,
             attempt,
             error=error,
@@ -262,8 +261,7 @@ class Orchestrator:
     ) -> StepFinish:
         """Record a failed attempt that will run again after ``delay`` s (a durable timer)."""
         due_ms = now_ms() + round(delay * 1000)
-        event = self._step_event(
-            header,
+        event = header.event(
             EventKind.STEP_FAILED,
             attempt,
             error=error_info(exc),
@@ -306,10 +304,6 @@ class Orchestrator:
             countdown=countdown,
             priority=priorities.new_run if new_run else priorities.in_flight,
         )
-
-    @staticmethod
-    def _step_event(header: StepHeader, kind: str, step_attempt: int, **data: Any) -> NewEvent:
-        return header.event(kind, step_attempt, **data)
 
     @staticmethod
     def _run_event(header: StepHeader, kind: str, **data: Any) -> NewEvent:

@@ -23,7 +23,6 @@ class ApiMetrics:
     sse_clients: int = 0
     sse_events_sent: int = 0
     sse_disconnected_slow: int = 0
-    requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

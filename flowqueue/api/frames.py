@@ -20,14 +20,15 @@ def frame(sse_id: str, data: bytes) -> bytes:
 
 
 class FrameCache:
-    """The frames of recently sent events, by (run, event id); bounded (LRU)."""
+    """The frames of recently sent events, by (SSE id, run, event id); bounded (LRU).
+    The SSE id is part of the key: a feed position can equal another event's id."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._frames: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 
     def event_frame(self, event: Event, sse_id: str | None = None) -> bytes:
-        key = (event.run_id, sse_id or event.id)
+        key = (sse_id or event.id, event.run_id, event.id)
         cached = self._frames.get(key)
         if cached is not None:
             self._frames.move_to_end(key)

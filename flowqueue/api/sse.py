@@ -44,6 +44,7 @@ class EventStream(Response):
         self._ctx = ctx
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(ctx.settings.sse_client_buffer)
         self._ended = False  # the source is exhausted (the run ended)
+        self._failed = False  # the source raised (Redis gone for good): the client retries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self._ctx.metrics
@@ -71,6 +72,9 @@ class EventStream(Response):
             async for item in source:
                 await self._queue.put(item)  # a full queue pauses the subscription
             self._ended = True
+        except Exception:
+            log.exception("SSE source failed; closing the stream so the client reconnects")
+            self._failed = True
         finally:
             with contextlib.suppress(Exception):
                 await source.aclose()  # detaches from the store's live hub
@@ -82,7 +86,8 @@ class EventStream(Response):
         settings = self._ctx.settings
         metrics = self._ctx.metrics
         timeout = settings.sse_send_timeout_seconds
-        await self._send(send, RECONNECT_MS, timeout)
+        if not await self._send(send, RECONNECT_MS, timeout):
+            return False
         while True:
             try:
                 async with asyncio.timeout(settings.sse_heartbeat_seconds):
@@ -98,8 +103,8 @@ class EventStream(Response):
             if chunk and not await self._send(send, chunk, timeout):
                 return False
             metrics.sse_events_sent += sum(1 for frame in batch if frame)
-            if self._queue.empty() and self._ended:
-                return True
+            if self._queue.empty() and (self._ended or self._failed):
+                return self._ended  # a failed source ends the response unfinished
 
     async def _send(self, send: Send, data: bytes, timeout: float) -> bool:
         message: dict[str, Any] = {"type": "http.response.body", "body": data, "more_body": True}

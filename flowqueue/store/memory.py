@@ -13,8 +13,10 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from flowqueue.events import (
     AWAIT_END_KINDS,
@@ -30,7 +32,9 @@ from flowqueue.settings import Settings
 from flowqueue.store.base import FeedEntry, FlowStats, RunSummary, duration_bucket
 from flowqueue.store.bridge import LoopThread
 from flowqueue.store.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
-from flowqueue.store.live import LiveBuffer, merge_backfill_and_live
+from flowqueue.store.live import HasId, LiveBuffer, merge_backfill_and_live
+
+T = TypeVar("T", bound=HasId)
 
 
 @dataclass
@@ -277,16 +281,29 @@ class AsyncMemoryEventStore:
     ) -> list[RunSummary]:
         return self._store.list_runs(flow, limit, before)
 
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
+    def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         check_cursor("after", after)
+
+        def read(cursor: str | None, limit: int) -> list[Event]:
+            return self._store.read(run_id, cursor, limit)
+
+        return self._follow(self._store._attach(run_id), read, after)
+
+    async def _follow(
+        self,
+        attached: AbstractContextManager[LiveBuffer[T]],
+        read: Callable[[str | None, int], list[T]],
+        after: str | None,
+    ) -> AsyncGenerator[T, None]:
+        """Backfill with ``read``, then live from the attached buffer."""
         page_size = self._store.settings.read_page_size
 
-        async def read_page(cursor: str | None) -> list[Event]:
-            return self._store.read(run_id, cursor, page_size)
+        async def read_page(cursor: str | None) -> list[T]:
+            return read(cursor, page_size)
 
-        with self._store._attach(run_id) as buffer:
-            async for event in merge_backfill_and_live(buffer, read_page, page_size, after):
-                yield event
+        with attached as buffer:
+            async for item in merge_backfill_and_live(buffer, read_page, page_size, after):
+                yield item
 
     async def read_feed(
         self, after: str | None = None, limit: int | None = None
@@ -296,16 +313,9 @@ class AsyncMemoryEventStore:
     async def flow_stats(self, flow: str) -> FlowStats:
         return self._store.flow_stats(flow)
 
-    async def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
+    def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         check_cursor("after", after)
-        page_size = self._store.settings.read_page_size
-
-        async def read_page(cursor: str | None) -> list[FeedEntry]:
-            return self._store.read_feed(cursor, page_size)
-
-        with self._store._attach_feed() as buffer:
-            async for entry in merge_backfill_and_live(buffer, read_page, page_size, after):
-                yield entry
+        return self._follow(self._store._attach_feed(), self._store.read_feed, after)
 
     async def aclose(self) -> None:
         return None

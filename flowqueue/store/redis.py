@@ -6,7 +6,7 @@ asyncio API (the API server). Both encode and decode through ``RedisCommands``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 import redis
@@ -21,7 +21,13 @@ from flowqueue.store.checks import check_cursor
 from flowqueue.store.live import HasId, merge_backfill_and_live
 from flowqueue.store.lua import APPEND, LIST_RUNS
 from flowqueue.store.redis_commands import Plan, RedisCommands
-from flowqueue.store.redis_hub import RedisLiveHub, decode_feed_line, retry_while_unreachable
+from flowqueue.store.redis_hub import (
+    Decoder,
+    RedisLiveHub,
+    decode_feed_line,
+    decode_run_line,
+    retry_while_unreachable,
+)
 
 T = TypeVar("T", bound=HasId)
 
@@ -191,33 +197,37 @@ class AsyncRedisEventStore:
             self._hub = RedisLiveHub(self.client, self.settings.subscriber_buffer)
         return self._hub
 
-    async def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
+    def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         check_cursor("after", after)
+        return self._follow(self._cmd.keys.feed_live, decode_feed_line, self.read_feed, after)
+
+    def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
+        check_cursor("after", after)
+
+        async def read(cursor: str | None, limit: int) -> list[Event]:
+            return await self.read(run_id, after=cursor, limit=limit)
+
+        return self._follow(self._cmd.keys.run_live(run_id), decode_run_line, read, after)
+
+    async def _follow(
+        self,
+        channel: str,
+        decode: Decoder,
+        read: Callable[[str | None, int], Awaitable[list[T]]],
+        after: str | None,
+    ) -> AsyncGenerator[T, None]:
+        """Backfill with ``read`` (retried while Redis is unreachable), then live from
+        ``channel``: every item after ``after`` once, in order."""
         page_size = self._cmd.page_size
 
-        async def read_page(cursor: str | None) -> list[FeedEntry]:
+        async def read_page(cursor: str | None) -> list[T]:
             return await retry_while_unreachable(
-                lambda: self.read_feed(after=cursor, limit=page_size),
-                self.settings.reconnect_timeout,
+                lambda: read(cursor, page_size), self.settings.reconnect_timeout
             )
 
-        async with self.hub.attach(self._cmd.keys.feed_live, decode_feed_line) as buffer:
-            async for entry in merge_backfill_and_live(buffer, read_page, page_size, after):
-                yield entry
-
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
-        check_cursor("after", after)
-        async with self.hub.attach(self._cmd.keys.run_live(run_id)) as buffer:
-            page_size = self._cmd.page_size
-
-            async def read_page(cursor: str | None) -> list[Event]:
-                return await retry_while_unreachable(
-                    lambda: self.read(run_id, after=cursor, limit=page_size),
-                    self.settings.reconnect_timeout,
-                )
-
-            async for event in merge_backfill_and_live(buffer, read_page, page_size, after):
-                yield event
+        async with self.hub.attach(channel, decode) as buffer:
+            async for item in merge_backfill_and_live(buffer, read_page, page_size, after):
+                yield item
 
     async def aclose(self) -> None:
         if self._hub is not None:

@@ -6,8 +6,9 @@
 -- feed and set the run's status (running, completed, failed, cancelled); 'a' / 'r' also
 -- to the feed and count a step awaiting / no longer awaiting; 'd' also to the feed and
 -- count a finished attempt's data.duration_ms in the flow's step-duration histogram.
--- The flow's counters: runs by current status, and steps awaiting in runs not yet ended
--- (a run's end takes its awaiting steps off the count).
+-- The flow's counters: events appended, runs by current status, steps awaiting in runs
+-- not yet ended (a run's end takes its awaiting steps off the count), and the
+-- step-duration histogram (step_ms_le_<bound>, step_ms_sum).
 -- Live messages carry one "<id> <body>" line per event (JSON bodies hold no raw newline),
 -- feed messages "<feed id> <id> <body>";
 -- flush() publishes once per channel per call, so a batch is one message per subscriber.
