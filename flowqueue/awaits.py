@@ -31,7 +31,7 @@ AwaitState = Literal["pending", "resumed", "timeout", "done", "cancelled"]
 Seconds = float | int | timedelta
 Match = dict[str, str | int | float | bool | None]
 
-_SIGNAL_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_SIGNAL_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")  # fullmatch: "$" allows a final "\n"
 _MATCH_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -92,7 +92,7 @@ def iso_of_ms(ms: int) -> str:
 
 
 def check_signal_name(name: Any) -> str:
-    if not isinstance(name, str) or not _SIGNAL_NAME.match(name):
+    if not isinstance(name, str) or not _SIGNAL_NAME.fullmatch(name):
         raise InvalidSignal(
             f"event name {name!r} is not valid: use 1-128 characters from letters, digits "
             "and '_.:-'."

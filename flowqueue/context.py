@@ -16,6 +16,7 @@ from flowqueue.reducer import RunState, apply
 from flowqueue.replay import StepAwaits
 from flowqueue.task import StepHeader
 from flowqueue.timers import now_ms
+from flowqueue.validation import MAX_JSON_DEPTH, check_json
 
 if TYPE_CHECKING:
     from flowqueue.extension import Flowqueue
@@ -155,6 +156,7 @@ class SharedState:
         return dict(self._now())
 
     def set(self, key: str, value: Any) -> None:
+        check_json(value, f"state {key!r}")
         if not self._ctx.replaying:
             self._ctx.append(EventKind.STATE_SET, key=key, value=value)
 
@@ -174,6 +176,7 @@ class StepLog:
     def _write(self, level: str, msg: str, fields: dict[str, Any]) -> None:
         if self._ctx.replaying:
             return
+        check_json(fields, "log fields", MAX_JSON_DEPTH + 1)  # each field: the usual limit
         self._ctx.append(EventKind.LOG, level=level, msg=msg, fields=fields)
         self._logger.log(
             logging.getLevelNamesMapping()[level.upper()],

@@ -7,6 +7,7 @@ encoded, so a bad event raises an ``InvalidEvent`` before anything is written.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Set
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +21,7 @@ from flowqueue.ids import format_ts, ms_to_datetime, stream_id_ms
 from flowqueue.validation import EVENT_FIELDS, check_event_fields
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 class EventKind(StrEnum):
@@ -46,6 +48,10 @@ class EventKind(StrEnum):
 
 
 KNOWN_KINDS: frozenset[str] = frozenset(k.value for k in EventKind)
+# Made only by readers, never written: a stored record that could not be decoded (see
+# ``unreadable``). Readers yield it in the record's place, so one bad record never
+# stops a stream, and a cursor can move past it.
+UNREADABLE = "record.unreadable"  # data: {key, error}
 TERMINAL_KINDS: frozenset[str] = frozenset(
     {EventKind.FLOW_COMPLETED, EventKind.FLOW_FAILED, EventKind.FLOW_CANCELLED}
 )
@@ -122,6 +128,8 @@ class Event(NewEvent):
     def _checked(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             raise InvalidEvent(f"an event must be a JSON object, got {type(values).__name__}.")
+        if values.get("kind") == UNREADABLE:
+            return values  # a reader's placeholder: its ids may be unknown
         rest = {k: v for k, v in values.items() if k not in _STORED_ONLY}
         stamp = {k: v for k, v in values.items() if k in _STORED_ONLY}
         return check_event_fields(rest, KNOWN_KINDS) | stamp
@@ -185,10 +193,55 @@ def _set_trusted(model: M, fields: dict[str, Any], fields_set: Set[str]) -> M:
     return model
 
 
-def decode_event(event_id: str | bytes, raw: bytes | str) -> Event:
+def decode_event(
+    event_id: str | bytes, raw: bytes | str | None, key: str = "", run_id: str = ""
+) -> Event:
+    """The stored event under ``event_id``; a record that cannot be decoded becomes an
+    ``UNREADABLE`` placeholder (and a warning naming ``key``), never an exception."""
     if isinstance(event_id, bytes):
         event_id = event_id.decode()
-    return Event.from_stored(event_id, decode_body(raw))
+    try:
+        if raw is None:
+            raise ValueError("the record has no event field")
+        body = decode_body(raw)
+        if not isinstance(body, dict):
+            raise ValueError(f"the record holds a JSON {type(body).__name__}, not an event")
+        event = Event.from_stored(event_id, body)
+        if not _well_formed(event):
+            raise ValueError("the record's fields do not have an event's types")
+        return event
+    except (ValueError, KeyError, TypeError) as exc:  # from_json raises ValueError
+        return unreadable(event_id, key, run_id, exc)
+
+
+def _well_formed(event: Event) -> bool:
+    """The types readers rely on (a stored body was written valid; this catches records
+    written by something else)."""
+    return (
+        type(event.kind) is str
+        and type(event.run_id) is str
+        and type(event.flow) is str
+        and (event.step is None or type(event.step) is str)
+        and type(event.data) is dict
+        and type(event.meta) is dict
+    )
+
+
+def unreadable(event_id: str, key: str, run_id: str, error: BaseException | str) -> Event:
+    """The placeholder a reader yields for a record it cannot decode."""
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    log.warning("skipping unreadable record %s in %s: %s", event_id, key or "a stream", reason)
+    fields = {
+        "kind": UNREADABLE,
+        "run_id": run_id,
+        "flow": "",
+        "step": None,
+        "data": {"key": key, "error": reason[:500]},
+        "meta": {},
+        "id": event_id,
+        "ts": ms_to_datetime(stream_id_ms(event_id)),
+    }
+    return _set_trusted(Event.__new__(Event), fields, _ALL_EVENT_FIELDS)
 
 
 def event_from_json(raw: bytes | str) -> Event:

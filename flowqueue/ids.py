@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -33,9 +34,18 @@ def parse_stream_id(value: str) -> StreamId:
     return int(ms), int(seq or 0)
 
 
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")  # ASCII digits only
+U64_MAX = 2**64 - 1  # Redis keeps both halves of a stream id in 64 bits
+
+
 def is_stream_id(value: str) -> bool:
-    ms, sep, seq = value.partition("-")
-    return ms.isdigit() and (not sep or seq.isdigit())
+    """A stream id Redis accepts: ``<ms>`` or ``<ms>-<seq>``, each half within 64 bits."""
+    found = _STREAM_ID.fullmatch(value)
+    return (
+        found is not None
+        and int(found[1]) <= U64_MAX
+        and (found[2] is None or int(found[2]) <= U64_MAX)
+    )
 
 
 def format_stream_id(sid: StreamId) -> str:

@@ -56,7 +56,7 @@ def error_info(exc: BaseException) -> dict[str, Any]:
 def to_jsonable(value: Any, what: str) -> Any:
     """A step's result or payload as JSON data (pydantic models are dumped)."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        value = value.model_dump(mode="json")
     check_json(value, what)
     return value
 

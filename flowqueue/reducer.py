@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flowqueue.events import Event, EventKind
+from flowqueue.events import UNREADABLE, Event, EventKind
 from flowqueue.ids import datetime_to_ms, parse_stream_id, stream_id_ms
 
 
@@ -126,6 +126,7 @@ class RunState(BaseModel):
     awaits: dict[str, AwaitInfo] = {}  # pending awaits by await key
     last_event_id: str | None = None
     event_count: int = 0
+    unreadable: list[str] = []  # ids of records no reader could decode (skipped)
 
     @property
     def terminal(self) -> bool:
@@ -171,6 +172,7 @@ def _copy(state: RunState) -> RunState:
             "state": dict(state.state),
             "emitted": list(state.emitted),
             "awaits": dict(state.awaits),
+            "unreadable": list(state.unreadable),
         }
     )
 
@@ -288,6 +290,8 @@ def _step(state: RunState, event: Event) -> None:
         state.state[str(data.get("key"))] = data.get("value")
     elif kind == EventKind.STATE_DELETE:
         state.state.pop(str(data.get("key")), None)
+    elif kind == UNREADABLE:
+        state.unreadable.append(event.id)
 
 
 def _step_state(state: RunState, name: str) -> StepState:

@@ -13,60 +13,111 @@ from typing import Any
 from flowqueue.errors import InvalidEvent, InvalidIdentifier, NonJsonPayload, UnknownEventKind
 
 # No braces (they delimit the Redis Cluster hash tag), whitespace or control characters.
-_IDENT = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+# Matched with fullmatch: "$" would also match before a trailing newline.
+_IDENT = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+IDENT_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"  # the same rule for pydantic / OpenAPI (Rust regex)
+_JSON_SCALARS = frozenset({bool, type(None)})
 EVENT_FIELDS = ("kind", "run_id", "flow", "step", "data", "meta")
 _FIELD_SET = frozenset(EVENT_FIELDS)
 _REQUIRED = ("kind", "run_id", "flow")
 _MISSING: Any = object()
 
+# The one limit of every way in (API, CLI, Python API, ctx.emit, state, results, logs).
+# A value may nest MAX_JSON_DEPTH levels; an event's data and meta get ENVELOPE_DEPTH more
+# for the fields that hold it (data.input, data.fields.<name>, ...). Stored, an event
+# stays far below the 200 levels that every reader (pydantic-core's JSON parser, Lua's
+# cjson, the browser) decodes, so anything accepted reads back everywhere.
+MAX_JSON_DEPTH = 64
+ENVELOPE_DEPTH = 2
+INT_MIN = -(2**63)  # integers must fit in 64 bits (signed or unsigned): every JSON
+INT_MAX = 2**64 - 1  # reader keeps them exact
+
 
 def check_identifier(what: str, value: Any) -> str:
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise InvalidIdentifier(
             f"{what} {value!r} is not valid: use 1-128 characters from letters, digits and '_.:-'."
         )
     return value
 
 
-def check_json(value: Any, path: str) -> None:
-    """Raise ``NonJsonPayload`` naming the first value JSON cannot represent exactly."""
-    problem = _non_json(value)
+def check_json(value: Any, path: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise ``NonJsonPayload`` naming the first value JSON cannot carry exactly, or the
+    first place nested deeper than ``max_depth`` (a scalar is depth 0, ``[]`` depth 1)."""
+    problem = _non_json(value, max_depth)
     if problem is not None:
         where, what = problem
+        if len(where) > 80:  # a deep path: its start and end say enough
+            where = f"{where[:40]}...{where[-30:]}"
         raise NonJsonPayload(f"{path}{where} {what}")
 
 
-def _non_json(value: Any) -> tuple[str, str] | None:
-    """(path below ``value``, description) of the first non-JSON value, or None."""
+def _non_json(value: Any, room: int) -> tuple[str, str] | None:
+    """(path below ``value``, description) of the first value that breaks the rules, or
+    None. ``room`` is how many more levels of nesting ``value`` may open."""
     kind = type(value)
+    if kind is str:
+        return None if value.isascii() or _is_unicode(value) else ("", _SURROGATE)
     if kind in _JSON_SCALARS:
         return None
-    if kind is dict or isinstance(value, dict):
-        for key, item in value.items():
-            if type(key) is not str and not isinstance(key, str):
-                return "", (
-                    f"has key {key!r} of type {type(key).__name__}; JSON object keys must be "
-                    "strings."
-                )
-            if type(item) not in _JSON_SCALARS and (found := _non_json(item)) is not None:
-                return f".{key}{found[0]}", found[1]
-        return None
-    if kind is list or isinstance(value, list):
+    if kind is int:
+        return None if INT_MIN <= value <= INT_MAX else ("", _too_big(value))
+    if kind is dict or kind is list or isinstance(value, dict | list):
+        if room <= 0:
+            return "", (
+                f"nests deeper than the limit of {MAX_JSON_DEPTH} levels; flatten it or store "
+                "it elsewhere and send a reference."
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if type(key) is not str and not isinstance(key, str):
+                    return "", (
+                        f"has key {key!r} of type {type(key).__name__}; JSON object keys must "
+                        "be strings."
+                    )
+                if not (key.isascii() or _is_unicode(key)):
+                    return "", f"has a key that {_SURROGATE}"
+                if (found := _non_json(item, room - 1)) is not None:
+                    return f".{key}{found[0]}", found[1]
+            return None
         for index, item in enumerate(value):
-            if type(item) not in _JSON_SCALARS and (found := _non_json(item)) is not None:
+            if (found := _non_json(item, room - 1)) is not None:
                 return f"[{index}]{found[0]}", found[1]
         return None
     if isinstance(value, float):
         if math.isfinite(value):
             return None
         return "", f"is {value!r}, which JSON cannot represent; send a finite number or null."
-    if isinstance(value, str | int):  # subclasses such as StrEnum / IntEnum
+    if isinstance(value, bool):
         return None
+    if isinstance(value, int):  # IntEnum and other subclasses
+        return None if INT_MIN <= value <= INT_MAX else ("", _too_big(int(value)))
+    if isinstance(value, str):  # StrEnum and other subclasses
+        return None if value.isascii() or _is_unicode(value) else ("", _SURROGATE)
     return "", (
         f"is a {type(value).__name__}, which is not JSON; convert it to a string, number, "
         "bool, null, list or object first (e.g. datetime.isoformat())."
     )
+
+
+_SURROGATE = (
+    "holds a lone surrogate (such as \\ud800), which is not Unicode text; send valid "
+    "UTF-8 (pair the surrogates, or encode binary data as base64)."
+)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (UTF-8 cannot encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _too_big(value: int) -> str:
+    shown = str(value) if value.bit_length() <= 128 else f"of {value.bit_length()} bits"
+    return f"is the integer {shown}, outside 64 bits; send it as a string."
 
 
 def check_event_fields(values: dict[str, Any], known_kinds: frozenset[str]) -> dict[str, Any]:
@@ -104,5 +155,5 @@ def _json_object(name: str, value: Any) -> dict[str, Any]:
         raise NonJsonPayload(
             f"event {name} must be a JSON object (a dict), got {type(value).__name__}."
         )
-    check_json(value, name)
+    check_json(value, name, MAX_JSON_DEPTH + ENVELOPE_DEPTH)
     return value

@@ -112,3 +112,16 @@ def fickle(ctx: FlowContext, input: dict[str, Any]) -> None:
         ctx.sleep(0.1)
     else:
         ctx.wait_for_event("never")
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+@step(flow="echo", entry=True, emits=["echo.value"])
+def echo(ctx: FlowContext, input: Any) -> Any:
+    """Writes its input through every way a step has: state, a log field, an emission
+    and its result (the round-trip tests read each back)."""
+    ctx.state.set("value", input)
+    ctx.log.info("echo", value=input)
+    ctx.emit("echo.value", input)
+    return input

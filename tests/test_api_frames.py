@@ -64,11 +64,16 @@ def test_a_stream_whose_source_ends_completes_the_response():
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
 
-def test_a_stream_whose_source_fails_is_cut_so_the_client_reconnects():
+def test_a_stream_whose_source_fails_sends_one_problem_frame_and_ends():
     async def source() -> AsyncGenerator[bytes, None]:
         yield b"id: 1-0\ndata: {}\n\n"
         raise ConnectionError("Redis gone for good")
 
     sent = run_stream(source())
-    assert b"id: 1-0" in b"".join(m.get("body", b"") for m in sent)
-    assert all(m.get("more_body", True) for m in sent)  # never completed
+    body = b"".join(m.get("body", b"") for m in sent)
+    assert body.count(b"event: problem\n") == 1
+    assert b"unreachable" in body
+    assert b"retry: 5000\n" in body
+    assert body.index(b"id: 1-0") < body.index(b"event: problem")
+    # Ended cleanly (the client waits its retry, not a cut-and-retry-at-once loop).
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from flowqueue.events import Event, NewEvent
 from flowqueue.reducer import RunStatus, StepStatus, apply, reduce, state_at
+from flowqueue.validation import INT_MAX, INT_MIN
 
 
 def log_of(*specs: tuple[str, str | None, dict[str, Any]], start_ms: int = 1_700_000_000_000):
@@ -151,7 +152,7 @@ def test_apply_does_not_touch_its_input():
 
 STEPS = st.sampled_from(["a", "b", "c"])
 KEYS = st.sampled_from(["k1", "k2", "k3"])
-JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(INT_MIN, INT_MAX), st.text(max_size=5))
 SPEC = st.one_of(
     st.tuples(st.just("flow.started"), st.none(), st.fixed_dictionaries({"input": JSON_LEAF})),
     st.tuples(st.sampled_from(["flow.completed", "flow.failed", "flow.cancelled"]), st.none(),

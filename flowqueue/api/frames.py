@@ -10,9 +10,28 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from pydantic_core import to_json
+from redis.exceptions import RedisError
+
+from flowqueue.errors import FlowqueueError
 from flowqueue.events import Event
 
 HEARTBEAT = b": heartbeat\n\n"
+ERROR_RETRY_MS = 5_000  # after an error frame, the browser waits this long to reconnect
+
+
+def error_frame(exc: BaseException) -> bytes:
+    """An ``event: problem`` frame (RFC 9457 body) saying why the stream ends; it has no
+    id, so ``Last-Event-ID`` still points at the last event delivered."""
+    if isinstance(exc, FlowqueueError):
+        detail = str(exc)
+    elif isinstance(exc, RedisError | OSError):
+        detail = f"the event store is unreachable ({type(exc).__name__}); try again later."
+    else:
+        detail = f"the stream failed ({type(exc).__name__}); the server log has the details."
+    problem = {"type": "about:blank", "title": "Stream ended", "status": 503, "detail": detail}
+    body = to_json(problem)
+    return b"retry: %d\nevent: problem\ndata: %s\n\n" % (ERROR_RETRY_MS, body)
 
 
 def frame(sse_id: str, data: bytes) -> bytes:

@@ -18,11 +18,12 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from flowqueue.api.context import ApiContext
-from flowqueue.api.frames import HEARTBEAT
+from flowqueue.api.frames import HEARTBEAT, error_frame
 
 log = logging.getLogger(__name__)
 HEADERS = [
@@ -43,8 +44,7 @@ class EventStream(Response):
         self._source = source
         self._ctx = ctx
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(ctx.settings.sse_client_buffer)
-        self._ended = False  # the source is exhausted (the run ended)
-        self._failed = False  # the source raised (Redis gone for good): the client retries
+        self._ended = False  # the source is exhausted, or failed and said so in a frame
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self._ctx.metrics
@@ -71,11 +71,16 @@ class EventStream(Response):
         try:
             async for item in source:
                 await self._queue.put(item)  # a full queue pauses the subscription
-            self._ended = True
-        except Exception:
-            log.exception("SSE source failed; closing the stream so the client reconnects")
-            self._failed = True
+        except Exception as exc:
+            # One problem frame, then a clean end: never a cut body that the client
+            # retries at once, over and over. It reconnects after the frame's retry.
+            if isinstance(exc, RedisError | OSError):
+                log.warning("SSE source failed: %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("SSE source failed")
+            await self._queue.put(error_frame(exc))
         finally:
+            self._ended = True
             with contextlib.suppress(Exception):
                 await source.aclose()  # detaches from the store's live hub
             if not self._queue.full():
@@ -103,8 +108,8 @@ class EventStream(Response):
             if chunk and not await self._send(send, chunk, timeout):
                 return False
             metrics.sse_events_sent += sum(1 for frame in batch if frame)
-            if self._queue.empty() and (self._ended or self._failed):
-                return self._ended  # a failed source ends the response unfinished
+            if self._queue.empty() and self._ended:
+                return True
 
     async def _send(self, send: Send, data: bytes, timeout: float) -> bool:
         message: dict[str, Any] = {"type": "http.response.body", "body": data, "more_body": True}

@@ -20,7 +20,9 @@ from flowqueue.events import (
     EventKind,
     NewEvent,
     decode_event,
+    unreadable,
 )
+from flowqueue.ids import U64_MAX, is_stream_id, parse_stream_id
 from flowqueue.keys import Keys
 from flowqueue.settings import Settings
 from flowqueue.store.base import FeedEntry, FlowStats, RunSummary
@@ -88,9 +90,10 @@ class RedisCommands:
         return [Event.stamped(e, i.decode()) for e, i in zip(events, ids, strict=True)]
 
     @staticmethod
-    def decode_entries(entries: Entries) -> list[Event]:
-        """XRANGE reply -> events (entries were written by append.lua: one field ``e``)."""
-        return [decode_event(entry_id, fields[b"e"]) for entry_id, fields in entries]
+    def decode_entries(entries: Entries, key: str = "", run_id: str = "") -> list[Event]:
+        """XRANGE reply -> events (entries were written by append.lua: one field ``e``);
+        a record that cannot be decoded becomes a placeholder, never an exception."""
+        return [decode_event(i, fields.get(b"e"), key, run_id) for i, fields in entries]
 
     def range_plan(
         self, run_id: str, cursor: str | None, limit: int | None, *, reverse: bool
@@ -102,7 +105,11 @@ class RedisCommands:
         check_cursor("before" if reverse else "after", cursor)
         check_limit(limit)
         key = self.keys.run_stream(run_id)
-        return self._paged(key, cursor, limit, reverse, self.decode_entries)
+
+        def decode(entries: Entries) -> list[Event]:
+            return self.decode_entries(entries, key, run_id)
+
+        return self._paged(key, cursor, limit, reverse, decode)
 
     def feed_plan(self, after: str | None, limit: int | None) -> Plan[FeedEntry]:
         """Page forward through the lifecycle feed after feed position ``after``."""
@@ -115,13 +122,19 @@ class RedisCommands:
         """HGETALL of the flow's counters hash."""
         return FlowStats.from_counters({k.decode(): int(v) for k, v in raw.items()})
 
-    @staticmethod
-    def decode_feed(entries: Entries) -> list[FeedEntry]:
+    def decode_feed(self, entries: Entries) -> list[FeedEntry]:
         """Feed entries hold the event body ``e`` and its id in its run's log ``id``."""
-        return [
-            FeedEntry(id=feed_id.decode(), event=decode_event(fields[b"id"], fields[b"e"]))
-            for feed_id, fields in entries
-        ]
+        key = self.keys.feed
+        out = []
+        for feed_id, fields in entries:
+            position = feed_id.decode()
+            event_id = fields.get(b"id", b"")
+            if not is_stream_id(event_id.decode(errors="replace")):
+                event = unreadable(position, key, "", "the feed entry has no valid event id")
+            else:
+                event = decode_event(event_id, fields.get(b"e"), key)
+            out.append(FeedEntry(id=position, event=event))
+        return out
 
     def _paged(
         self,
@@ -132,6 +145,8 @@ class RedisCommands:
         decode: Callable[[Entries], list[T]],
     ) -> Plan[T]:
         out: list[T] = []
+        if cursor and parse_stream_id(cursor) == ((0, 0) if reverse else (U64_MAX, U64_MAX)):
+            return out  # nothing lies beyond the end of the id space (Redis: an error)
         near = f"({cursor}" if cursor else ("+" if reverse else "-")
         far = "-" if reverse else "+"
         while limit is None or len(out) < limit:

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowqueue.events import decode_event
+from flowqueue.ids import is_stream_id
 from flowqueue.store.base import FeedEntry
 from flowqueue.store.live import LiveBuffer
 
@@ -29,15 +30,20 @@ Decoder = Callable[[bytes], Any]
 
 
 def decode_run_line(line: bytes) -> Any:
-    """A run channel line: ``<event id> <body>``."""
+    """A run channel line: ``<event id> <body>``; None if it has no event id."""
     event_id, _, body = line.partition(b" ")
-    return decode_event(event_id, body)
+    text = event_id.decode(errors="replace")
+    return decode_event(text, body, "a run's live channel") if is_stream_id(text) else None
 
 
 def decode_feed_line(line: bytes) -> Any:
-    """A feed channel line: ``<feed id> <event id> <body>``."""
+    """A feed channel line: ``<feed id> <event id> <body>``; None if it has no ids."""
     feed_id, _, rest = line.partition(b" ")
-    return FeedEntry(id=feed_id.decode(), event=decode_run_line(rest))
+    position = feed_id.decode(errors="replace")
+    event = decode_run_line(rest)
+    if event is None or not is_stream_id(position):
+        return None
+    return FeedEntry(id=position, event=event)
 
 
 async def retry_while_unreachable(call: Callable[[], Awaitable[T]], timeout: float) -> T:
@@ -138,6 +144,9 @@ class RedisLiveHub:
             decode = self._decoders[channel]
             for line in data.split(b"\n"):  # one line per event of the appended batch
                 item = decode(line)  # decoded once, shared by every subscriber
+                if item is None:  # not ours (something else published here): the log
+                    log.warning("ignoring a malformed live message on %r", channel)
+                    continue  # is the truth, and a resync would read it
                 for buffer in subscribers:
                     buffer.push(item)
         elif kind == "subscribe" and subscribers is not None:

@@ -1,0 +1,175 @@
+"""One limit for every way in: whatever a write path accepts, every reader reads back
+identically; whatever it refuses writes nothing. Property tests against a real Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic_core import from_json, to_json
+
+from flowqueue.api.frames import FrameCache
+from flowqueue.api.models import EventPage
+from flowqueue.awaits import check_signal_name
+from flowqueue.errors import InvalidEvent, InvalidSignal, NonJsonPayload
+from flowqueue.events import Event, EventKind, NewEvent, event_from_json
+from flowqueue.ids import U64_MAX, is_stream_id
+from flowqueue.reducer import reduce
+from flowqueue.store import RedisEventStore
+from flowqueue.store.base import EventStore
+from flowqueue.validation import MAX_JSON_DEPTH, check_identifier, check_json
+from tests.json_strategies import JSON_VALUES, same_json
+
+SLOW = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+# The one Lua reader of stored bodies (run_lib.lua's count_duration) must decode them too.
+LUA_DECODES = "return pcall(cjson.decode, ARGV[1]) and 1 or 0"
+
+
+def deep(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def state_event(run: str, value: Any) -> NewEvent:
+    return NewEvent(
+        kind=EventKind.STATE_SET,
+        run_id=run,
+        flow="limits",
+        step="s",
+        data={"key": "k", "value": value},
+    )
+
+
+def every_reader(event: Event, value: Any, raw: bytes | None, client: redis.Redis | None) -> None:
+    """``value`` as each reader sees the stored ``event``: all must equal it."""
+    assert same_json(event.data["value"], value)
+    assert same_json(reduce([event]).state["k"], value)  # the reducer
+    assert same_json(event_from_json(event.to_json()).data["value"], value)  # public JSON
+    page = from_json(EventPage(events=[event]).model_dump_json())  # an API response
+    assert same_json(page["events"][0]["data"]["value"], value)
+    state = from_json(reduce([event]).model_dump_json())  # GET .../runs/{run}
+    assert same_json(state["state"]["k"], value)
+    sse = FrameCache().event_frame(event)  # an SSE frame, as a browser parses it
+    data = sse.split(b"\ndata: ", 1)[1].rstrip(b"\n")
+    assert same_json(from_json(data)["data"]["value"], value)
+    if client is not None and raw is not None:
+        assert client.eval(LUA_DECODES, 0, raw) == 1
+
+
+@given(value=JSON_VALUES)
+@SLOW
+def test_what_a_store_accepts_every_reader_reads_back(store: EventStore, value: Any) -> None:
+    run = "limits-run"
+    before = store.count(run)
+    try:
+        stored = store.append(state_event(run, value))
+    except InvalidEvent:
+        assert store.count(run) == before  # refused: nothing written
+        with pytest.raises(NonJsonPayload):  # ... and only what the one limit refuses
+            check_json(value, "value")
+        return
+    (read,) = store.read_reverse(run, limit=1)
+    assert read.id == stored.id
+    client, raw = None, None
+    if isinstance(store, RedisEventStore):
+        client = store.client
+        key = store.commands.keys.run_stream(run)
+        raw = client.xrange(key, stored.id, stored.id)[0][1][b"e"]
+    every_reader(read, value, raw, client)
+
+
+def test_the_depth_limit_sits_exactly_at_max_json_depth():
+    check_json(deep(MAX_JSON_DEPTH), "input")
+    with pytest.raises(NonJsonPayload, match=f"deeper than the limit of {MAX_JSON_DEPTH}"):
+        check_json(deep(MAX_JSON_DEPTH + 1), "input")
+    # An event holding a value at the limit is accepted (room for the envelope)...
+    state_event("r", deep(MAX_JSON_DEPTH))
+    # ... and the 200 levels that once passed the API and poisoned every reader are not.
+    with pytest.raises(NonJsonPayload):
+        state_event("r", deep(200))
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("\ud800", "lone surrogate"),
+        ({"\udfff": 1}, "lone surrogate"),
+        (float("nan"), "finite"),
+        (float("-inf"), "finite"),
+        (2**64, "64 bits"),
+        (-(2**63) - 1, "64 bits"),
+        (10**5000, "64 bits"),  # past Python's int-to-str limit: still one clear message
+        ({1: "x"}, "keys must be strings"),
+        (b"bytes", "not JSON"),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_values_json_cannot_carry_exactly_are_refused_with_what_to_do(value, says):
+    with pytest.raises(NonJsonPayload, match=says):
+        check_json(value, "input")
+
+
+@pytest.mark.parametrize("name", ["probe.nl\n", "a\nb", "\nx", "x\r", "x ", "{tag}", ""])
+def test_names_are_checked_with_full_match_patterns(name):
+    with pytest.raises(InvalidEvent):
+        check_identifier("flow name", name)
+    with pytest.raises(InvalidSignal):
+        check_signal_name(name)
+
+
+@pytest.mark.parametrize(
+    ("cursor", "valid"),
+    [
+        ("0-0", True),
+        ("1719667845123-4", True),
+        ("1719667845123", True),
+        (f"{U64_MAX}-{U64_MAX}", True),
+        (f"{U64_MAX + 1}-0", False),
+        (f"0-{U64_MAX + 1}", False),
+        ("99999999999999999999-0", False),
+        ("1-2\n", False),
+        ("١٢٣-0", False),  # Arabic-Indic digits: str.isdigit says yes, Redis says no
+        ("1--2", False),
+        ("-1", False),
+    ],
+)
+def test_cursors_are_checked_against_redis_real_range(cursor, valid, redis_client):
+    assert is_stream_id(cursor) is valid
+    if valid:  # what we accept, Redis accepts
+        redis_client.xrange("limits-cursor", cursor, "+", 1)
+
+
+@given(value=st.from_type(object) | JSON_VALUES)
+@settings(max_examples=500, deadline=None)
+def test_fuzz_check_json_raises_only_its_own_error(value):
+    """The validation function's fuzz target: on any Python object it either passes a
+    value that JSON round-trips exactly within the depth limit, or says why not."""
+    try:
+        check_json(value, "v")
+    except NonJsonPayload:
+        return
+    assert same_json(from_json(to_json(value)), value)
+
+
+@given(text=st.text(max_size=140) | st.text(st.characters(exclude_categories=()), max_size=8))
+@settings(max_examples=500, deadline=None)
+def test_fuzz_identifiers_and_cursors(text):
+    try:
+        check_identifier("name", text)
+    except InvalidEvent:
+        pass
+    else:
+        assert text.isascii()
+        assert "\n" not in text
+        assert 1 <= len(text) <= 128
+    if is_stream_id(text):
+        ms, _, seq = text.partition("-")
+        assert int(ms) <= U64_MAX
+        assert int(seq or 0) <= U64_MAX
