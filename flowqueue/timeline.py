@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowqueue.events import Event, EventKind
+from flowqueue.events import UNREADABLE, Event, EventKind
 from flowqueue.ids import stream_id_ms
 
 _DETAIL_KEYS: dict[str, tuple[str, ...]] = {
+    UNREADABLE: ("key", "error"),
     EventKind.STEP_STARTED: ("attempt", "worker"),
     EventKind.STEP_COMPLETED: ("result", "duration_ms"),
     EventKind.STEP_FAILED: ("error", "will_retry", "next_retry_at"),

@@ -77,10 +77,14 @@ def _non_json(value: Any, room: int) -> tuple[str, str] | None:
                     )
                 if not (key.isascii() or _is_unicode(key)):
                     return "", f"has a key that {_SURROGATE}"
+                if _plain(item):
+                    continue
                 if (found := _non_json(item, room - 1)) is not None:
                     return f".{key}{found[0]}", found[1]
             return None
         for index, item in enumerate(value):
+            if _plain(item):
+                continue
             if (found := _non_json(item, room - 1)) is not None:
                 return f"[{index}]{found[0]}", found[1]
         return None
@@ -98,6 +102,16 @@ def _non_json(value: Any, room: int) -> tuple[str, str] | None:
         f"is a {type(value).__name__}, which is not JSON; convert it to a string, number, "
         "bool, null, list or object first (e.g. datetime.isoformat())."
     )
+
+
+def _plain(item: Any) -> bool:
+    """The common leaves, checked inline (events are built on the hot path)."""
+    kind = type(item)
+    if kind is str:
+        return bool(item.isascii())
+    if kind is int:
+        return bool(INT_MIN <= item <= INT_MAX)
+    return kind is bool or item is None or (kind is float and math.isfinite(item))
 
 
 _SURROGATE = (

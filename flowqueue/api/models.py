@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from flowqueue.events import Event
 from flowqueue.flows import FlowInfo
 from flowqueue.store.base import FlowStats, RunSummary
+from flowqueue.validation import IDENT_PATTERN
 
 
 class FlowOut(FlowInfo):
@@ -47,7 +48,7 @@ class Resumed(BaseModel):
 
 class EmitIn(BaseModel):
     name: str = Field(
-        pattern=r"^[A-Za-z0-9_.:\-]{1,128}$",
+        pattern=IDENT_PATTERN,
         description="Event name: 1-128 of letters, digits and '_.:-'.",
     )
     payload: Any = None
