@@ -38,6 +38,25 @@ _STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")  # ASCII digits onl
 U64_MAX = 2**64 - 1  # Redis keeps both halves of a stream id in 64 bits
 
 
+def _decimal_up_to(limit: int) -> str:
+    """A regex for the decimal numbers 0..``limit`` (leading zeros allowed): every
+    shorter number, or one of ``limit``'s length that is below it digit by digit."""
+    digits = str(limit)
+    width = len(digits)
+    branches = [f"[0-9]{{1,{width - 1}}}"] if width > 1 else []
+    for i, digit in enumerate(digits):
+        if digit != "0":
+            rest = width - i - 1
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            branches.append(f"{digits[:i]}[0-{int(digit) - 1}]{tail}")
+    branches.append(digits)
+    return "(?:" + "|".join(branches) + ")"
+
+
+# The same rule as ``is_stream_id`` for OpenAPI (so clients see the real range): ms-seq.
+STREAM_ID_PATTERN = f"^{_decimal_up_to(U64_MAX)}-{_decimal_up_to(U64_MAX)}$"
+
+
 def is_stream_id(value: str) -> bool:
     """A stream id Redis accepts: ``<ms>`` or ``<ms>-<seq>``, each half within 64 bits."""
     found = _STREAM_ID.fullmatch(value)

@@ -94,6 +94,12 @@ class Keys:
         return f"{self.prefix}:trigger:{trigger_id}"
 
     @property
+    def login_limit(self) -> str:
+        """Key prefix of the login rate limit's moving windows (one per client, kept by
+        the ``limits`` library)."""
+        return f"{self.prefix}:login-limit"
+
+    @property
     def registry(self) -> str:
         """Stream: worker.registered / worker.heartbeat / worker.deregistered."""
         return f"{self.prefix}:registry"

@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from flowqueue.errors import ConfigurationError
 
 MIB = 1024 * 1024
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a Redis URL that redis-py and kombu both accept, or None.
+    (redis-py would only say so at the first connection, deep inside a command.)"""
+    if url == "memory://":  # the in-process store
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or too big
+    except ValueError as exc:
+        return str(exc)
+    if not parts.scheme:
+        return "it has no scheme"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return f"the scheme is {parts.scheme!r}, not redis, rediss or unix"
+    if parts.scheme == "unix":
+        return None if parts.path else "it names no socket path"
+    database = parts.path.strip("/")
+    if database and not re.fullmatch(r"[0-9]+", database):
+        return f"the database {database!r} is not a number"
+    return None
 
 
 class Settings(BaseSettings):
@@ -160,3 +189,72 @@ class Settings(BaseSettings):
         gt=0,
         description="An SSE client that accepts no data for this long is disconnected.",
     )
+    # -- HTTP server timeouts: stalled clients must not hold connections forever ---------
+    api_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this many seconds of "
+        "the connection opening or of the previous response; else 408 and the connection "
+        "is closed.",
+    )
+    api_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A JSON request body must arrive within this many seconds of the route "
+        "starting to read it; else 408 and the connection is closed.",
+    )
+    api_keep_alive_seconds: int = Field(
+        default=5,
+        gt=0,
+        description="An idle keep-alive connection is closed after this many seconds "
+        "(uvicorn's timeout_keep_alive).",
+    )
+
+    # -- API auth: login sessions, login rate limit, CORS ------------------------------
+    api_allow_short_token: bool = Field(
+        default=False,
+        description="Lets the API start with a FLOWQUEUE_API_TOKEN shorter than 32 characters "
+        "(refused otherwise: a short token can be guessed).",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Keys the login cookie's signature together with the token (same value on "
+        "every API process). Unset: the key is derived from the token alone. Rotating either "
+        "logs every browser out.",
+    )
+    session_ttl_seconds: int = Field(
+        default=12 * 3_600, ge=1, description="A login cookie is valid this long (seconds)."
+    )
+    api_login_rate_limit: str = Field(
+        default="10/minute",
+        description="Login attempts allowed per client IP, shared by every API process through "
+        "Redis, e.g. '10/minute' or '100/hour'; every attempt counts, right or wrong.",
+    )
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) allowed to call the API from a browser, "
+        "comma-separated or a JSON list; empty: no CORS headers at all.",
+    )
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON list or comma-separated
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    # -- Redis URL: checked when settings are read, not at the first connection ---------
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        problem = redis_url_problem(value)
+        if problem is not None:  # ConfigurationError passes through pydantic unwrapped
+            shown = value if "@" not in value else "<the URL>"  # it may hold a password
+            raise ConfigurationError(
+                f"FLOWQUEUE_REDIS_URL {shown!r} is not a Redis URL ({problem}): use "
+                "redis://host:port/db (or rediss://, unix:///path.sock, memory://)."
+            )
+        return value

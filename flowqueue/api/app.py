@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from flowqueue.api import routes_events, routes_flows, routes_ops
-from flowqueue.api.auth import require_token_or_cookie
+from flowqueue.api.auth import install_auth, require_token_or_cookie
 from flowqueue.api.context import ApiContext
 from flowqueue.api.problems import Problem, install_handlers
+from flowqueue.errors import ConfigurationError
 from flowqueue.extension import flowqueue_of
+from flowqueue.settings import Settings
+
+# What a browser sends as Origin: scheme, host (or [IPv6]) and an optional port.
+ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?")
 
 
 def create_api(app: Any | None = None) -> FastAPI:
@@ -45,6 +53,8 @@ def create_api(app: Any | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    install_auth(api, fq.settings)
+    _add_cors(api, fq.settings)
     install_handlers(api)
     for module in (routes_ops, routes_flows, routes_events):
         for router in module.ROUTERS:
@@ -54,8 +64,27 @@ def create_api(app: Any | None = None) -> FastAPI:
     return api
 
 
+DOCS_DIR = Path(__file__).with_name("docs")
+# Swagger UI is served from this package (docs/assets) and the page has no inline script or
+# style, so only our own files run and load, nothing is sent elsewhere and nobody frames it
+# (tests/test_docs_browser.py renders it and calls a route under this policy). data: images:
+# Swagger UI's icons.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+DOCS_HEADERS = {
+    "Content-Security-Policy": DOCS_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
 def _add_docs(api: FastAPI) -> None:
     docs = APIRouter(dependencies=[Depends(require_token_or_cookie)], include_in_schema=False)
+    page = (DOCS_DIR / "index.html").read_bytes()
 
     @docs.get("/openapi.json")
     async def openapi_json() -> JSONResponse:
@@ -63,9 +92,34 @@ def _add_docs(api: FastAPI) -> None:
 
     @docs.get("/docs")
     async def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="flowqueue API")
+        return HTMLResponse(page, headers=DOCS_HEADERS)
 
     api.include_router(docs)
+    # Public: upstream Swagger UI files and our init script, nothing about this deployment
+    # (the schema itself stays behind the token); browsers can cache them (ETag).
+    api.mount("/docs/assets", StaticFiles(directory=DOCS_DIR / "assets"), name="docs-assets")
+
+
+def _add_cors(api: FastAPI, settings: Settings) -> None:
+    """CORS only for the configured origins (none by default: no CORS headers at all)."""
+    origins = settings.api_cors_origins
+    if not origins:
+        return
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ConfigurationError(
+                f"FLOWQUEUE_API_CORS_ORIGINS has {origin!r}; list origins as "
+                "scheme://host[:port] with no path or trailing slash, e.g. "
+                "'https://dash.example.com' ('*' is refused: credentials are allowed)."
+            )
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=True,  # the session cookie, for a dashboard on a sibling origin
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        expose_headers=["Location", "Retry-After"],
+    )
 
 
 def _add_problem_schema(api: FastAPI) -> None:

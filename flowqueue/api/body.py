@@ -1,13 +1,15 @@
-"""JSON request bodies read with a size limit before they are parsed, so a huge or
-malformed body is refused (413 / 422) before anything is written."""
+"""JSON request bodies read with a size and a time limit before they are parsed, so a
+huge, stalled or malformed body is refused (413 / 408 / 422) before anything is written."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Request
 from pydantic_core import from_json
 
+from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
 
 ANY_JSON_BODY: dict[str, Any] = {
@@ -20,15 +22,27 @@ ANY_JSON_BODY: dict[str, Any] = {
 
 
 async def json_body(request: Request, limit: int, *, default: Any = None) -> Any:
-    """The request's JSON body (``default`` when empty); 413 past ``limit`` bytes."""
+    """The request's JSON body (``default`` when empty); 413 past ``limit`` bytes, 408
+    when it does not arrive within FLOWQUEUE_API_BODY_TIMEOUT_SECONDS."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, too_large(int(declared), limit))
+    seconds = context_of(request).settings.api_body_timeout_seconds
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, too_large(len(body), limit))
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, too_large(len(body), limit))
+    except TimeoutError:
+        # The rest of a stalled body may still come: close rather than parse it as a request.
+        raise ApiError(
+            408,
+            f"the body did not arrive within {seconds:g} s "
+            "(FLOWQUEUE_API_BODY_TIMEOUT_SECONDS); send it at once, or raise the limit.",
+            {"Connection": "close"},
+        ) from None
     if not body.strip():
         return default
     try:

@@ -66,7 +66,10 @@ class LoginIn(BaseModel):
 
 class QueueOut(BaseModel):
     name: str
-    depth: int | None = Field(description="Messages waiting in the broker (null: unknown).")
+    depth: int | None = Field(
+        description="Messages waiting in the broker, every priority level counted (0 for an "
+        "empty queue); null only when the broker says the queue does not exist (AMQP)."
+    )
 
 
 class Health(BaseModel):

@@ -32,9 +32,11 @@ TITLES = {
     400: "Bad request",
     401: "Unauthorized",
     404: "Not found",
+    408: "Request timeout",
     409: "Conflict",
     413: "Payload too large",
     422: "Invalid input",
+    429: "Too many requests",
     500: "Internal error",
     503: "Unavailable",
 }

@@ -28,7 +28,7 @@ streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
     "/api/_events",
     response_model=Emitted,
     status_code=202,
-    responses=problem_responses(401, 413, 422),
+    responses=problem_responses(401, 408, 413, 422),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -19,7 +19,7 @@ from flowqueue.api.sse import EventStream
 from flowqueue.errors import UnknownRun
 from flowqueue.events import TERMINAL_KINDS, Event
 from flowqueue.flows import FlowGraph
-from flowqueue.ids import parse_stream_id
+from flowqueue.ids import STREAM_ID_PATTERN, parse_stream_id
 from flowqueue.reducer import RunState, RunStatus, reduce
 from flowqueue.store.base import RunSummary
 from flowqueue.store.checks import check_cursor
@@ -34,7 +34,7 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "The run has ended and nothing follows Last-Event-ID."},
 }
 MAX_PAGE = 10_000
-EVENT_ID = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a stream id, as events carry them
+EVENT_ID = STREAM_ID_PATTERN  # a stream id, as events carry them (each half in 64 bits)
 STATUS_SCAN_PAGES = 20  # pages looked through to fill one ?status= page
 
 
@@ -94,7 +94,7 @@ async def runs(
     "/api/_flows/{flow}/start",
     response_model=Started,
     status_code=201,
-    responses=problem_responses(401, 404, 413, 422),
+    responses=problem_responses(401, 404, 408, 413, 422),
     openapi_extra=ANY_JSON_BODY,
 )
 async def start(request: Request, flow: Flow) -> Started:
@@ -180,7 +180,7 @@ async def _run_frames(
 @router.post(
     "/api/_flows/{flow}/runs/{run_id}/cancel",
     response_model=Cancelled,
-    responses=problem_responses(401, 404, 409, 413, 422),
+    responses=problem_responses(401, 404, 408, 409, 413, 422),
     openapi_extra={
         "requestBody": {
             "required": False,
@@ -207,7 +207,7 @@ async def cancel(request: Request, flow: Flow, run_id: RunId) -> Cancelled:
 @public.post(
     "/api/_flows/triggers/{trigger_id}",
     response_model=Resumed,
-    responses=problem_responses(404, 409, 413, 422),
+    responses=problem_responses(404, 408, 409, 413, 422),
     openapi_extra=ANY_JSON_BODY,
 )
 async def resume_trigger(

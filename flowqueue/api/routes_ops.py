@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+from contextlib import suppress
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from flowqueue.api.auth import COOKIE, require_token
+from flowqueue.api.auth import (
+    auth_of,
+    clear_session_cookie,
+    login_limiter_of,
+    require_token,
+    set_session_cookie,
+)
 from flowqueue.api.body import json_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.metrics import render_metrics
@@ -31,7 +37,7 @@ async def workers(request: Request) -> list[WorkerInfo]:
     return await read_workers_async(ctx.redis, ctx.fq.keys, ctx.settings)
 
 
-@router.get("/api/_queues", response_model=list[QueueOut], responses=problem_responses(401))
+@router.get("/api/_queues", response_model=list[QueueOut], responses=problem_responses(401, 503))
 async def queues(request: Request) -> list[QueueOut]:
     """Messages waiting in each Celery queue the app routes to, read from the broker."""
     return await run_in_threadpool(_queue_depths, context_of(request))
@@ -42,16 +48,34 @@ def _queue_depths(ctx: ApiContext) -> list[QueueOut]:
     if app.conf.task_always_eager:
         return []
     names = sorted({*app.amqp.queues.keys(), app.conf.task_default_queue})
-    out = []
     with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        for name in names:
-            try:  # passive: never creates a queue; counts every priority level on Redis
-                depth: int | None = channel.queue_declare(name, passive=True).message_count
-            except Exception:  # absent on this broker (nothing sent to it yet)
-                depth = None
-            out.append(QueueOut(name=name, depth=depth))
-    return out
+
+        def declared_depth(name: str) -> int | None:
+            # A fresh channel per probe: on AMQP a failed passive declare closes its channel.
+            channel = connection.channel()
+            try:  # passive: never creates a queue
+                return int(channel.queue_declare(name, passive=True).message_count)
+            except connection.channel_errors as exc:
+                if str(getattr(exc, "reply_code", "")) == "404":
+                    return None  # the broker says there is no such queue
+                raise
+            finally:
+                with suppress(*connection.channel_errors, *connection.connection_errors):
+                    channel.close()
+
+        try:
+            if connection.transport.driver_type == "redis":
+                # An empty Redis queue is an absent key (a passive declare would say "no such
+                # queue"): count its lists, one per priority level, as kombu does.
+                channel = connection.channel()
+                return [QueueOut(name=name, depth=int(channel._size(name))) for name in names]
+            return [QueueOut(name=name, depth=declared_depth(name)) for name in names]
+        except (*connection.connection_errors, *connection.channel_errors) as exc:
+            raise ApiError(
+                503,
+                f"the Celery broker did not answer ({type(exc).__name__}: {exc}); check that "
+                "it is up and that CELERY_BROKER_URL (or FLOWQUEUE_REDIS_URL) points at it.",
+            ) from None
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=problem_responses(401))
@@ -80,7 +104,7 @@ async def healthz(request: Request) -> Any:
     "/api/_login",
     status_code=204,
     response_class=Response,
-    responses=problem_responses(401, 413, 422),
+    responses=problem_responses(401, 408, 413, 422, 429),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -89,20 +113,28 @@ async def healthz(request: Request) -> Any:
     },
 )
 async def login(request: Request) -> Response:
-    """Set the HttpOnly cookie that lets a browser's EventSource open the SSE routes."""
-    ctx = context_of(request)
+    """Set the signed, expiring HttpOnly session cookie that lets a browser's EventSource
+    open the SSE routes (and the docs). Rate-limited per client IP."""
+    auth = auth_of(request)
+    if auth.token is not None:  # every attempt counts, before anything is checked
+        await login_limiter_of(request).hit(request)
     try:
         body = LoginIn.model_validate(await json_body(request, 4096))
     except ValidationError:
         raise ApiError(422, 'send {"token": "<FLOWQUEUE_API_TOKEN>"}.') from None
-    expected = ctx.settings.api_token
-    response = Response(status_code=204)
-    if expected is None:
-        return response  # no token configured: nothing to remember
-    secret = expected.get_secret_value()
-    if not secrets.compare_digest(body.token.encode(), secret.encode()):
+    if not auth.token_ok(body.token):
         raise ApiError(401, "wrong token.")
-    response.set_cookie(COOKIE, secret, httponly=True, samesite="strict", path="/")
+    response = Response(status_code=204)
+    if auth.token is not None:  # with auth off there is nothing to remember
+        set_session_cookie(request, response)
+    return response
+
+
+@public.post("/api/_logout", status_code=204, response_class=Response)
+async def logout(request: Request) -> Response:
+    """Clear the session cookie (needs no token: an expired session can log out too)."""
+    response = Response(status_code=204)
+    clear_session_cookie(request, response)
     return response
 
 

@@ -1,0 +1,156 @@
+"""``serve``: run the API under uvicorn with flowqueue's server settings.
+
+The one place that starts uvicorn (``flowqueue api`` calls it), with flowqueue's
+timeouts and shutdown bound.
+
+uvicorn has no bound on how long a request head may take to arrive (its keep-alive
+timer stops at the first byte), so a client sending a few bytes now and then holds a
+connection forever. ``HeadTimeoutProtocol`` adds that bound to uvicorn's httptools
+protocol: a timer armed when the connection opens and when a response completes,
+cancelled when a request's headers are complete. Bodies are bounded by the JSON body
+reader (``flowqueue.api.body``); a body a route never reads is bounded by this timer,
+which starts again once the response is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, ClassVar
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from flowqueue.api.app import create_api
+from flowqueue.extension import flowqueue_of
+
+logger = logging.getLogger("flowqueue.api")
+
+
+class HeadTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request head (request
+    line and headers) does not arrive within ``head_timeout`` seconds."""
+
+    head_timeout: ClassVar[float] = 10.0
+    max_head_bytes: ClassVar[int] = 64 * 1024  # httptools itself sets no bound
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_started = False  # part of a head arrived since the timer was armed
+        self._head_bytes = 0  # bytes received since then, while the head is incomplete
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is not None and data:
+            self._head_started = True
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Still no end of the head after max_head_bytes: refuse it rather than buffer more.
+        if self._head_timer is not None and self._head_bytes > self.max_head_bytes:
+            self._cancel_head_timer()
+            if not self.transport.is_closing():
+                detail = (
+                    f"the request line and headers are over {self.max_head_bytes} bytes; "
+                    "send fewer or shorter headers."
+                )
+                self.transport.write(_problem(431, "Request Header Fields Too Large", detail))
+                self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # The next head is due now, unless a pipelined request is already being served.
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_started = False
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(self.head_timeout, self._on_head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _on_head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_started:  # a silent idle connection is just closed
+            logger.info("closing a connection whose request head stalled (%s)", self.client)
+            self.transport.write(self._timeout_response())
+        self.transport.close()
+
+    def _timeout_response(self) -> bytes:
+        detail = (
+            f"the request line and headers did not arrive within {self.head_timeout:g} s "
+            "(FLOWQUEUE_API_HEADER_TIMEOUT_SECONDS); send the whole request head at once."
+        )
+        return _problem(408, "Request Timeout", detail, self.server_state.default_headers)
+
+
+def _problem(
+    status: int, reason: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
+    """A whole problem+json response, written before any ASGI app sees the request."""
+    body = json.dumps(
+        {"type": "about:blank", "title": reason, "status": status, "detail": detail}
+    ).encode()
+    lines = [b"HTTP/1.1 %d %s" % (status, reason.encode())]
+    lines += [name + b": " + value for name, value in headers or []]
+    lines += [
+        b"content-type: application/problem+json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def protocol_with(head_timeout: float) -> type[HeadTimeoutProtocol]:
+    """``HeadTimeoutProtocol`` with its bound set (uvicorn builds protocols itself)."""
+
+    class Configured(HeadTimeoutProtocol):
+        pass
+
+    Configured.head_timeout = head_timeout
+    return Configured
+
+
+def serve(app: Any, host: str, port: int, log_level: str) -> None:
+    """Serve ``create_api(app)`` until interrupted."""
+    import uvicorn
+
+    settings = flowqueue_of(app).settings
+    # Open SSE streams would hold a graceful shutdown forever; their clients reconnect
+    # elsewhere with Last-Event-ID and lose nothing.
+    uvicorn.run(
+        create_api(app),
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=protocol_with(settings.api_header_timeout_seconds),
+        timeout_keep_alive=settings.api_keep_alive_seconds,
+        timeout_graceful_shutdown=5,
+    )
