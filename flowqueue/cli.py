@@ -1,4 +1,6 @@
-"""The ``flowqueue`` command: list flows, start runs, follow and inspect them."""
+"""The ``flowqueue`` command: list flows, start runs, follow and inspect them.
+
+Every failure prints one line and exits non-zero (``flowqueue.cli_errors``)."""
 
 from __future__ import annotations
 
@@ -6,39 +8,81 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import pydantic_core
 from celery.utils.imports import symbol_by_name
 
+from flowqueue.cli_errors import (
+    FriendlyGroup,
+    Urls,
+    check_broker,
+    describe,
+    one_line,
+    quiet_logging,
+)
 from flowqueue.client import cancel as cancel_run
 from flowqueue.client import emit as emit_event
 from flowqueue.client import get_run, list_flows, read_events, start_flow
 from flowqueue.client import resume as resume_trigger
-from flowqueue.errors import FlowqueueError, UnknownRun
+from flowqueue.errors import UnknownRun
 from flowqueue.events import TERMINAL_KINDS, EventKind
 from flowqueue.extension import flowqueue_of
 from flowqueue.flows import FlowInfo
 from flowqueue.ids import stream_id_ms
 from flowqueue.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.timeline import format_line
+from flowqueue.validation import MAX_JSON_DEPTH
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def friendly(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn flowqueue's errors into a one-line message and exit status 1."""
+    """Report a failure of ``command`` as one line (the group does this for every
+    command too; kept for commands that run outside the group)."""
 
     @wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except FlowqueueError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            raise describe(exc, Urls(current_app())) from exc
 
     return run
+
+
+class Utf8Text(click.types.StringParamType):
+    """A string argument that is UTF-8 text (argv bytes that are not arrive as lone
+    surrogates, which no Redis key, JSON or terminal can carry)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("is not valid UTF-8 text; check the terminal's encoding", param, ctx)
+        return text
+
+
+TEXT = Utf8Text()
+
+
+@dataclass
+class CliState:
+    app_path: str | None
+    app: Any = None
+
+
+def current_app() -> Any:
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(CliState) if ctx is not None else None
+    return state.app if state is not None else None
 
 
 def load_app(path: str | None) -> Any:
@@ -48,28 +92,48 @@ def load_app(path: str | None) -> Any:
         return default_app()
     try:
         app = symbol_by_name(path)
-    except (ImportError, AttributeError) as exc:
-        raise click.BadParameter(f"cannot load {path!r}: {exc}", param_hint="--app") from None
+    except Exception as exc:  # the module's own import errors too: one line, not a traceback
+        raise click.BadParameter(
+            one_line(f"cannot load {path!r}: {type(exc).__name__}: {exc}"), param_hint="--app"
+        ) from None
     flowqueue_of(app)  # a clear error if flowqueue is not installed on it
     return app
 
 
 def parse_json(value: str | None, what: str) -> Any:
+    """``value`` parsed as JSON, or a one-line usage error whatever the text (deep
+    nesting, lone surrogate escapes, NaN and bytes that are not UTF-8 included)."""
     if value is None:
         return None
     try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"not valid JSON ({exc.msg} at {exc.pos})", param_hint=what
-        ) from None
+        return pydantic_core.from_json(value.encode("utf-8"), allow_inf_nan=False)
+    except UnicodeEncodeError:
+        problem = "is not UTF-8 text"
+    except ValueError as exc:
+        problem = f"is not valid JSON ({exc})"
+        if "surrogate" in str(exc) or "hex escape" in str(exc):
+            problem += "; \\ud800-\\udfff escapes must come in pairs (a lone one is not text)"
+        elif "recursion limit" in str(exc):
+            problem += f"; it nests too deeply (the limit is {MAX_JSON_DEPTH} levels)"
+        elif _parses_with_nan(value):
+            problem += "; NaN and Infinity are not JSON: send a finite number or null"
+    raise click.BadParameter(one_line(problem), param_hint=what)
 
 
-@click.group()
+def _parses_with_nan(value: str) -> bool:
+    try:
+        pydantic_core.from_json(value, allow_inf_nan=True)
+    except ValueError:
+        return False
+    return True
+
+
+@click.group(cls=FriendlyGroup)
 @click.option(
     "-A",
     "--app",
     "app_path",
+    type=TEXT,
     envvar="FLOWQUEUE_APP",
     help="Celery app with flowqueue installed, as module:attribute (default: flowqueue.app).",
 )
@@ -79,17 +143,23 @@ def main(ctx: click.Context, app_path: str | None) -> None:
     # Like `celery -A`, find the project's modules (workers/, celeryconfig) from here.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    ctx.obj = app_path
+    if ctx.invoked_subcommand != "api":  # the API server logs its own way
+        quiet_logging()
+    ctx.obj = CliState(app_path)
 
 
 def app_of(ctx: click.Context) -> Any:
-    return load_app(ctx.obj)
+    state = ctx.find_object(CliState)
+    if state is None:  # a command invoked outside the group
+        return load_app(None)
+    if state.app is None:
+        state.app = load_app(state.app_path)
+    return state.app
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the flows as JSON.")
 @click.pass_context
-@friendly
 def flows(ctx: click.Context, as_json: bool) -> None:
     """List flows with their steps and the events between them."""
     infos = list_flows(app=app_of(ctx))
@@ -117,16 +187,17 @@ def render_flow(info: FlowInfo) -> str:
 
 
 @main.command()
-@click.argument("flow")
-@click.option("--input", "input_json", help="The run's input as JSON.")
+@click.argument("flow", type=TEXT)
+@click.option("--input", "input_json", type=TEXT, help="The run's input as JSON.")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.pass_context
-@friendly
 def start(ctx: click.Context, flow: str, input_json: str | None, wait: bool, as_json: bool) -> None:
     """Start a run of FLOW and print its id (with --wait: exit 0 if it completed)."""
     app = app_of(ctx)
-    run_id = start_flow(flow, parse_json(input_json, "--input"), app=app)
+    value = parse_json(input_json, "--input")
+    check_broker(app)
+    run_id = start_flow(flow, value, app=app)
     click.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
     if wait:
         status = follow(app, run_id, as_json)
@@ -147,10 +218,9 @@ def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> st
 
 
 @main.command()
-@click.argument("run_id")
+@click.argument("run_id", type=TEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print the RunState as JSON.")
 @click.pass_context
-@friendly
 def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show a run's state, reduced from its log."""
     state = get_run(run_id, app=app_of(ctx))
@@ -192,84 +262,83 @@ def render_run(state: RunState) -> str:
 
 
 @main.command()
-@click.argument("run_id")
-@click.option("--after", help="Only events after this event id.")
+@click.argument("run_id", type=TEXT)
+@click.option("--after", type=TEXT, help="Only events after this event id.")
 @click.pass_context
-@friendly
 def events(ctx: click.Context, run_id: str, after: str | None) -> None:
     """Print a run's events as JSON lines."""
-    for event in read_events(run_id, after=after, app=app_of(ctx)):
+    app = app_of(ctx)
+    found = read_events(run_id, after=after, app=app)
+    if not found and (after is None or not read_events(run_id, app=app)):
+        raise UnknownRun(f"no run {run_id!r}; `flowqueue runs FLOW` lists the runs of a flow.")
+    for event in found:
         click.echo(event.to_json().decode())
 
 
 @main.command()
-@click.argument("run_id")
-@click.option("--reason", default="", help="Why (recorded in flow.cancelled).")
+@click.argument("run_id", type=TEXT)
+@click.option("--reason", default="", type=TEXT, help="Why (recorded in flow.cancelled).")
 @click.pass_context
-@friendly
 def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
     """Cancel a run: no step of it starts afterwards; its timers and waits are dropped."""
-    queued = cancel_run(run_id, reason, app=app_of(ctx))
+    app = app_of(ctx)
+    check_broker(app)
+    queued = cancel_run(run_id, reason, app=app)
     revoked = f"; revoked queued steps: {', '.join(queued)}" if queued else ""
     click.echo(f"cancelled {run_id}{revoked}")
 
 
 @main.command()
-@click.argument("name")
-@click.option("--data", "data_json", help="The event's payload as JSON.")
+@click.argument("name", type=TEXT)
+@click.option("--data", "data_json", type=TEXT, help="The event's payload as JSON.")
 @click.pass_context
-@friendly
 def emit(ctx: click.Context, name: str, data_json: str | None) -> None:
     """Emit event NAME from outside any run (wakes the waits it matches)."""
-    woken = emit_event(name, parse_json(data_json, "--data"), app=app_of(ctx))
+    app, value = app_of(ctx), parse_json(data_json, "--data")
+    check_broker(app)
+    woken = emit_event(name, value, app=app)
     click.echo(f"emitted {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
 
 
 @main.command()
-@click.argument("trigger_id")
-@click.option("--data", "data_json", help="The payload the waiting step receives, as JSON.")
+@click.argument("trigger_id", type=TEXT)
+@click.option(
+    "--data", "data_json", type=TEXT, help="The payload the waiting step receives, as JSON."
+)
 @click.pass_context
-@friendly
 def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
     """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event)."""
-    run_id = resume_trigger(trigger_id, parse_json(data_json, "--data"), app=app_of(ctx))
+    app, value = app_of(ctx), parse_json(data_json, "--data")
+    check_broker(app)
+    run_id = resume_trigger(trigger_id, value, app=app)
     click.echo(f"resumed {run_id}")
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind."
+)
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 @click.pass_context
 @friendly
 def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
     """Serve the HTTP API (OpenAPI at /docs); run as many processes as you like."""
     try:
-        import uvicorn
-
-        from flowqueue.api import create_api
+        from flowqueue.api.server import serve
     except ImportError as exc:
         raise click.ClickException(
             f"the API needs its extra ({exc.name} is missing): pip install 'flowqueue[api]'"
         ) from None
-    # Open SSE streams would hold a graceful shutdown forever; their clients reconnect
-    # elsewhere with Last-Event-ID and lose nothing.
-    uvicorn.run(
-        create_api(app_of(ctx)),
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=5,
-    )
+    serve(app_of(ctx), host, port, log_level)
 
 
 @main.command()
-@click.argument("flow")
+@click.argument("flow", type=TEXT)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--before", help="Only runs older than this run id (paging).")
+@click.option("--before", type=TEXT, help="Only runs older than this run id (paging).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON lines.")
 @click.pass_context
-@friendly
 def runs(ctx: click.Context, flow: str, limit: int, before: str | None, as_json: bool) -> None:
     """List FLOW's runs, newest first."""
     fq = flowqueue_of(app_of(ctx))
@@ -283,11 +352,10 @@ def runs(ctx: click.Context, flow: str, limit: int, before: str | None, as_json:
 
 
 @main.command()
-@click.argument("run_id")
-@click.option("--after", help="Start after this event id (default: the whole log).")
+@click.argument("run_id", type=TEXT)
+@click.option("--after", type=TEXT, help="Start after this event id (default: the whole log).")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.pass_context
-@friendly
 def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> None:
     """Follow a run's timeline live until it ends (exit 0 if it completed)."""
     app = app_of(ctx)

@@ -8,6 +8,7 @@ every subscriber of the store, sync or async.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -26,16 +27,29 @@ class LoopThread:
 
     def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
         """Blocking iteration over an async iterator that lives on this loop."""
+        reading: list[asyncio.Task[T]] = []  # the read in flight, if any
+
+        async def next_item() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            reading[:] = [task]
+            return await agen.__anext__()
+
         try:
             while True:
                 try:
-                    yield self.run(_anext(agen))
+                    yield self.run(next_item())
                 except StopAsyncIteration:
                     return
         finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None and not self.loop.is_closed():
-                self.run(aclose())
+            if not self.loop.is_closed():
+                # Interrupted mid-read (Ctrl-C): end that read first, or aclose() finds
+                # the generator still running.
+                if reading and not reading[0].done():
+                    self.run(_cancelled(reading[0]))
+                aclose = getattr(agen, "aclose", None)
+                if aclose is not None:
+                    self.run(aclose())
 
     def stop(self) -> None:
         if self.loop.is_closed():
@@ -45,5 +59,7 @@ class LoopThread:
         self.loop.close()
 
 
-async def _anext(agen: AsyncIterator[T]) -> T:
-    return await agen.__anext__()
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
