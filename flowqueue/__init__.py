@@ -14,6 +14,7 @@ from flowqueue.client import cancel, emit, get_run, list_flows, read_events, res
 from flowqueue.context import FlowContext
 from flowqueue.errors import (
     AwaitTimeout,
+    BrokerUnavailable,
     ConfigurationError,
     EmbeddedRedisError,
     FlowDefinitionError,
@@ -67,6 +68,7 @@ __all__ = [
     "AsyncMemoryEventStore",
     "AsyncRedisEventStore",
     "AwaitTimeout",
+    "BrokerUnavailable",
     "ConfigurationError",
     "EmbeddedRedisError",
     "Event",

@@ -96,5 +96,9 @@ class InvalidSignal(InvalidEvent):
     """An external event's name or payload is not acceptable; nothing was written."""
 
 
+class BrokerUnavailable(FlowqueueError):
+    """The Celery broker refused a message; what could not be sent was undone or ended."""
+
+
 class RunAlreadyEnded(FlowqueueError):
     """The run is completed, failed or cancelled already (nothing to cancel)."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowqueue.awaits import check_signal_name
 from flowqueue.errors import (
+    BrokerUnavailable,
     FlowqueueError,
     InvalidInput,
     InvalidSignal,
@@ -93,8 +94,19 @@ class Orchestrator:
         entries = graph.entry_steps
         if self.fq.ledger.start_run(started, [s.name for s in entries]) is None:
             raise FlowqueueError(f"run {run_id!r} exists already; start it with a new id.")
-        for entry in entries:
-            self.enqueue(run_id, flow, entry, value, new_run=True)
+        try:
+            for entry in entries:
+                self.enqueue(run_id, flow, entry, value, new_run=True)
+        except Exception as exc:  # the broker refused: end the run rather than strand it
+            reason = f"its first step could not be sent to the Celery broker ({exc})"
+            ended = NewEvent(
+                kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
+            )
+            self.fq.ledger.cancel(run_id, flow, ended)
+            raise BrokerUnavailable(
+                f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
+                "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again."
+            ) from exc
         return run_id
 
     def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:

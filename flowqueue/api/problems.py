@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowqueue.errors import (
+    BrokerUnavailable,
     FlowqueueError,
     InvalidEvent,
     InvalidInput,
@@ -47,6 +48,7 @@ STATUS_OF_ERROR: list[tuple[type[FlowqueueError], int]] = [
     (UnknownTrigger, 404),
     (TriggerAlreadyUsed, 409),
     (RunAlreadyEnded, 409),
+    (BrokerUnavailable, 503),
     (PayloadTooLarge, 413),
     (InvalidInput, 422),
     (InvalidEvent, 422),
