@@ -357,7 +357,9 @@ def battery(redis_server: Any, request: pytest.FixtureRequest) -> Iterator[Batte
     chosen = [
         item.callspec.params["bad"]
         for item in request.session.items
-        if hasattr(item, "callspec") and "bad" in item.callspec.params
+        if item.module is request.module
+        and hasattr(item, "callspec")
+        and isinstance(item.callspec.params.get("bad"), Case)
     ]
 
     def run(bad: Case) -> tuple[str, tuple[subprocess.CompletedProcess[str], str]]:

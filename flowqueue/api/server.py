@@ -46,7 +46,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False  # part of a head arrived since the timer was armed
-        self._head_bytes = 0  # bytes received since then, while the head is incomplete
+        self._head_bytes = 0  # bytes of chunks that began while a head was due
+        self._head_due = True  # no request in progress: the next bytes are a head
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -55,10 +56,11 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._head_timer is not None and data:
             self._head_started = True
+        if self._head_due:  # not the rest of a body (say, of a request answered early)
             self._head_bytes += len(data)
         super().data_received(data)
         # Still no end of the head after max_head_bytes: refuse it rather than buffer more.
-        if self._head_timer is not None and self._head_bytes > self.max_head_bytes:
+        if self._head_due and self._head_bytes > self.max_head_bytes:
             self._cancel_head_timer()
             if not self.transport.is_closing():
                 detail = (
@@ -68,9 +70,19 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
                 self.transport.write(_problem(431, "Request Header Fields Too Large", detail))
                 self.transport.close()
 
+    def on_message_begin(self) -> None:
+        self._head_due = True
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self._head_due = False
+        self._head_bytes = 0
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_due = True  # whatever follows is the next request's head
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -86,7 +98,6 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
         self._head_started = False
-        self._head_bytes = 0
         self._head_timer = self.loop.call_later(self.head_timeout, self._on_head_timeout)
 
     def _cancel_head_timer(self) -> None:
