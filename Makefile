@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test check lint typecheck pytest bench clean
+.PHONY: install demo test check lint typecheck pytest bench clean mutate mutate-lua
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowqueue needs Python >= 3.11; set PYTHON=python3.11")'
@@ -38,5 +38,18 @@ bench: install
 	$(PY) bench/timers.py
 	$(PY) bench/live.py
 
+# Breaking the code on purpose (on demand only; never part of `make test` or CI).
+# mutmut over the modules in [tool.mutmut] (pyproject.toml), judged by the fast tests; it
+# resumes where it stopped (rm -rf mutants for a fresh run). MUTANTS='flowqueue.ids.*'
+# narrows it. Then the Lua scripts, one listed break at a time (tools/break_lua.py).
+MUTANTS ?=
+mutate: install
+	@$(PY) -c 'import mutmut' 2>/dev/null || $(PY) -m pip install --quiet -e '.[mutate]'
+	$(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	$(PY) tools/mutation_score.py
+
+mutate-lua: install
+	$(PY) tools/break_lua.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants

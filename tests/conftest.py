@@ -74,6 +74,28 @@ def store(make_store: StoreFactory) -> EventStore:
     return make_store()
 
 
+@pytest.fixture(params=["memory", "redis"])
+def make_ledger(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Any]:
+    """Builds (store, run ledger) pairs of one kind; each ledger test runs for both."""
+    from flowqueue.ledger import MemoryRunLedger, RedisRunLedger
+
+    made: list[EventStore] = []
+
+    def build(**overrides: Any) -> tuple[EventStore, Any]:
+        configured = settings.model_copy(update=overrides)
+        if request.param == "memory":
+            memory = MemoryEventStore(configured)
+            made.append(memory)
+            return memory, MemoryRunLedger(memory)
+        redis_store = RedisEventStore(configured)
+        made.append(redis_store)
+        return redis_store, RedisRunLedger(redis_store)
+
+    yield build
+    for impl in made:
+        impl.close()
+
+
 @pytest.fixture(scope="session")
 def cluster(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real Celery worker (and a client app) shared by the end-to-end tests."""

@@ -125,3 +125,29 @@ def echo(ctx: FlowContext, input: Any) -> Any:
     ctx.log.info("echo", value=input)
     ctx.emit("echo.value", input)
     return input
+
+
+# -- redeliveries (tests/test_guarantees.py) -----------------------------------------------
+
+
+@step(
+    flow="patient-retry",
+    entry=True,
+    retry=Retry(attempts=3, backoff="fixed", delay=3600, max_delay=3600, jitter=False),
+)
+def patient_retry(ctx: FlowContext, input: dict[str, Any]) -> int:
+    """Fails twice; its retries are an hour away, so a test sends their timers itself."""
+    if ctx.attempt < 3:
+        raise Boom(f"attempt {ctx.attempt}")
+    return ctx.attempt
+
+
+@step(flow="siblings", entry=True)
+def quick_sibling(ctx: FlowContext, input: dict[str, Any]) -> str:
+    return "quick"
+
+
+@step(flow="siblings", entry=True)
+def gated_sibling(ctx: FlowContext, input: dict[str, Any]) -> Any:
+    """Keeps the run active (awaiting, holding no worker) until the test opens the gate."""
+    return ctx.wait_for_event("gate.open", match={"key": input["key"]})

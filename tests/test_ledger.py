@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,21 +13,15 @@ import pytest
 
 from flowqueue.errors import NonJsonPayload
 from flowqueue.events import NewEvent
-from flowqueue.ledger import Candidate, MemoryRunLedger, RedisRunLedger, RunLedger
-from flowqueue.store import EventStore, MemoryEventStore, RedisEventStore
+from flowqueue.ledger import Candidate, RunLedger
+from flowqueue.store import EventStore
 
 FLOW = "f"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def pair(request: pytest.FixtureRequest, settings) -> Iterator[tuple[EventStore, RunLedger]]:
-    if request.param == "memory":
-        memory = MemoryEventStore(settings)
-        yield memory, MemoryRunLedger(memory)
-        return
-    store = RedisEventStore(settings)
-    yield store, RedisRunLedger(store)
-    store.close()
+@pytest.fixture
+def pair(make_ledger) -> tuple[EventStore, RunLedger]:
+    return make_ledger()
 
 
 def run_event(run: str, kind: str, **data: Any) -> NewEvent:

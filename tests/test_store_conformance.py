@@ -368,3 +368,14 @@ def test_flow_stats_keep_a_histogram_of_step_durations(store: EventStore):
     stats = store.flow_stats("flow-a")
     assert stats.step_ms_buckets == {"10": 1, "500": 1, "inf": 1}
     assert stats.step_ms_sum == 90_307
+
+
+def test_bad_cursor_and_limit_errors_say_what_to_pass(store: EventStore):
+    # Found by `make mutate`: the messages could be emptied and no test noticed.
+    store.append(ev("log", "run-1", i=0))
+    with pytest.raises(InvalidEvent, match=r"after='yesterday' is not an event id; pass an id"):
+        store.read("run-1", after="yesterday")
+    with pytest.raises(InvalidEvent, match=r"taken from an event\.$"):
+        store.read("run-1", after="yesterday")
+    with pytest.raises(InvalidEvent, match=r"limit must be >= 0 \(or None for all\), got -1"):
+        store.read("run-1", limit=-1)

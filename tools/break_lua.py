@@ -1,0 +1,348 @@
+"""Break the Lua scripts on purpose, one line at a time, and check that the tests notice.
+
+Each entry of ``BREAKS`` names a script under ``flowqueue/``, one exact line of it, the
+broken line, the tests expected to catch the break and why the line matters. For each
+entry the harness writes the broken line, runs the selection with pytest and counts the
+break caught when the selection fails. The script is restored after every run (in a
+``finally``, also on Ctrl-C, SIGTERM and SIGHUP) and its SHA-256 checked against the
+original; a restore that does not match stops the harness loudly.
+
+By default the breaks are made in a scratch copy of the tree (with PYTHONPATH pointing
+at it, so the celery workers and API processes the tests start load the broken script
+too): anyone running tests in the working tree meanwhile never sees a broken script.
+``--in-place`` breaks the working tree itself.
+
+    make mutate-lua                       # every break, then a score table
+    python tools/break_lua.py --list      # the table, without running anything
+    python tools/break_lua.py --only begin_step.timer_claim --only emit.join_ready
+
+Never part of ``make test``: a run takes minutes and changes files while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ("-m", "not e2e")
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    file: str  # relative to flowqueue/
+    line: str  # one exact, whole line of the file (it must occur exactly once)
+    broken: str
+    tests: tuple[str, ...]  # pytest arguments: the selection expected to fail
+    why: str
+
+
+G = "tests/test_guarantees.py"
+LEDGER = "tests/test_ledger.py"
+
+BREAKS: tuple[Break, ...] = (
+    Break(
+        "begin_step.timer_claim",
+        "ledger/begin_step.lua",
+        "  if redis.call('ZREM', KEYS[7], timer) + redis.call('ZREM', KEYS[8], timer) == 0 then",
+        "  if redis.call('ZREM', KEYS[7], timer) + redis.call('ZREM', KEYS[8], timer) < 0 then",
+        (G, *FAST),
+        "a timer delivered again after its claim (handed twice) would start the next attempt early",
+    ),
+    Break(
+        "begin_step.done_check",
+        "ledger/begin_step.lua",
+        "if status == 'completed' or status == 'failed' or status == 'cancelled' then",
+        "if status == 'failed' or status == 'cancelled' then",
+        (G, *FAST),
+        "a completed step redelivered while its run is still active would run twice",
+    ),
+    Break(
+        "begin_step.live_lease",
+        "ledger/begin_step.lua",
+        "  if lease > now then",
+        "  if lease < now then",
+        (LEDGER, *FAST),
+        "a copy delivered while another worker runs the step would run it concurrently",
+    ),
+    Break(
+        "begin_step.resumed_attempt",
+        "ledger/begin_step.lua",
+        "    attempt = attempts -- a resumed step goes on with the same attempt",
+        "    attempt = attempts + 1",
+        (G, *FAST),
+        "a step resumed after an await would count as a new attempt (and use up retries)",
+    ),
+    Break(
+        "finish_step.duplicate",
+        "ledger/finish_step.lua",
+        "if status == 'completed' or status == 'failed' or status == 'cancelled' then",
+        "if status == 'failed' or status == 'cancelled' then",
+        (G, *FAST),
+        "a duplicate finish would append a second step.completed",
+    ),
+    Break(
+        "finish_step.waiting_is_active",
+        "ledger/finish_step.lua",
+        "          and (v == 'queued' or v == 'running' or v == 'waiting' or v == 'awaiting') then",
+        "          and (v == 'queued' or v == 'running' or v == 'awaiting') then",
+        (G, *FAST),
+        "a run would complete while one of its steps still waits for a retry",
+    ),
+    Break(
+        "emit.claim_once",
+        "ledger/emit.lua",
+        "      local claimed = redis.call('HSETNX', KEYS[5], step, 'queued') == 1",
+        "      local claimed = redis.call('HSET', KEYS[5], step, 'queued') >= 0",
+        (LEDGER, *FAST),
+        "every emit of a subscribed name would enqueue the subscriber again",
+    ),
+    Break(
+        "emit.join_ready",
+        "ledger/emit.lua",
+        "      if not payloads[j] then",
+        "      if payloads[j] == nil then",  # HMGET gives false, never nil, for a gap
+        (LEDGER, *FAST),
+        "a join would run after its first event instead of after all of them",
+    ),
+    Break(
+        "start_run.exists",
+        "ledger/start_run.lua",
+        "if redis.call('EXISTS', KEYS[1]) == 1 then",
+        "if redis.call('EXISTS', KEYS[1]) == 2 then",
+        (LEDGER, *FAST),
+        "starting a run id twice would append a second flow.started",
+    ),
+    Break(
+        "renew_lease.only_running",
+        "ledger/renew_lease.lua",
+        "if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'running' then",
+        "if redis.call('HGET', KEYS[1], ARGV[1]) == 'never' then",
+        (LEDGER, *FAST),
+        "a finished step's lease would be renewed (and revive a stale holder)",
+    ),
+    Break(
+        "take_due.handed",
+        "ledger/take_due.lua",
+        "  redis.call('ZADD', KEYS[2], math.max(at, now) + grace, timer)",
+        "  -- (not kept in the handed set)",
+        (G, *FAST),
+        "a timer whose message dies with its worker would never be handed over again",
+    ),
+    Break(
+        "run_lib.run_ended",
+        "store/run_lib.lua",
+        "        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status, 'ended_ms', ms)",
+        "        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status)",
+        (LEDGER, *FAST),
+        "steps would still start, and a second terminal event land, after the run ended",
+    ),
+    Break(
+        "run_lib.publish_batch",
+        "store/run_lib.lua",
+        "    redis.call('PUBLISH', ARGV[1], table.concat(live, '\\n'))",
+        "    redis.call('PUBLISH', ARGV[1], table.concat(live, '\\n', 2))",
+        ("tests/test_live_merge.py", *FAST),
+        "live subscribers would miss the first event of every append",
+    ),
+    Break(
+        "signal_lib.match",
+        "ledger/signal_lib.lua",
+        "    if payload[k] ~= v then",
+        "    if payload[k] == nil then",
+        ("tests/test_await_races.py", "tests/test_e2e_awaits.py"),
+        "an event wait would be woken by an emission whose payload does not match",
+    ),
+    Break(
+        "cancel.running_steps",
+        "ledger/cancel.lua",
+        "    if value == 'queued' or value == 'running' or value == 'waiting'"
+        " or value == 'awaiting' then",
+        "    if value == 'queued' or value == 'waiting' or value == 'awaiting' then",
+        (G, *FAST),
+        "a step running when its run is cancelled would append step.completed after flow.cancelled",
+    ),
+    Break(
+        "list_runs.cursor",
+        "store/list_runs.lua",
+        "  max = '(' .. string.rep('0', 13 - #ms) .. ms .. ':' .. ARGV[2]",
+        "  max = '[' .. string.rep('0', 13 - #ms) .. ms .. ':' .. ARGV[2]",
+        ("tests/test_store_conformance.py", *FAST),
+        "the next page of runs would repeat the cursor's run",
+    ),
+)
+
+
+# -- restoring ------------------------------------------------------------------------------
+
+_pending: dict[Path, bytes] = {}  # files broken right now -> their original bytes
+
+
+def _restore_all() -> None:
+    for path, original in list(_pending.items()):
+        path.write_bytes(original)
+        del _pending[path]
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the finally blocks
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def broken(path: Path, line: str, replacement: str) -> Iterator[None]:
+    """``path`` with ``line`` replaced for the duration; restored and verified after."""
+    original = path.read_bytes()
+    digest = _sha256(original)
+    lines = original.decode().split("\n")
+    lines[lines.index(line)] = replacement
+    _pending[path] = original
+    try:
+        path.write_bytes("\n".join(lines).encode())
+        yield
+    finally:
+        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # no interruption mid-restore
+        try:
+            path.write_bytes(original)
+            _pending.pop(path, None)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        if _sha256(path.read_bytes()) != digest:
+            raise SystemExit(f"RESTORE FAILED: {path} differs from its original; fix it by hand")
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def check_table(tree: Path, breaks: Sequence[Break]) -> list[str]:
+    """Entries whose line is not exactly once in its file (the code moved on)."""
+    problems = []
+    for entry in breaks:
+        path = tree / "flowqueue" / entry.file
+        if not path.is_file():
+            problems.append(f"{entry.name}: no file {path}")
+            continue
+        count = path.read_text().split("\n").count(entry.line)
+        if count != 1:
+            problems.append(f"{entry.name}: the line occurs {count} times in {entry.file}")
+    return problems
+
+
+def run_tests(tree: Path, args: Sequence[str], timeout: float) -> tuple[str, float]:
+    """Run pytest on ``args`` in ``tree``: (outcome, seconds). The outcome is ``failed``
+    (exit 1), ``passed``, ``timeout`` or ``error N`` (collection or usage problems)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args]
+    began = time.monotonic()
+    child = subprocess.Popen(
+        command,
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: workers it starts go with it
+    )
+    try:
+        code = child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - began
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    outcome = {0: "passed", 1: "failed"}.get(code, f"error {code}")
+    return outcome, time.monotonic() - began
+
+
+def scratch_copy() -> Path:
+    tree = Path(tempfile.mkdtemp(prefix="flowqueue-breaks-"))
+    atexit.register(shutil.rmtree, tree, True)
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "mutants", "__pycache__", ".*_cache", ".hypothesis", "*.egg-info"
+    )
+    for name in ("flowqueue", "tests", "workers"):
+        shutil.copytree(ROOT / name, tree / name, ignore=skip)
+    for name in ("pyproject.toml", "celeryconfig.py"):
+        shutil.copy2(ROOT / name, tree / name)
+    return tree
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--in-place", action="store_true", help="break the working tree")
+    parser.add_argument("--only", action="append", default=[], help="run only these breaks")
+    parser.add_argument("--list", action="store_true", help="print the table and stop")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per break")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the clean run")
+    options = parser.parse_args(argv)
+
+    breaks = [b for b in BREAKS if not options.only or b.name in options.only]
+    if unknown := set(options.only) - {b.name for b in BREAKS}:
+        parser.error(f"no such break: {', '.join(sorted(unknown))} (see --list)")
+    if options.list:
+        for entry in breaks:
+            print(f"{entry.name}  ({entry.file})\n  - {entry.line.strip()}")
+            print(f"  + {entry.broken.strip()}\n  tests: {' '.join(entry.tests)}")
+            print(f"  why: {entry.why}")
+        return 0
+
+    tree = ROOT if options.in_place else scratch_copy()
+    if problems := check_table(tree, breaks):
+        print("the break table is out of date:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    atexit.register(_restore_all)
+
+    if not options.no_baseline:
+        selections = {entry.tests for entry in breaks}
+        print(f"baseline: {len(selections)} selections on the unbroken scripts ...", flush=True)
+        for selection in sorted(selections):
+            outcome, _ = run_tests(tree, selection, options.timeout)
+            if outcome != "passed":
+                print(f"baseline {outcome}: {' '.join(selection)}; fix that first", file=sys.stderr)
+                return 2
+
+    rows = []
+    try:
+        for entry in breaks:
+            with broken(tree / "flowqueue" / entry.file, entry.line, entry.broken):
+                outcome, seconds = run_tests(tree, entry.tests, options.timeout)
+            caught = outcome in ("failed", "timeout")
+            rows.append((entry, outcome, caught, seconds))
+            mark = "caught" if caught else f"MISSED ({outcome})"
+            print(f"{entry.name:<30} {mark:<18} {seconds:6.1f} s", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: every script restored", file=sys.stderr)
+        return 130
+
+    caught_count = sum(caught for _, _, caught, _ in rows)
+    print(f"\n{'break':<30} {'file':<24} {'result':<10} tests")
+    for entry, outcome, caught, _ in rows:
+        result = ("caught" if caught else "MISSED") + ("*" if outcome == "timeout" else "")
+        print(f"{entry.name:<30} {entry.file:<24} {result:<10} {' '.join(entry.tests)}")
+    print(f"\nLua breaks caught: {caught_count}/{len(rows)}  (* = by a timeout)")
+    return 0 if caught_count == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
