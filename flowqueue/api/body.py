@@ -11,7 +11,9 @@ from pydantic_core import from_json
 
 from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
+from flowqueue.validation import MAX_JSON_DEPTH
 
+PAYLOAD_LIMIT = "FLOWQUEUE_MAX_PAYLOAD_BYTES"
 ANY_JSON_BODY: dict[str, Any] = {
     "requestBody": {
         "required": False,
@@ -21,12 +23,14 @@ ANY_JSON_BODY: dict[str, Any] = {
 }
 
 
-async def json_body(request: Request, limit: int, *, default: Any = None) -> Any:
+async def json_body(
+    request: Request, limit: int, *, default: Any = None, limit_name: str = PAYLOAD_LIMIT
+) -> Any:
     """The request's JSON body (``default`` when empty); 413 past ``limit`` bytes, 408
     when it does not arrive within FLOWQUEUE_API_BODY_TIMEOUT_SECONDS."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, too_large(int(declared), limit))
+        raise ApiError(413, too_large(int(declared), limit, limit_name))
     seconds = context_of(request).settings.api_body_timeout_seconds
     body = bytearray()
     try:
@@ -34,7 +38,7 @@ async def json_body(request: Request, limit: int, *, default: Any = None) -> Any
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    raise ApiError(413, too_large(len(body), limit))
+                    raise ApiError(413, too_large(len(body), limit, limit_name))
     except TimeoutError:
         # The rest of a stalled body may still come: close rather than parse it as a request.
         raise ApiError(
@@ -48,11 +52,17 @@ async def json_body(request: Request, limit: int, *, default: Any = None) -> Any
     try:
         return from_json(bytes(body))
     except ValueError as exc:
+        if "recursion limit" in str(exc):
+            raise ApiError(
+                422,
+                f"the body nests deeper than the limit of {MAX_JSON_DEPTH} levels; flatten it "
+                "or store it elsewhere and send a reference.",
+            ) from None
         raise ApiError(422, f"the body is not valid JSON: {exc}") from None
 
 
-def too_large(size: int, limit: int) -> str:
+def too_large(size: int, limit: int, limit_name: str = PAYLOAD_LIMIT) -> str:
     return (
-        f"the body is {size} bytes or more; the limit is {limit} (FLOWQUEUE_MAX_PAYLOAD_BYTES). "
+        f"the body is {size} bytes or more; the limit is {limit} ({limit_name}). "
         "Store large data elsewhere and send a reference."
     )

@@ -56,8 +56,10 @@ STATUS_OF_ERROR: list[tuple[type[FlowqueueError], int]] = [
 
 
 HINTS = {  # what to do, for the parameters whose rules are not obvious
-    "after": "; pass an event id such as '1719667845123-0' taken from an event",
-    "last-event-id": "; send the id of the last event received, such as '1719667845123-0'",
+    "after": "; pass an event id such as '1719667845123-0' taken from an event (each half "
+    "within 64 bits)",
+    "last-event-id": "; send the id of the last event received, such as '1719667845123-0' "
+    "(each half within 64 bits)",
     "name": "; use 1-128 characters from letters, digits and '_.:-'",
 }
 
@@ -121,7 +123,10 @@ def install_handlers(api: FastAPI) -> None:
         for error in exc.errors():
             loc = [str(p) for p in error.get("loc", ())]
             hint = HINTS.get(loc[-1].lower(), "") if loc else ""
-            parts.append(f"{'.'.join(loc)}: {error.get('msg', '')}{hint}")
+            message = error.get("msg", "")
+            if hint and error.get("type") == "string_pattern_mismatch":
+                message = "not valid"  # the hint says what is (the pattern is long)
+            parts.append(f"{'.'.join(loc)}: {message}{hint}")
         return problem(422, "; ".join(parts) or "the request does not fit the API schema")
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:

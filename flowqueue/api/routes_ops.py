@@ -119,7 +119,9 @@ async def login(request: Request) -> Response:
     if auth.token is not None:  # every attempt counts, before anything is checked
         await login_limiter_of(request).hit(request)
     try:
-        body = LoginIn.model_validate(await json_body(request, 4096))
+        body = LoginIn.model_validate(
+            await json_body(request, 4096, limit_name="a login body's fixed limit")
+        )
     except ValidationError:
         raise ApiError(422, 'send {"token": "<FLOWQUEUE_API_TOKEN>"}.') from None
     if not auth.token_ok(body.token):
