@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
 from flowqueue.errors import AwaitTimeout, InvalidSignal, NonDeterminismError
-from flowqueue.validation import check_json
+from flowqueue.validation import check_json, shown
 
 if TYPE_CHECKING:
     from flowqueue.context import FlowContext
@@ -94,7 +94,7 @@ def iso_of_ms(ms: int) -> str:
 def check_signal_name(name: Any) -> str:
     if not isinstance(name, str) or not _SIGNAL_NAME.fullmatch(name):
         raise InvalidSignal(
-            f"event name {name!r} is not valid: use 1-128 characters from letters, digits "
+            f"event name {shown(name)} is not valid: use 1-128 characters from letters, digits "
             "and '_.:-'."
         )
     return name

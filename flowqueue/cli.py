@@ -35,7 +35,7 @@ from flowqueue.flows import FlowInfo
 from flowqueue.ids import stream_id_ms
 from flowqueue.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.timeline import format_line
-from flowqueue.validation import MAX_JSON_DEPTH
+from flowqueue.validation import MAX_JSON_DEPTH, shown
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -270,7 +270,7 @@ def events(ctx: click.Context, run_id: str, after: str | None) -> None:
     app = app_of(ctx)
     found = read_events(run_id, after=after, app=app)
     if not found and (after is None or not read_events(run_id, app=app)):
-        raise UnknownRun(f"no run {run_id!r}; `flowqueue runs FLOW` lists the runs of a flow.")
+        raise UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
     for event in found:
         click.echo(event.to_json().decode())
 
@@ -360,6 +360,6 @@ def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> N
     """Follow a run's timeline live until it ends (exit 0 if it completed)."""
     app = app_of(ctx)
     if not flowqueue_of(app).store.read(run_id, limit=1):
-        raise UnknownRun(f"no run {run_id!r}; `flowqueue runs FLOW` lists the runs of a flow.")
+        raise UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
     status = follow(app, run_id, as_json, after)
     sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)

@@ -13,6 +13,7 @@ from flowqueue.events import Event
 from flowqueue.extension import Flowqueue, flowqueue_of
 from flowqueue.flows import FlowInfo
 from flowqueue.reducer import RunState, reduce
+from flowqueue.validation import shown
 
 
 def _fq(app: Any | None) -> Flowqueue:
@@ -66,7 +67,7 @@ def get_run(run_id: str, *, app: Any | None = None) -> RunState:
     """The run's state, reduced from its whole log."""
     events = read_events(run_id, app=app)
     if not events:
-        raise UnknownRun(f"no run {run_id!r}; `flowqueue runs FLOW` lists the runs of a flow.")
+        raise UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
     return reduce(events)
 
 

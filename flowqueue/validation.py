@@ -36,9 +36,16 @@ INT_MAX = 2**64 - 1  # reader keeps them exact
 def check_identifier(what: str, value: Any) -> str:
     if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise InvalidIdentifier(
-            f"{what} {value!r} is not valid: use 1-128 characters from letters, digits and '_.:-'."
+            f"{what} {shown(value)} is not valid: use 1-128 characters from letters, digits "
+            "and '_.:-'."
         )
     return value
+
+
+def shown(value: Any, width: int = 80) -> str:
+    """``repr(value)`` cut to ``width`` characters, for messages about bad input."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 20]}...{text[-16:]}"
 
 
 def check_json(value: Any, path: str, max_depth: int = MAX_JSON_DEPTH) -> None:
