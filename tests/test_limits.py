@@ -3,6 +3,8 @@ identically; whatever it refuses writes nothing. Property tests against a real R
 
 from __future__ import annotations
 
+import math
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from flowqueue.ids import U64_MAX, is_stream_id
 from flowqueue.reducer import reduce
 from flowqueue.store import RedisEventStore
 from flowqueue.store.base import EventStore
-from flowqueue.validation import MAX_JSON_DEPTH, check_identifier, check_json
+from flowqueue.validation import INT_MAX, INT_MIN, MAX_JSON_DEPTH, check_identifier, check_json
 from tests.json_strategies import JSON_VALUES, same_json
 
 SLOW = settings(
@@ -173,3 +175,108 @@ def test_fuzz_identifiers_and_cursors(text):
         ms, _, seq = text.partition("-")
         assert int(ms) <= U64_MAX
         assert int(seq or 0) <= U64_MAX
+
+
+def obeys_the_rules(value: Any, room: int = MAX_JSON_DEPTH) -> bool:
+    """The one limit, written again independently: the oracle for ``check_json``."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return INT_MIN <= value <= INT_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, list):
+        return room > 0 and all(obeys_the_rules(v, room - 1) for v in value)
+    if isinstance(value, dict):
+        return room > 0 and all(
+            isinstance(k, str) and obeys_the_rules(k) and obeys_the_rules(v, room - 1)
+            for k, v in value.items()
+        )
+    return False
+
+
+@given(value=JSON_VALUES)
+@settings(max_examples=400, deadline=None)
+def test_check_json_accepts_exactly_what_the_rules_allow(value):
+    try:
+        check_json(value, "v")
+    except NonJsonPayload:
+        assert not obeys_the_rules(value)
+    else:
+        assert obeys_the_rules(value)
+
+
+@pytest.mark.parametrize("shape", ["list", "dict", "mixed"])
+def test_the_depth_limit_holds_for_every_shape_of_nesting(shape):
+    def nest(levels: int) -> Any:
+        value: Any = 1
+        for level in range(levels):
+            as_list = shape == "list" or (shape == "mixed" and level % 2 == 0)
+            value = [value] if as_list else {"k": value}
+        return value
+
+    check_json(nest(MAX_JSON_DEPTH), "input")
+    with pytest.raises(NonJsonPayload, match="deeper"):
+        check_json(nest(MAX_JSON_DEPTH + 1), "input")
+    with pytest.raises(NonJsonPayload, match="deeper"):  # a deep branch beside plain ones
+        check_json({"a": 1, "b": [1, "x"], "c": nest(MAX_JSON_DEPTH)}, "input")
+
+
+class Level(IntEnum):
+    HIGH = INT_MAX
+
+
+class Word(StrEnum):
+    BAD = "\ud800"
+    GOOD = "fine"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (INT_MAX, True),
+        (INT_MIN, True),
+        (INT_MAX + 1, False),
+        (INT_MIN - 1, False),
+        ([INT_MAX + 1], False),
+        ({"n": INT_MIN - 1}, False),
+        (Level.HIGH, True),
+        (Word.GOOD, True),
+        (Word.BAD, False),
+        ([Word.BAD], False),
+        ("plain", True),
+        (-0.0, True),
+    ],
+    ids=repr,
+)
+def test_scalars_at_the_edges_alone_and_inside_containers(value, ok):
+    if ok:
+        check_json(value, "v")
+    else:
+        with pytest.raises(NonJsonPayload):
+            check_json(value, "v")
+
+
+def test_messages_name_the_path_and_what_to_do():
+    with pytest.raises(NonJsonPayload, match=r"^input\.items\[1\]\.qty is nan"):
+        check_json({"items": [{"qty": 1}, {"qty": float("nan")}]}, "input")
+    with pytest.raises(NonJsonPayload, match=r"^input\.a is the integer 18446744073709551616"):
+        check_json({"a": INT_MAX + 1}, "input")
+    with pytest.raises(NonJsonPayload, match=r"^input has a key that holds a lone surrogate"):
+        check_json({"\ud800": 1}, "input")
+    with pytest.raises(InvalidEvent, match="event is missing run_id, flow"):
+        NewEvent(kind="log")
+    with pytest.raises(InvalidEvent, match="unknown event field"):
+        NewEvent(kind="log", run_id="r", flow="f", extra=1)
+    with pytest.raises(InvalidEvent, match="step name 'a b' is not valid"):
+        NewEvent(kind="log", run_id="r", flow="f", step="a b")
+    with pytest.raises(InvalidEvent, match="event meta must be a JSON object"):
+        NewEvent(kind="log", run_id="r", flow="f", meta=[1])
+    long = "x" * 500
+    with pytest.raises(InvalidEvent) as refused:
+        check_identifier("run id", long + "!")
+    assert len(str(refused.value)) < 200  # a long value is cut in the message
+    assert NewEvent(kind=EventKind.LOG, run_id="r", flow="f").kind == "log"  # plain str
+    assert type(NewEvent(kind=EventKind.LOG, run_id="r", flow="f").kind) is str
