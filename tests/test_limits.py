@@ -233,24 +233,23 @@ class Word(StrEnum):
     GOOD = "fine"
 
 
-@pytest.mark.parametrize(
-    ("value", "ok"),
-    [
-        (INT_MAX, True),
-        (INT_MIN, True),
-        (INT_MAX + 1, False),
-        (INT_MIN - 1, False),
-        ([INT_MAX + 1], False),
-        ({"n": INT_MIN - 1}, False),
-        (Level.HIGH, True),
-        (Word.GOOD, True),
-        (Word.BAD, False),
-        ([Word.BAD], False),
-        ("plain", True),
-        (-0.0, True),
-    ],
-    ids=repr,
-)
+EDGES = {
+    "int-max": (INT_MAX, True),
+    "int-min": (INT_MIN, True),
+    "int-max-plus-1": (INT_MAX + 1, False),
+    "int-min-minus-1": (INT_MIN - 1, False),
+    "list-int-too-big": ([INT_MAX + 1], False),
+    "dict-int-too-small": ({"n": INT_MIN - 1}, False),
+    "int-enum": (Level.HIGH, True),
+    "str-enum": (Word.GOOD, True),
+    "str-enum-surrogate": (Word.BAD, False),
+    "list-str-enum-surrogate": ([Word.BAD], False),
+    "plain-str": ("plain", True),
+    "minus-zero": (-0.0, True),
+}
+
+
+@pytest.mark.parametrize(("value", "ok"), EDGES.values(), ids=EDGES.keys())
 def test_scalars_at_the_edges_alone_and_inside_containers(value, ok):
     if ok:
         check_json(value, "v")
