@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import pydantic_core
@@ -18,43 +16,21 @@ from celery.utils.imports import symbol_by_name
 
 from flowqueue.cli_errors import (
     FriendlyGroup,
-    Urls,
     check_broker,
-    describe,
     one_line,
     quiet_logging,
 )
 from flowqueue.client import cancel as cancel_run
 from flowqueue.client import emit as emit_event
-from flowqueue.client import get_run, list_flows, read_events, start_flow
+from flowqueue.client import get_run, list_flows, no_run, read_events, start_flow
 from flowqueue.client import resume as resume_trigger
-from flowqueue.errors import UnknownRun
 from flowqueue.events import TERMINAL_KINDS, EventKind
 from flowqueue.extension import flowqueue_of
 from flowqueue.flows import FlowInfo
 from flowqueue.ids import stream_id_ms
 from flowqueue.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.timeline import format_line
-from flowqueue.validation import MAX_JSON_DEPTH, shown
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def friendly(command: Callable[P, R]) -> Callable[P, R]:
-    """Report a failure of ``command`` as one line (the group does this for every
-    command too; kept for commands that run outside the group)."""
-
-    @wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as exc:
-            raise describe(exc, Urls(current_app())) from exc
-
-    return run
+from flowqueue.validation import MAX_JSON_DEPTH
 
 
 class Utf8Text(click.types.StringParamType):
@@ -77,12 +53,6 @@ TEXT = Utf8Text()
 class CliState:
     app_path: str | None
     app: Any = None
-
-
-def current_app() -> Any:
-    ctx = click.get_current_context(silent=True)
-    state = ctx.find_object(CliState) if ctx is not None else None
-    return state.app if state is not None else None
 
 
 def load_app(path: str | None) -> Any:
@@ -269,8 +239,8 @@ def events(ctx: click.Context, run_id: str, after: str | None) -> None:
     """Print a run's events as JSON lines."""
     app = app_of(ctx)
     found = read_events(run_id, after=after, app=app)
-    if not found and (after is None or not read_events(run_id, app=app)):
-        raise UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
+    if not found and (after is None or not flowqueue_of(app).store.read(run_id, limit=1)):
+        raise no_run(run_id)
     for event in found:
         click.echo(event.to_json().decode())
 
@@ -321,7 +291,6 @@ def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 @click.pass_context
-@friendly
 def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
     """Serve the HTTP API (OpenAPI at /docs); run as many processes as you like."""
     try:
@@ -360,6 +329,6 @@ def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> N
     """Follow a run's timeline live until it ends (exit 0 if it completed)."""
     app = app_of(ctx)
     if not flowqueue_of(app).store.read(run_id, limit=1):
-        raise UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
+        raise no_run(run_id)
     status = follow(app, run_id, as_json, after)
     sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)

@@ -196,8 +196,9 @@ def _raised_in(exc: BaseException, prefix: str) -> bool:
 
 
 def check_broker(app: Any) -> None:
-    """Raise a one-line error unless the Celery broker answers: a write command checks
-    it before writing, so a run is never started that no step message can follow."""
+    """Raise a one-line error unless the Celery broker answers. A write command checks
+    first so that a down broker writes nothing at all (``start_run`` would otherwise
+    record the run and end it cancelled, with ``BrokerUnavailable``)."""
     if app.conf.task_always_eager:
         return
     try:

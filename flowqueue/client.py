@@ -67,8 +67,13 @@ def get_run(run_id: str, *, app: Any | None = None) -> RunState:
     """The run's state, reduced from its whole log."""
     events = read_events(run_id, app=app)
     if not events:
-        raise UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
+        raise no_run(run_id)
     return reduce(events)
+
+
+def no_run(run_id: str) -> UnknownRun:
+    """The error for a run id with no events (the CLI raises it too)."""
+    return UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
 
 
 def list_flows(*, app: Any | None = None) -> list[FlowInfo]:

@@ -16,7 +16,6 @@ from flowqueue.errors import InvalidEvent, InvalidIdentifier, NonJsonPayload, Un
 # Matched with fullmatch: "$" would also match before a trailing newline.
 _IDENT = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 IDENT_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"  # the same rule for pydantic / OpenAPI (Rust regex)
-_JSON_SCALARS = frozenset({bool, type(None)})
 EVENT_FIELDS = ("kind", "run_id", "flow", "step", "data", "meta")
 _FIELD_SET = frozenset(EVENT_FIELDS)
 _REQUIRED = ("kind", "run_id", "flow")
@@ -63,56 +62,51 @@ def _non_json(value: Any, room: int) -> tuple[str, str] | None:
     """(path below ``value``, description) of the first value that breaks the rules, or
     None. ``room`` is how many more levels of nesting ``value`` may open."""
     kind = type(value)
-    if kind is str:
-        return None if value.isascii() or _is_unicode(value) else ("", _SURROGATE)
-    if kind in _JSON_SCALARS:
-        return None
-    if kind is int:
-        return None if INT_MIN <= value <= INT_MAX else ("", _too_big(value))
     if kind is dict or kind is list or isinstance(value, dict | list):
-        if room <= 0:
-            return "", (
-                f"nests deeper than the limit of {MAX_JSON_DEPTH} levels; flatten it or store "
-                "it elsewhere and send a reference."
-            )
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if type(key) is not str and not isinstance(key, str):
-                    return "", (
-                        f"has key {key!r} of type {type(key).__name__}; JSON object keys must "
-                        "be strings."
-                    )
-                if not (key.isascii() or _is_unicode(key)):
-                    return "", f"has a key that {_SURROGATE}"
-                if _plain(item):
-                    continue
-                if (found := _non_json(item, room - 1)) is not None:
-                    return f".{key}{found[0]}", found[1]
-            return None
-        for index, item in enumerate(value):
-            if _plain(item):
-                continue
-            if (found := _non_json(item, room - 1)) is not None:
-                return f"[{index}]{found[0]}", found[1]
+        return _non_json_in(value, room)
+    if _plain(value) or value is None or isinstance(value, bool):
         return None
-    if isinstance(value, float):
+    if isinstance(value, str):  # non-ASCII text, or a subclass such as StrEnum
+        return None if _is_unicode(value) else ("", _SURROGATE)
+    if isinstance(value, int):  # past the fast path: out of range, or an IntEnum
+        return None if INT_MIN <= value <= INT_MAX else ("", _too_big(int(value)))
+    if isinstance(value, float):  # non-finite, or a subclass such as numpy.float64
         if math.isfinite(value):
             return None
         return "", f"is {value!r}, which JSON cannot represent; send a finite number or null."
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):  # IntEnum and other subclasses
-        return None if INT_MIN <= value <= INT_MAX else ("", _too_big(int(value)))
-    if isinstance(value, str):  # StrEnum and other subclasses
-        return None if value.isascii() or _is_unicode(value) else ("", _SURROGATE)
     return "", (
         f"is a {type(value).__name__}, which is not JSON; convert it to a string, number, "
         "bool, null, list or object first (e.g. datetime.isoformat())."
     )
 
 
+def _non_json_in(value: dict[Any, Any] | list[Any], room: int) -> tuple[str, str] | None:
+    """``_non_json`` of a container: its depth, keys and items."""
+    if room <= 0:
+        return "", (
+            f"nests deeper than the limit of {MAX_JSON_DEPTH} levels; flatten it or store "
+            "it elsewhere and send a reference."
+        )
+    if type(value) is list or isinstance(value, list):
+        for index, item in enumerate(value):
+            if not _plain(item) and (found := _non_json(item, room - 1)) is not None:
+                return f"[{index}]{found[0]}", found[1]
+        return None
+    for key, item in value.items():
+        if not isinstance(key, str):
+            return "", (
+                f"has key {key!r} of type {type(key).__name__}; JSON object keys must be strings."
+            )
+        if not (key.isascii() or _is_unicode(key)):
+            return "", f"has a key that {_SURROGATE}"
+        if not _plain(item) and (found := _non_json(item, room - 1)) is not None:
+            return f".{key}{found[0]}", found[1]
+    return None
+
+
 def _plain(item: Any) -> bool:
-    """The common leaves, checked inline (events are built on the hot path)."""
+    """A leaf of an exact built-in type that keeps the rules: the common case, checked
+    without a call per leaf (events are built on the hot path)."""
     kind = type(item)
     if kind is str:
         return bool(item.isascii())
@@ -137,8 +131,8 @@ def _is_unicode(text: str) -> bool:
 
 
 def _too_big(value: int) -> str:
-    shown = str(value) if value.bit_length() <= 128 else f"of {value.bit_length()} bits"
-    return f"is the integer {shown}, outside 64 bits; send it as a string."
+    digits = str(value) if value.bit_length() <= 128 else f"of {value.bit_length()} bits"
+    return f"is the integer {digits}, outside 64 bits; send it as a string."
 
 
 def check_event_fields(values: dict[str, Any], known_kinds: frozenset[str]) -> dict[str, Any]:

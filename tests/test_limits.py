@@ -279,3 +279,13 @@ def test_messages_name_the_path_and_what_to_do():
     assert len(str(refused.value)) < 200  # a long value is cut in the message
     assert NewEvent(kind=EventKind.LOG, run_id="r", flow="f").kind == "log"  # plain str
     assert type(NewEvent(kind=EventKind.LOG, run_id="r", flow="f").kind) is str
+
+
+class Ratio(float):
+    """A float subclass (as numpy.float64 is): finite ones are JSON numbers too."""
+
+
+def test_number_subclasses_follow_the_rules_of_their_value():
+    check_json({"r": Ratio(0.5)}, "v")
+    with pytest.raises(NonJsonPayload, match="finite"):
+        check_json({"r": Ratio("inf")}, "v")

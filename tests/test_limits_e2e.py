@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 from httpx_sse import connect_sse
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from flowqueue.events import UNREADABLE
 from flowqueue.ids import U64_MAX
@@ -220,6 +220,8 @@ def test_cursors_beyond_redis_range_are_422_on_every_route(api, cluster, cursor)
 
 
 @given(value=JSON_VALUES)
+@example(value=json.loads(nested(64)))  # accepted, at the limit: the readers are exercised
+@example(value={"text": "é\U0001f600", "n": U64_MAX, "x": -0.0, "list": [None, True, 1.5]})
 @settings(
     max_examples=12,
     deadline=None,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from pydantic_core import to_json
 from redis.exceptions import RedisError
 
+from flowqueue.api.problems import Problem
 from flowqueue.errors import FlowqueueError
 from flowqueue.events import Event
 
@@ -29,9 +29,8 @@ def error_frame(exc: BaseException) -> bytes:
         detail = f"the event store is unreachable ({type(exc).__name__}); try again later."
     else:
         detail = f"the stream failed ({type(exc).__name__}); the server log has the details."
-    problem = {"type": "about:blank", "title": "Stream ended", "status": 503, "detail": detail}
-    body = to_json(problem)
-    return b"retry: %d\nevent: problem\ndata: %s\n\n" % (ERROR_RETRY_MS, body)
+    body = Problem(title="Stream ended", status=503, detail=detail).model_dump_json()
+    return b"retry: %d\nevent: problem\ndata: %s\n\n" % (ERROR_RETRY_MS, body.encode())
 
 
 def frame(sse_id: str, data: bytes) -> bytes:

@@ -38,6 +38,7 @@ TITLES = {
     413: "Payload too large",
     422: "Invalid input",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal error",
     503: "Unavailable",
 }

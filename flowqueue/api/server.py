@@ -15,8 +15,8 @@ which starts again once the response is sent.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from flowqueue.api.app import create_api
+from flowqueue.api.problems import PROBLEM_JSON, TITLES, Problem
 from flowqueue.extension import flowqueue_of
 
 logger = logging.getLogger("flowqueue.api")
@@ -67,7 +68,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
                     f"the request line and headers are over {self.max_head_bytes} bytes; "
                     "send fewer or shorter headers."
                 )
-                self.transport.write(_problem(431, "Request Header Fields Too Large", detail))
+                self.transport.write(_problem(431, detail))
                 self.transport.close()
 
     def on_message_begin(self) -> None:
@@ -119,24 +120,21 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             f"the request line and headers did not arrive within {self.head_timeout:g} s "
             "(FLOWQUEUE_API_HEADER_TIMEOUT_SECONDS); send the whole request head at once."
         )
-        return _problem(408, "Request Timeout", detail, self.server_state.default_headers)
+        return _problem(408, detail, self.server_state.default_headers)
 
 
-def _problem(
-    status: int, reason: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> bytes:
-    """A whole problem+json response, written before any ASGI app sees the request."""
-    body = json.dumps(
-        {"type": "about:blank", "title": reason, "status": status, "detail": detail}
-    ).encode()
-    lines = [b"HTTP/1.1 %d %s" % (status, reason.encode())]
+def _problem(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """A whole problem+json response (the API's ``Problem``), written before any ASGI app
+    sees the request."""
+    body = Problem(title=TITLES[status], status=status, detail=detail).model_dump_json()
+    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
     lines += [name + b": " + value for name, value in headers or []]
     lines += [
-        b"content-type: application/problem+json",
+        b"content-type: " + PROBLEM_JSON.encode(),
         b"content-length: " + str(len(body)).encode(),
         b"connection: close",
     ]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body.encode()
 
 
 def protocol_with(head_timeout: float) -> type[HeadTimeoutProtocol]:
