@@ -44,10 +44,8 @@ from flowqueue.retry import Retry
 from flowqueue.settings import Settings
 from flowqueue.store import (
     AsyncEventStore,
-    AsyncMemoryEventStore,
     AsyncRedisEventStore,
     EventStore,
-    MemoryEventStore,
     RedisEventStore,
     RunSummary,
 )
@@ -65,7 +63,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AsyncEventStore",
-    "AsyncMemoryEventStore",
     "AsyncRedisEventStore",
     "AwaitTimeout",
     "BrokerUnavailable",
@@ -83,7 +80,6 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidInput",
     "InvalidSignal",
-    "MemoryEventStore",
     "MixedRunsError",
     "NewEvent",
     "NonDeterminismError",

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from flowqueue.embedded import EmbeddedRedis
 from flowqueue.errors import ConfigurationError
 from flowqueue.flows import FlowRegistry, import_workers
 from flowqueue.keys import Keys
 from flowqueue.leases import LeaseKeeper
-from flowqueue.ledger import MemoryRunLedger, RedisRunLedger, RunLedger
+from flowqueue.ledger import RedisRunLedger, RunLedger
 from flowqueue.orchestrator import Orchestrator
 from flowqueue.priorities import StepPriorities, step_priorities
 from flowqueue.registry import WorkerRegistration, celery_live_numbers
 from flowqueue.retry import Retry
 from flowqueue.settings import Settings
-from flowqueue.store import EventStore, MemoryEventStore, RedisEventStore
+from flowqueue.store import EventStore, RedisEventStore
 from flowqueue.timers import TimerPump
 
 MEMORY_URL = "memory://"
@@ -51,7 +53,8 @@ class Flowqueue:
         self._priorities: StepPriorities | None = None
         self._registry: tuple[int, FlowRegistry] | None = None
         self._workers_imported = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._embedded: tuple[str, weakref.finalize[[], Flowqueue]] | None = None
 
     # -- per-process connections ------------------------------------------------------
 
@@ -65,14 +68,33 @@ class Flowqueue:
         return res
 
     def _connect(self) -> _ProcessResources:
-        leases = LeaseKeeper(self.lease_ms)
+        store = RedisEventStore(self.backend_settings())
         if self.settings.redis_url == MEMORY_URL:
-            memory = MemoryEventStore(self.settings)
-            # No worker pumps timers for an in-process ledger: this process does.
-            self.timer_pump.start()
-            return _ProcessResources(os.getpid(), memory, MemoryRunLedger(memory), leases)
-        store = RedisEventStore(self.settings)
+            self.timer_pump.start()  # no worker pumps this process's timers: it does
+        leases = LeaseKeeper(self.lease_ms)
         return _ProcessResources(os.getpid(), store, RedisRunLedger(store), leases)
+
+    def backend_settings(self) -> Settings:
+        """The settings the backend connects with. ``memory://`` is a ``redis-server`` of
+        this app's own, started on first use in a temporary directory and stopped with the
+        app (or the process): the same Lua scripts as production, nothing kept."""
+        if self.settings.redis_url != MEMORY_URL:
+            return self.settings
+        with self._lock:
+            if self._embedded is None:
+                server = EmbeddedRedis().start()
+                self._embedded = (server.url, weakref.finalize(self, server.stop))
+        return self.settings.model_copy(update={"redis_url": self._embedded[0]})
+
+    def close(self) -> None:
+        """Stop this process's timer pump and connections, and a ``memory://`` server."""
+        self.timer_pump.stop()
+        if self._resources is not None:
+            self._resources.store.close()
+        self._resources = None
+        if self._embedded is not None:
+            self._embedded[1]()
+            self._embedded = None
 
     @property
     def store(self) -> EventStore:
@@ -89,7 +111,7 @@ class Flowqueue:
     def reset_after_fork(self) -> None:
         """Drop connections inherited from a parent process (never shared across forks)."""
         self._resources = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def priorities(self) -> StepPriorities:

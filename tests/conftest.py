@@ -19,8 +19,9 @@ os.environ["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:9/0"
 os.environ.pop("CELERY_BROKER_URL", None)
 
 from flowqueue.embedded import EmbeddedRedis
+from flowqueue.ledger import RedisRunLedger
 from flowqueue.settings import Settings
-from flowqueue.store import MemoryEventStore, RedisEventStore
+from flowqueue.store import RedisEventStore
 from flowqueue.store.base import EventStore
 
 
@@ -49,18 +50,14 @@ def settings(redis_server: EmbeddedRedis) -> Settings:
 StoreFactory = Callable[..., EventStore]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[StoreFactory]:
-    """Builds stores of one kind (each conformance test runs for both kinds)."""
+@pytest.fixture
+def make_store(settings: Settings) -> Iterator[StoreFactory]:
+    """Builds stores on the test server (``memory://`` runs this same store on a server of
+    its own: tests/test_eager_memory.py)."""
     made: list[EventStore] = []
 
     def build(**overrides: Any) -> EventStore:
-        configured = settings.model_copy(update=overrides)
-        impl: EventStore
-        if request.param == "memory":
-            impl = MemoryEventStore(configured)
-        else:
-            impl = RedisEventStore(configured)
+        impl = RedisEventStore(settings.model_copy(update=overrides))
         made.append(impl)
         return impl
 
@@ -74,20 +71,13 @@ def store(make_store: StoreFactory) -> EventStore:
     return make_store()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_ledger(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Any]:
-    """Builds (store, run ledger) pairs of one kind; each ledger test runs for both."""
-    from flowqueue.ledger import MemoryRunLedger, RedisRunLedger
-
+@pytest.fixture
+def make_ledger(settings: Settings) -> Iterator[Any]:
+    """Builds (store, run ledger) pairs on the test server."""
     made: list[EventStore] = []
 
     def build(**overrides: Any) -> tuple[EventStore, Any]:
-        configured = settings.model_copy(update=overrides)
-        if request.param == "memory":
-            memory = MemoryEventStore(configured)
-            made.append(memory)
-            return memory, MemoryRunLedger(memory)
-        redis_store = RedisEventStore(configured)
+        redis_store = RedisEventStore(settings.model_copy(update=overrides))
         made.append(redis_store)
         return redis_store, RedisRunLedger(redis_store)
 

@@ -51,7 +51,7 @@ def run_stream(source: AsyncGenerator[bytes, None]) -> list[dict[str, Any]]:
         sent.append(message)
 
     asyncio.run(asyncio.wait_for(EventStream(source, ctx)({}, receive, send), 10))
-    flowqueue_of(app).timer_pump.stop()
+    flowqueue_of(app).close()
     return sent
 
 

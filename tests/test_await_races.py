@@ -33,7 +33,7 @@ def fq(request: pytest.FixtureRequest, settings) -> Iterator[Flowqueue]:
     app = create_app(settings.model_copy(update={"redis_url": url, "workers": "tests.flows"}))
     app.conf.task_always_eager = True  # a won resume runs the step inline
     yield flowqueue_of(app)
-    flowqueue_of(app).timer_pump.stop()
+    flowqueue_of(app).close()
 
 
 @pytest.fixture

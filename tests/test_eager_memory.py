@@ -22,7 +22,8 @@ from flowqueue.settings import Settings
 def app():
     app = create_app(Settings(redis_url="memory://", workers="workers,tests.flows"))
     app.conf.task_always_eager = True
-    return app
+    yield app
+    app.flowqueue.close()
 
 
 def test_example_flow_runs_inline(app):
@@ -122,3 +123,23 @@ def test_cancel_in_memory(app):
     assert state.cancel_reason == "no longer needed"
     with pytest.raises(RunAlreadyEnded):
         cancel(run, app=app)
+
+
+def test_memory_mode_is_a_redis_server_of_the_apps_own_that_stops_with_it():
+    """``memory://`` runs the production store and Lua scripts on a redis-server started
+    for this app on first use; two apps see nothing of each other; close() stops it."""
+    import redis
+
+    first = create_app(Settings(redis_url="memory://", workers="workers"))
+    second = create_app(Settings(redis_url="memory://", workers="workers"))
+    first.conf.task_always_eager = second.conf.task_always_eager = True
+    run = start_flow("example-flow", {"name": "a"}, app=first)
+    url = first.flowqueue.backend_settings().redis_url
+    assert url.startswith("redis://127.0.0.1:")
+    assert second.flowqueue.backend_settings().redis_url != url
+    assert second.flowqueue.store.list_runs("example-flow") == []
+    assert [r.run_id for r in first.flowqueue.store.list_runs("example-flow")] == [run]
+    first.flowqueue.close()
+    second.flowqueue.close()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()

@@ -181,7 +181,7 @@ def eager(request: pytest.FixtureRequest, settings) -> Iterator[Flowqueue]:
     app = create_app(settings.model_copy(update={"redis_url": url, "workers": "tests.flows"}))
     app.conf.task_always_eager = True
     yield flowqueue_of(app)
-    flowqueue_of(app).timer_pump.stop()
+    flowqueue_of(app).close()
 
 
 @pytest.mark.parametrize("wait", ["trigger", "event"])

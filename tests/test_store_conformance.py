@@ -1,4 +1,5 @@
-"""The EventStore contract. Every test runs against MemoryEventStore and RedisEventStore."""
+"""The EventStore contract, on a real Redis (``memory://`` runs this same store on a
+redis-server of its own)."""
 
 from __future__ import annotations
 

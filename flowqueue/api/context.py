@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fastapi import Request
 
 from flowqueue.api.frames import FrameCache
-from flowqueue.extension import MEMORY_URL, Flowqueue
+from flowqueue.extension import Flowqueue
 from flowqueue.settings import Settings
 from flowqueue.store import AsyncEventStore, AsyncRedisEventStore
 
@@ -30,27 +30,24 @@ class ApiContext:
     fq: Flowqueue
     settings: Settings
     store: AsyncEventStore
-    redis: aioredis.Redis | None  # None with the in-memory store
+    redis: aioredis.Redis
     frames: FrameCache = field(default_factory=FrameCache)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
     @classmethod
     def open(cls, fq: Flowqueue) -> ApiContext:
         settings = fq.settings
-        if settings.redis_url == MEMORY_URL:
-            return cls(fq, settings, fq.store.aio, None)
         # A subscription's live buffer and backfill pages as small as a client's queue: per
         # client at most three buffers' worth of events, however slow it reads.
         size = settings.sse_client_buffer
-        limited = settings.model_copy(
+        limited = fq.backend_settings().model_copy(
             update={"subscriber_buffer": size, "read_page_size": min(size, settings.read_page_size)}
         )
         store = AsyncRedisEventStore(limited)
         return cls(fq, settings, store, store.client)
 
     async def aclose(self) -> None:
-        if self.redis is not None:
-            await self.store.aclose()
+        await self.store.aclose()
 
 
 def context_of(request: Request) -> ApiContext:

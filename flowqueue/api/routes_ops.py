@@ -32,8 +32,6 @@ public = APIRouter()
 async def workers(request: Request) -> list[WorkerInfo]:
     """Workers from the registry: online, lost (no heartbeat lately) or offline."""
     ctx = context_of(request)
-    if ctx.redis is None:
-        return []
     return await read_workers_async(ctx.redis, ctx.fq.keys, ctx.settings)
 
 
@@ -90,8 +88,6 @@ async def metrics(request: Request) -> PlainTextResponse:
 async def healthz(request: Request) -> Any:
     """200 when Redis answers; 503 otherwise. Needs no token."""
     ctx = context_of(request)
-    if ctx.redis is None:
-        return Health(status="ok", redis="memory")
     try:
         await ctx.redis.ping()
     except Exception as exc:

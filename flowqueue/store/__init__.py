@@ -4,15 +4,12 @@ implementations (Redis for production, memory for single-process use)."""
 from __future__ import annotations
 
 from flowqueue.store.base import AsyncEventStore, EventStore, RunSummary
-from flowqueue.store.memory import AsyncMemoryEventStore, MemoryEventStore
 from flowqueue.store.redis import AsyncRedisEventStore, RedisEventStore
 
 __all__ = [
     "AsyncEventStore",
-    "AsyncMemoryEventStore",
     "AsyncRedisEventStore",
     "EventStore",
-    "MemoryEventStore",
     "RedisEventStore",
     "RunSummary",
 ]

@@ -1,7 +1,7 @@
 """The event store interfaces, sync and async, and the models they return.
 
-Implementations live beside this module: ``redis.py`` (production) and ``memory.py``
-(in-process, same semantics, same conformance suite).
+The implementation lives beside this module: ``redis.py`` (``memory://`` runs it on a
+``redis-server`` of the app's own).
 """
 
 from __future__ import annotations
@@ -41,11 +41,6 @@ class RunSummary(BaseModel):
 
 
 DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
-
-
-def duration_bucket(ms: float) -> str:
-    """The histogram bucket of a step attempt that took ``ms`` (as run_lib.lua files it)."""
-    return next((str(b) for b in DURATION_BUCKETS_MS if ms <= b), "inf")
 
 
 class FlowStats(BaseModel):
