@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m flowqueue.demo
+	$(PY) -m flowqueue.devtools.demo
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -40,7 +40,7 @@ bench: install
 
 # Breaking the code on purpose (on demand only; never part of `make test` or CI).
 # mutmut over the modules in [tool.mutmut] (pyproject.toml), judged by the fast tests; it
-# resumes where it stopped (rm -rf mutants for a fresh run). MUTANTS='flowqueue.ids.*'
+# resumes where it stopped (rm -rf mutants for a fresh run). MUTANTS='flowqueue.model.ids.*'
 # narrows it. Then the Lua scripts, one listed break at a time (tools/break_lua.py).
 MUTANTS ?=
 mutate: install

@@ -20,8 +20,8 @@ import redis
 from common import cli, pct, verdict
 
 from flowqueue import NewEvent, RedisEventStore, Settings, new_run_id
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.events import encode_body
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.model.events import encode_body
 
 APPEND_RATIO_TARGET = 1.5
 APPEND_MANY_TARGET = 50_000

@@ -32,8 +32,8 @@ import redis.asyncio as aioredis
 from common import cli, pct, verdict
 
 from flowqueue import NewEvent, Settings, new_run_id
-from flowqueue.embedded import EmbeddedRedis, free_port
-from flowqueue.store import AsyncRedisEventStore
+from flowqueue.backend.redis.embedded import EmbeddedRedis, free_port
+from flowqueue.backend.redis.store import AsyncRedisEventStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS_MS = {100: 5.0, 1000: 50.0}

@@ -29,8 +29,8 @@ import redis
 from celery import chain
 from common import cli, pct, verdict
 
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.worker_process import WorkerProcess
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.devtools.worker import WorkerProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -38,9 +38,9 @@ import redis
 from common import cli, pct, verdict
 from steps import HERE, ROOT, worker
 
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.keys import Keys
-from flowqueue.timers import TimerSpec, now_ms
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.backend.redis.keys import Keys
+from flowqueue.model.timers import TimerSpec, now_ms
 
 LATE_P99_TARGET_MS = 250.0
 RSS_GROWTH_TARGET = 0.05

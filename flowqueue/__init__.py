@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowqueue.awaits import Sleep, WaitForEvent, WaitForTrigger
-from flowqueue.celery_app import create_app, default_app, install
-from flowqueue.client import cancel, emit, get_run, list_flows, read_events, resume, start_flow
-from flowqueue.context import FlowContext
+from flowqueue.authoring.awaits import Sleep, WaitForEvent, WaitForTrigger
+from flowqueue.authoring.context import FlowContext
+from flowqueue.authoring.flows import FlowInfo
+from flowqueue.authoring.retry import Retry
+from flowqueue.authoring.step import FlowTask, step
+from flowqueue.backend.redis.store import AsyncRedisEventStore, RedisEventStore
+from flowqueue.backend.store import AsyncEventStore, EventStore, RunSummary
 from flowqueue.errors import (
     AwaitTimeout,
     BrokerUnavailable,
@@ -36,20 +39,28 @@ from flowqueue.errors import (
     UnknownRun,
     UnknownTrigger,
 )
-from flowqueue.events import Event, EventKind, NewEvent
-from flowqueue.flows import FlowInfo
-from flowqueue.ids import new_run_id
-from flowqueue.reducer import RunState, RunStatus, StepState, StepStatus, apply, reduce, state_at
-from flowqueue.retry import Retry
-from flowqueue.settings import Settings
-from flowqueue.store import (
-    AsyncEventStore,
-    AsyncRedisEventStore,
-    EventStore,
-    RedisEventStore,
-    RunSummary,
+from flowqueue.model.events import Event, EventKind, NewEvent
+from flowqueue.model.ids import new_run_id
+from flowqueue.model.reducer import (
+    RunState,
+    RunStatus,
+    StepState,
+    StepStatus,
+    apply,
+    reduce,
+    state_at,
 )
-from flowqueue.task import FlowTask, step
+from flowqueue.runtime.app import create_app, default_app, install
+from flowqueue.runtime.client import (
+    cancel,
+    emit,
+    get_run,
+    list_flows,
+    read_events,
+    resume,
+    start_flow,
+)
+from flowqueue.settings import Settings
 
 __version__ = "0.1.0.dev0"
 

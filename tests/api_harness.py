@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from flowqueue.embedded import free_port
+from flowqueue.backend.redis.embedded import free_port
 from tests.worker_harness import ROOT
 
 

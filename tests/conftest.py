@@ -18,11 +18,11 @@ import redis
 os.environ["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:9/0"
 os.environ.pop("CELERY_BROKER_URL", None)
 
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.ledger import RedisRunLedger
+from flowqueue.backend.redis.coordinator import RedisRunLedger
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.backend.redis.store import RedisEventStore
+from flowqueue.backend.store import EventStore
 from flowqueue.settings import Settings
-from flowqueue.store import RedisEventStore
-from flowqueue.store.base import EventStore
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowqueue.events import NewEvent
+from flowqueue.model.events import NewEvent
 
 
 def ev(kind: str = "log", run: str = "run-1", step: str | None = "s", **data: Any) -> NewEvent:

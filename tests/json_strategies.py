@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from flowqueue.validation import INT_MAX, INT_MIN, MAX_JSON_DEPTH
+from flowqueue.model.validation import INT_MAX, INT_MIN, MAX_JSON_DEPTH
 
 EDGE_INTS = st.sampled_from([INT_MIN - 1, INT_MIN, -1, 0, 1, 2**53 + 1, INT_MAX, INT_MAX + 1])
 FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([-0.0, 1e308, 5e-324])

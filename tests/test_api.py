@@ -10,7 +10,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from flowqueue.events import TERMINAL_KINDS
+from flowqueue.model.events import TERMINAL_KINDS
 from tests.test_e2e_awaits import awaiting, trigger_of
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ from flowqueue import create_app
 from flowqueue.api.context import ApiContext
 from flowqueue.api.frames import FrameCache
 from flowqueue.api.sse import EventStream
-from flowqueue.events import Event
-from flowqueue.extension import flowqueue_of
+from flowqueue.model.events import Event
+from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flowqueue.events import NewEvent
+from flowqueue.model.events import NewEvent
 from tests.api_harness import ApiProcess
 from tests.test_api import sse_events
 from tests.worker_harness import Cluster

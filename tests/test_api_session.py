@@ -25,7 +25,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from flowqueue.api.auth import COOKIE, session_key
-from flowqueue.embedded import free_port
+from flowqueue.backend.redis.embedded import free_port
 from tests.api_harness import ApiProcess
 from tests.worker_harness import ROOT
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from flowqueue.events import NewEvent
+from flowqueue.model.events import NewEvent
 from tests.api_harness import ApiProcess
 from tests.test_api import sse_events
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from flowqueue.events import NewEvent
-from flowqueue.ids import new_run_id
+from flowqueue.model.events import NewEvent
+from flowqueue.model.ids import new_run_id
 from tests.api_harness import ApiProcess
 from tests.worker_harness import Cluster
 

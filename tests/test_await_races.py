@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from flowqueue import create_app
-from flowqueue.awaits import Suspended
 from flowqueue.errors import TriggerAlreadyUsed
-from flowqueue.events import EventKind, NewEvent
-from flowqueue.extension import Flowqueue, flowqueue_of
-from flowqueue.ids import new_run_id
-from flowqueue.replay import StepAwaits
-from flowqueue.step_runner import _claim_event
-from flowqueue.task import StepHeader
-from flowqueue.timers import TimerSpec
+from flowqueue.model.awaits import Suspended
+from flowqueue.model.events import EventKind, NewEvent
+from flowqueue.model.header import StepHeader
+from flowqueue.model.ids import new_run_id
+from flowqueue.model.timers import TimerSpec
+from flowqueue.runtime._awaits import StepAwaits
+from flowqueue.runtime._runner import _claim_event
+from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 
 ITERATIONS = 200
 FLOW, STEP = "wait-trigger", "wait_trigger"  # a test flow (tests/flows.py)

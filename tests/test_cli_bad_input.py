@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from flowqueue import create_app, get_run, start_flow
-from flowqueue.extension import flowqueue_of
+from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
 from tests.worker_harness import own_database
 

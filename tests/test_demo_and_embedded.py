@@ -9,7 +9,7 @@ import sys
 import pytest
 import redis
 
-from flowqueue.embedded import EmbeddedRedis, find_redis_server
+from flowqueue.backend.redis.embedded import EmbeddedRedis, find_redis_server
 from flowqueue.errors import EmbeddedRedisError, FlowqueueError
 
 
@@ -17,7 +17,7 @@ from flowqueue.errors import EmbeddedRedisError, FlowqueueError
 def test_demo_runs_the_example_flows_on_a_real_worker():
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWQUEUE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "flowqueue.demo"],
+        [sys.executable, "-m", "flowqueue.devtools.demo"],
         env=env,
         capture_output=True,
         text=True,
@@ -41,7 +41,7 @@ def test_demo_runs_the_example_flows_on_a_real_worker():
 def test_demo_falls_back_when_the_configured_redis_is_unreachable():
     env = {**os.environ, "FLOWQUEUE_REDIS_URL": "redis://127.0.0.1:1/0"}
     result = subprocess.run(
-        [sys.executable, "-m", "flowqueue.demo"],
+        [sys.executable, "-m", "flowqueue.devtools.demo"],
         env=env,
         capture_output=True,
         text=True,

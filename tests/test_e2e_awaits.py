@@ -17,9 +17,9 @@ from flowqueue.errors import (
     UnknownRun,
     UnknownTrigger,
 )
-from flowqueue.events import Event
-from flowqueue.ids import parse_stream_id
-from flowqueue.reducer import StepStatus
+from flowqueue.model.events import Event
+from flowqueue.model.ids import parse_stream_id
+from flowqueue.model.reducer import StepStatus
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e

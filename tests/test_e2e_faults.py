@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flowqueue import start_flow
-from flowqueue.events import Event
+from flowqueue.model.events import Event
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e

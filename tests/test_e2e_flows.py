@@ -9,9 +9,9 @@ import time
 import pytest
 
 from flowqueue import get_run, list_flows, start_flow
-from flowqueue.events import Event
-from flowqueue.orchestrator import step_task_id
-from flowqueue.reducer import reduce
+from flowqueue.model.events import Event
+from flowqueue.model.reducer import reduce
+from flowqueue.runtime._orchestrator import step_task_id
 
 pytestmark = pytest.mark.e2e
 

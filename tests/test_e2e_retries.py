@@ -7,8 +7,8 @@ import pytest
 import redis
 
 from flowqueue import start_flow
-from flowqueue.events import Event
-from flowqueue.ids import stream_id_ms
+from flowqueue.model.events import Event
+from flowqueue.model.ids import stream_id_ms
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e

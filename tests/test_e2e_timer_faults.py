@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from flowqueue import emit, get_run, resume, start_flow
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.events import TERMINAL_KINDS, Event
-from flowqueue.reducer import StepStatus
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.model.events import TERMINAL_KINDS, Event
+from flowqueue.model.reducer import StepStatus
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e

@@ -24,15 +24,21 @@ import pytest
 import redis
 
 from flowqueue import create_app, start_flow
+from flowqueue.backend.coordinator import RunLedger, StepStart
+from flowqueue.backend.redis.keys import Keys
+from flowqueue.backend.store import EventStore
 from flowqueue.errors import PayloadTooLarge
-from flowqueue.events import Event, NewEvent, encode_body
-from flowqueue.extension import Flowqueue, flowqueue_of
-from flowqueue.ids import STREAM_ID_PATTERN, _decimal_up_to, is_stream_id, new_run_id, stream_id_ms
-from flowqueue.keys import Keys
-from flowqueue.ledger import RunLedger, StepStart
-from flowqueue.reducer import reduce
-from flowqueue.store import EventStore
-from flowqueue.timers import TimerSpec, now_ms
+from flowqueue.model.events import Event, NewEvent, encode_body
+from flowqueue.model.ids import (
+    STREAM_ID_PATTERN,
+    _decimal_up_to,
+    is_stream_id,
+    new_run_id,
+    stream_id_ms,
+)
+from flowqueue.model.reducer import reduce
+from flowqueue.model.timers import TimerSpec, now_ms
+from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 from tests.api_harness import ApiProcess
 from tests.worker_harness import Cluster, own_database
 

@@ -9,8 +9,15 @@ from datetime import datetime
 import pytest
 
 from flowqueue.errors import InvalidEvent, PayloadTooLarge, UnknownEventKind
-from flowqueue.events import KNOWN_KINDS, Event, EventKind, NewEvent, encode_body, event_from_json
-from flowqueue.ids import format_ts, ms_to_datetime, new_run_id, parse_stream_id
+from flowqueue.model.events import (
+    KNOWN_KINDS,
+    Event,
+    EventKind,
+    NewEvent,
+    encode_body,
+    event_from_json,
+)
+from flowqueue.model.ids import format_ts, ms_to_datetime, new_run_id, parse_stream_id
 
 
 def test_run_ids_are_uuid7_and_sort_by_time():

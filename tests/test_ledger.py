@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from flowqueue.backend.coordinator import Candidate, RunLedger
+from flowqueue.backend.store import EventStore
 from flowqueue.errors import NonJsonPayload
-from flowqueue.events import NewEvent
-from flowqueue.ledger import Candidate, RunLedger
-from flowqueue.store import EventStore
+from flowqueue.model.events import NewEvent
 
 FLOW = "f"
 

@@ -15,14 +15,20 @@ from pydantic_core import from_json, to_json
 
 from flowqueue.api.frames import FrameCache
 from flowqueue.api.models import EventPage
-from flowqueue.awaits import check_signal_name
+from flowqueue.backend.redis.store import RedisEventStore
+from flowqueue.backend.store import EventStore
 from flowqueue.errors import InvalidEvent, InvalidSignal, NonJsonPayload
-from flowqueue.events import Event, EventKind, NewEvent, event_from_json
-from flowqueue.ids import U64_MAX, is_stream_id
-from flowqueue.reducer import reduce
-from flowqueue.store import RedisEventStore
-from flowqueue.store.base import EventStore
-from flowqueue.validation import INT_MAX, INT_MIN, MAX_JSON_DEPTH, check_identifier, check_json
+from flowqueue.model.awaits import check_signal_name
+from flowqueue.model.events import Event, EventKind, NewEvent, event_from_json
+from flowqueue.model.ids import U64_MAX, is_stream_id
+from flowqueue.model.reducer import reduce
+from flowqueue.model.validation import (
+    INT_MAX,
+    INT_MIN,
+    MAX_JSON_DEPTH,
+    check_identifier,
+    check_json,
+)
 from tests.json_strategies import JSON_VALUES, same_json
 
 SLOW = settings(

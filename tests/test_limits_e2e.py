@@ -16,8 +16,8 @@ import redis
 from httpx_sse import connect_sse
 from hypothesis import HealthCheck, example, given, settings
 
-from flowqueue.events import UNREADABLE
-from flowqueue.ids import U64_MAX
+from flowqueue.model.events import UNREADABLE
+from flowqueue.model.ids import U64_MAX
 from tests.json_strategies import JSON_VALUES, as_json_text, same_json
 from tests.test_api import assert_problem
 from tests.test_e2e_awaits import trigger_of

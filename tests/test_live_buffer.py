@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from flowqueue.events import Event, NewEvent
-from flowqueue.store.live import LiveBuffer, merge_backfill_and_live
+from flowqueue.backend.live import LiveBuffer, merge_backfill_and_live
+from flowqueue.model.events import Event, NewEvent
 
 
 def stored(i: int) -> Event:

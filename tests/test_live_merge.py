@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from flowqueue.events import Event, NewEvent
-from flowqueue.store.base import EventStore
-from flowqueue.store.live import LiveBuffer, merge_backfill_and_live
+from flowqueue.backend.live import LiveBuffer, merge_backfill_and_live
+from flowqueue.backend.store import EventStore
+from flowqueue.model.events import Event, NewEvent
 
 from .helpers import ev
 

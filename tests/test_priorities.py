@@ -10,10 +10,10 @@ import uuid
 import redis
 
 from flowqueue import create_app, start_flow
-from flowqueue.extension import flowqueue_of
-from flowqueue.priorities import step_priorities
+from flowqueue.model.timers import TimerSpec
+from flowqueue.runtime._priorities import step_priorities
+from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
-from flowqueue.timers import TimerSpec
 from tests.worker_harness import own_database
 
 

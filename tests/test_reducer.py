@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowqueue.events import Event, NewEvent
-from flowqueue.reducer import RunStatus, StepStatus, apply, reduce, state_at
-from flowqueue.validation import INT_MAX, INT_MIN
+from flowqueue.model.events import Event, NewEvent
+from flowqueue.model.reducer import RunStatus, StepStatus, apply, reduce, state_at
+from flowqueue.model.validation import INT_MAX, INT_MIN
 
 
 def log_of(*specs: tuple[str, str | None, dict[str, Any]], start_ms: int = 1_700_000_000_000):

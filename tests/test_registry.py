@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flowqueue.keys import Keys
-from flowqueue.registry import (
+from flowqueue.backend.redis.keys import Keys
+from flowqueue.runtime.workers import (
     EVENT_FIELD,
     PAGE,
     WorkerEvent,
@@ -181,7 +181,7 @@ def test_registration_beats_and_survives_redis_being_away(redis_client, settings
         assert (info.status, info.queues, info.live) == ("online", ["celery"], {"active": 0})
         # Redis goes away: the beat logs a warning and raises nothing.
         registration._client = redis.Redis(port=9, retry=Retry(NoBackoff(), 0))
-        with caplog.at_level("WARNING", logger="flowqueue.registry"):
+        with caplog.at_level("WARNING", logger="flowqueue.runtime.workers"):
             registration.beat()
         assert "could not append worker.heartbeat" in caplog.text
         assert registration._thread is not None

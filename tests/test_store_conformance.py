@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from flowqueue.backend.store import EventStore
 from flowqueue.errors import InvalidEvent, MixedRunsError, NonJsonPayload, PayloadTooLarge
-from flowqueue.events import NewEvent
-from flowqueue.ids import parse_stream_id
-from flowqueue.store.base import EventStore
+from flowqueue.model.events import NewEvent
+from flowqueue.model.ids import parse_stream_id
 
 from .helpers import ev, logs
 

@@ -7,10 +7,10 @@ import threading
 
 import redis
 
-from flowqueue.embedded import EmbeddedRedis
-from flowqueue.keys import Keys
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.backend.redis.keys import Keys
+from flowqueue.backend.redis.store import RedisEventStore
 from flowqueue.settings import Settings
-from flowqueue.store import RedisEventStore
 
 from .helpers import ev, logs
 

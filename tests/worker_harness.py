@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from flowqueue import create_app
-from flowqueue.events import TERMINAL_KINDS, Event
-from flowqueue.extension import flowqueue_of
+from flowqueue.devtools.worker import WorkerProcess
+from flowqueue.model.events import TERMINAL_KINDS, Event
+from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
-from flowqueue.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 _databases = itertools.count(1)  # db 0 belongs to the store-level tests

@@ -1,8 +1,8 @@
 """Break the Lua scripts on purpose, one line at a time, and check that the tests notice.
 
-Each entry of ``BREAKS`` names a script under ``flowqueue/``, one exact line of it, the
-broken line, the tests expected to catch the break and why the line matters. For each
-entry the harness writes the broken line, runs the selection with pytest and counts the
+Each entry of ``BREAKS`` names a script under ``flowqueue/backend/redis/lua/``, one exact
+line of it, the broken line, the tests expected to catch the break and why the line matters. For
+each entry the harness writes the broken line, runs the selection with pytest and counts the
 break caught when the selection fails. The script is restored after every run (in a
 ``finally``, also on Ctrl-C, SIGTERM and SIGHUP) and its SHA-256 checked against the
 original; a restore that does not match stops the harness loudly.
@@ -38,13 +38,14 @@ from pathlib import Path
 from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
+LUA = Path("flowqueue/backend/redis/lua")
 FAST = ("-m", "not e2e")
 
 
 @dataclass(frozen=True)
 class Break:
     name: str
-    file: str  # relative to flowqueue/
+    file: str  # relative to flowqueue/backend/redis/lua/
     line: str  # one exact, whole line of the file (it must occur exactly once)
     broken: str
     tests: tuple[str, ...]  # pytest arguments: the selection expected to fail
@@ -57,7 +58,7 @@ LEDGER = "tests/test_ledger.py"
 BREAKS: tuple[Break, ...] = (
     Break(
         "begin_step.timer_claim",
-        "ledger/begin_step.lua",
+        "begin_step.lua",
         "  if redis.call('ZREM', KEYS[7], timer) + redis.call('ZREM', KEYS[8], timer) == 0 then",
         "  if redis.call('ZREM', KEYS[7], timer) + redis.call('ZREM', KEYS[8], timer) < 0 then",
         (G, *FAST),
@@ -65,7 +66,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "begin_step.done_check",
-        "ledger/begin_step.lua",
+        "begin_step.lua",
         "if status == 'completed' or status == 'failed' or status == 'cancelled' then",
         "if status == 'failed' or status == 'cancelled' then",
         (G, *FAST),
@@ -73,7 +74,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "begin_step.live_lease",
-        "ledger/begin_step.lua",
+        "begin_step.lua",
         "  if lease > now then",
         "  if lease < now then",
         (LEDGER, *FAST),
@@ -81,7 +82,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "begin_step.resumed_attempt",
-        "ledger/begin_step.lua",
+        "begin_step.lua",
         "    attempt = attempts -- a resumed step goes on with the same attempt",
         "    attempt = attempts + 1",
         (G, *FAST),
@@ -89,7 +90,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "finish_step.duplicate",
-        "ledger/finish_step.lua",
+        "finish_step.lua",
         "if status == 'completed' or status == 'failed' or status == 'cancelled' then",
         "if status == 'failed' or status == 'cancelled' then",
         (G, *FAST),
@@ -97,7 +98,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "finish_step.waiting_is_active",
-        "ledger/finish_step.lua",
+        "finish_step.lua",
         "          and (v == 'queued' or v == 'running' or v == 'waiting' or v == 'awaiting') then",
         "          and (v == 'queued' or v == 'running' or v == 'awaiting') then",
         (G, *FAST),
@@ -105,7 +106,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "emit.claim_once",
-        "ledger/emit.lua",
+        "emit.lua",
         "      local claimed = redis.call('HSETNX', KEYS[5], step, 'queued') == 1",
         "      local claimed = redis.call('HSET', KEYS[5], step, 'queued') >= 0",
         (LEDGER, *FAST),
@@ -113,7 +114,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "emit.join_ready",
-        "ledger/emit.lua",
+        "emit.lua",
         "      if not payloads[j] then",
         "      if payloads[j] == nil then",  # HMGET gives false, never nil, for a gap
         (LEDGER, *FAST),
@@ -121,7 +122,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "start_run.exists",
-        "ledger/start_run.lua",
+        "start_run.lua",
         "if redis.call('EXISTS', KEYS[1]) == 1 then",
         "if redis.call('EXISTS', KEYS[1]) == 2 then",
         (LEDGER, *FAST),
@@ -129,7 +130,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "renew_lease.only_running",
-        "ledger/renew_lease.lua",
+        "renew_lease.lua",
         "if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'running' then",
         "if redis.call('HGET', KEYS[1], ARGV[1]) == 'never' then",
         (LEDGER, *FAST),
@@ -137,7 +138,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "take_due.handed",
-        "ledger/take_due.lua",
+        "take_due.lua",
         "  redis.call('ZADD', KEYS[2], math.max(at, now) + grace, timer)",
         "  -- (not kept in the handed set)",
         (G, *FAST),
@@ -145,7 +146,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "run_lib.run_ended",
-        "store/run_lib.lua",
+        "run_lib.lua",
         "        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status, 'ended_ms', ms)",
         "        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status)",
         (LEDGER, *FAST),
@@ -153,7 +154,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "run_lib.publish_batch",
-        "store/run_lib.lua",
+        "run_lib.lua",
         "    redis.call('PUBLISH', ARGV[1], table.concat(live, '\\n'))",
         "    redis.call('PUBLISH', ARGV[1], table.concat(live, '\\n', 2))",
         ("tests/test_live_merge.py", *FAST),
@@ -161,7 +162,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "signal_lib.match",
-        "ledger/signal_lib.lua",
+        "signal_lib.lua",
         "    if payload[k] ~= v then",
         "    if payload[k] == nil then",
         ("tests/test_await_races.py", "tests/test_e2e_awaits.py"),
@@ -169,7 +170,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "cancel.running_steps",
-        "ledger/cancel.lua",
+        "cancel.lua",
         "    if value == 'queued' or value == 'running' or value == 'waiting'"
         " or value == 'awaiting' then",
         "    if value == 'queued' or value == 'waiting' or value == 'awaiting' then",
@@ -178,7 +179,7 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break(
         "list_runs.cursor",
-        "store/list_runs.lua",
+        "list_runs.lua",
         "  max = '(' .. string.rep('0', 13 - #ms) .. ms .. ':' .. ARGV[2]",
         "  max = '[' .. string.rep('0', 13 - #ms) .. ms .. ':' .. ARGV[2]",
         ("tests/test_store_conformance.py", *FAST),
@@ -236,7 +237,7 @@ def check_table(tree: Path, breaks: Sequence[Break]) -> list[str]:
     """Entries whose line is not exactly once in its file (the code moved on)."""
     problems = []
     for entry in breaks:
-        path = tree / "flowqueue" / entry.file
+        path = tree / LUA / entry.file
         if not path.is_file():
             problems.append(f"{entry.name}: no file {path}")
             continue
@@ -325,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     try:
         for entry in breaks:
-            with broken(tree / "flowqueue" / entry.file, entry.line, entry.broken):
+            with broken(tree / LUA / entry.file, entry.line, entry.broken):
                 outcome, seconds = run_tests(tree, entry.tests, options.timeout)
             caught = outcome in ("failed", "timeout")
             rows.append((entry, outcome, caught, seconds))

@@ -18,7 +18,7 @@ from flowqueue.api.auth import install_auth, require_token_or_cookie
 from flowqueue.api.context import ApiContext
 from flowqueue.api.problems import Problem, install_handlers
 from flowqueue.errors import ConfigurationError
-from flowqueue.extension import flowqueue_of
+from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
 
 # What a browser sends as Origin: scheme, host (or [IPv6]) and an optional port.
@@ -29,7 +29,7 @@ def create_api(app: Any | None = None) -> FastAPI:
     """The HTTP API over a Celery app with flowqueue installed (default:
     ``flowqueue.app``, configured by ``FLOWQUEUE_*`` variables)."""
     if app is None:
-        from flowqueue.celery_app import default_app
+        from flowqueue.runtime.app import default_app
 
         app = default_app()
     fq = flowqueue_of(app)

@@ -11,7 +11,7 @@ from pydantic_core import from_json
 
 from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
-from flowqueue.validation import MAX_JSON_DEPTH
+from flowqueue.model.validation import MAX_JSON_DEPTH
 
 PAYLOAD_LIMIT = "FLOWQUEUE_MAX_PAYLOAD_BYTES"
 ANY_JSON_BODY: dict[str, Any] = {

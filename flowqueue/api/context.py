@@ -11,9 +11,10 @@ import redis.asyncio as aioredis
 from fastapi import Request
 
 from flowqueue.api.frames import FrameCache
-from flowqueue.extension import Flowqueue
+from flowqueue.backend.redis.store import AsyncRedisEventStore
+from flowqueue.backend.store import AsyncEventStore
+from flowqueue.runtime.engine import Flowqueue
 from flowqueue.settings import Settings
-from flowqueue.store import AsyncEventStore, AsyncRedisEventStore
 
 
 @dataclass

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from flowqueue.api.problems import Problem
 from flowqueue.errors import FlowqueueError
-from flowqueue.events import Event
+from flowqueue.model.events import Event
 
 HEARTBEAT = b": heartbeat\n\n"
 ERROR_RETRY_MS = 5_000  # after an error frame, the browser waits this long to reconnect

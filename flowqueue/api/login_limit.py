@@ -20,8 +20,8 @@ from redis.exceptions import RedisError
 
 from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
+from flowqueue.backend.redis.keys import Keys
 from flowqueue.errors import ConfigurationError
-from flowqueue.keys import Keys
 from flowqueue.settings import Settings
 
 

@@ -4,7 +4,7 @@ every API process reports the same numbers) and this process's SSE figures."""
 from __future__ import annotations
 
 from flowqueue.api.context import ApiContext
-from flowqueue.store.base import DURATION_BUCKETS_MS, FlowStats
+from flowqueue.backend.store import DURATION_BUCKETS_MS, FlowStats
 
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 

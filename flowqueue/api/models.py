@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flowqueue.events import Event
-from flowqueue.flows import FlowInfo
-from flowqueue.store.base import FlowStats, RunSummary
-from flowqueue.validation import IDENT_PATTERN
+from flowqueue.authoring.flows import FlowInfo
+from flowqueue.backend.store import FlowStats, RunSummary
+from flowqueue.model.events import Event
+from flowqueue.model.validation import IDENT_PATTERN
 
 
 class FlowOut(FlowInfo):

@@ -18,7 +18,7 @@ from flowqueue.api.models import EmitIn, Emitted
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.api.routes_flows import EVENT_ID, SSE_RESPONSES
 from flowqueue.api.sse import EventStream
-from flowqueue.store.checks import check_cursor
+from flowqueue.backend.checks import check_cursor
 
 router = APIRouter(dependencies=[Depends(require_token)])
 streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])

@@ -16,13 +16,13 @@ from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import Cancelled, EventPage, FlowOut, Resumed, RunPage, Started
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.api.sse import EventStream
+from flowqueue.authoring.flows import FlowGraph
+from flowqueue.backend.checks import check_cursor
+from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
-from flowqueue.events import TERMINAL_KINDS, Event
-from flowqueue.flows import FlowGraph
-from flowqueue.ids import STREAM_ID_PATTERN, parse_stream_id
-from flowqueue.reducer import RunState, RunStatus, reduce
-from flowqueue.store.base import RunSummary
-from flowqueue.store.checks import check_cursor
+from flowqueue.model.events import TERMINAL_KINDS, Event
+from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
+from flowqueue.model.reducer import RunState, RunStatus, reduce
 
 router = APIRouter(dependencies=[Depends(require_token)])
 streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])  # EventSource: cookie

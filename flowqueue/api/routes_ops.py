@@ -22,7 +22,7 @@ from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.metrics import render_metrics
 from flowqueue.api.models import Health, LoginIn, QueueOut
 from flowqueue.api.problems import ApiError, problem_responses
-from flowqueue.registry import WorkerInfo, read_workers_async
+from flowqueue.runtime.workers import WorkerInfo, read_workers_async
 
 router = APIRouter(dependencies=[Depends(require_token)])
 public = APIRouter()

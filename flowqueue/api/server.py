@@ -25,7 +25,7 @@ from uvicorn.server import ServerState
 
 from flowqueue.api.app import create_api
 from flowqueue.api.problems import PROBLEM_JSON, TITLES, Problem
-from flowqueue.extension import flowqueue_of
+from flowqueue.runtime.engine import flowqueue_of
 
 logger = logging.getLogger("flowqueue.api")
 

@@ -1,0 +1,255 @@
+"""Flows as graphs of steps, derived from the Celery app's task registry.
+
+A step is a Celery task whose class carries flow options (``flow``, ``entry``,
+``subscribes``, ``emits``, ``input_model``); nothing is registered anywhere else, so the
+flows an app knows are exactly the step tasks Celery knows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from flowqueue.authoring.awaits import AWAIT_SPECS, AwaitSpec
+from flowqueue.authoring.retry import Retry
+from flowqueue.backend.coordinator import Candidate
+from flowqueue.errors import ConfigurationError, FlowDefinitionError, UnknownFlow
+from flowqueue.model.validation import check_identifier
+
+
+@dataclass(frozen=True)
+class StepDef:
+    name: str  # the step's name inside its flows (the function name by default)
+    task_name: str  # the Celery task name
+    flows: tuple[str, ...]
+    entry: bool
+    subscribes: tuple[str, ...]
+    emits: tuple[str, ...]
+    input_model: type[BaseModel] | None = None
+    retry: Retry | None = None
+    await_before: AwaitSpec | None = None
+    await_after: AwaitSpec | None = None
+
+    @classmethod
+    def from_task(cls, task: Any) -> StepDef:
+        flows = (task.flow,) if isinstance(task.flow, str) else tuple(task.flow or ())
+        where = f"step task {task.name!r}"
+        if not flows:
+            raise FlowDefinitionError(f"{where} names no flow; pass flow='name' to @step.")
+        subscribes, emits = _names(task.subscribes, where), _names(task.emits, where)
+        if task.entry and subscribes:
+            raise FlowDefinitionError(
+                f"{where} is an entry step and also subscribes to {list(subscribes)}; an entry "
+                "step starts the run, so give the subscribing part its own step."
+            )
+        if not task.entry and not subscribes:
+            raise FlowDefinitionError(
+                f"{where} is neither an entry step nor subscribed to any event, so it would "
+                "never run; pass entry=True or subscribes=[...]."
+            )
+        name = task.step_name or task.run.__name__
+        try:
+            check_identifier("step name", name)
+            for flow in flows:
+                check_identifier("flow name", flow)
+        except Exception as exc:
+            raise FlowDefinitionError(f"{where}: {exc}") from None
+        retry = getattr(task, "flow_retry", None)
+        if retry is not None and not isinstance(retry, Retry):
+            raise FlowDefinitionError(f"{where}: retry= takes a flowqueue.Retry(...).")
+        awaits = [getattr(task, "await_before", None), getattr(task, "await_after", None)]
+        for spec in awaits:
+            if spec is not None and not isinstance(spec, AWAIT_SPECS):
+                raise FlowDefinitionError(
+                    f"{where}: await_before / await_after take Sleep(...), WaitForEvent(...) "
+                    f"or WaitForTrigger(...) from flowqueue, not {spec!r}."
+                )
+        return cls(
+            name,
+            task.name,
+            flows,
+            bool(task.entry),
+            subscribes,
+            emits,
+            task.input_model,
+            retry,
+            *awaits,
+        )
+
+
+def _names(value: str | Sequence[str] | None, where: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value or ())
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise FlowDefinitionError(f"{where}: event names must be non-empty strings.")
+    return names
+
+
+def _display_order(steps: Sequence[StepDef]) -> Callable[[StepDef], tuple[Any, ...]]:
+    """Sort key: steps by distance from the entry (via declared emits), then by name with
+    numbers compared as numbers (pick_2 before pick_10)."""
+    emitters: dict[str, list[StepDef]] = {}
+    for step in steps:
+        for event in step.emits:
+            emitters.setdefault(event, []).append(step)
+    depth: dict[str, int] = {}
+
+    def depth_of(step: StepDef, seen: frozenset[str] = frozenset()) -> int:
+        if step.name not in depth:
+            sources = [
+                e for ev in step.subscribes for e in emitters.get(ev, ()) if e.name not in seen
+            ]
+            below = seen | {step.name}
+            depth[step.name] = 1 + max((depth_of(s, below) for s in sources), default=-1)
+        return depth[step.name]
+
+    def key(step: StepDef) -> tuple[Any, ...]:
+        parts = re.split(r"(\d+)", step.name)
+        return (depth_of(step), [int(p) if p.isdigit() else p for p in parts])
+
+    return key
+
+
+class Edge(BaseModel):
+    source: str  # the emitting step
+    event: str
+    target: str  # the subscribing step
+
+
+class StepInfo(BaseModel):
+    name: str
+    task: str
+    entry: bool
+    subscribes: list[str]
+    emits: list[str]
+    input_schema: dict[str, Any] | None = None
+
+
+class FlowInfo(BaseModel):
+    """A flow as the CLI and the API describe it."""
+
+    name: str
+    steps: list[StepInfo]
+    edges: list[Edge]
+
+
+@dataclass(frozen=True)
+class FlowGraph:
+    name: str
+    steps: Mapping[str, StepDef]
+    _by_event: Mapping[str, tuple[StepDef, ...]] = field(repr=False)
+
+    @classmethod
+    def build(cls, name: str, steps: Sequence[StepDef]) -> FlowGraph:
+        by_name: dict[str, StepDef] = {}
+        for step in steps:
+            if step.name in by_name:
+                raise FlowDefinitionError(
+                    f"flow {name!r} has two steps named {step.name!r} (tasks "
+                    f"{by_name[step.name].task_name!r} and {step.task_name!r}); pass "
+                    "name=... to @step to tell them apart."
+                )
+            by_name[step.name] = step
+        if not any(step.entry for step in steps):
+            raise FlowDefinitionError(
+                f"flow {name!r} has no entry step; mark the first step with entry=True."
+            )
+        ordered = {s.name: s for s in sorted(steps, key=_display_order(steps))}
+        by_event: dict[str, list[StepDef]] = {}
+        for step in ordered.values():
+            for event in step.subscribes:
+                by_event.setdefault(event, []).append(step)
+        return cls(name, ordered, {k: tuple(v) for k, v in by_event.items()})
+
+    @property
+    def entry_steps(self) -> list[StepDef]:
+        return [step for step in self.steps.values() if step.entry]
+
+    def step(self, name: str) -> StepDef:
+        try:
+            return self.steps[name]
+        except KeyError:
+            raise FlowDefinitionError(
+                f"flow {self.name!r} has no step {name!r}; this worker knows "
+                f"{sorted(self.steps)}. Deploy the same workers package everywhere."
+            ) from None
+
+    def candidates(self, event_name: str) -> list[Candidate]:
+        """Steps that subscribe to ``event_name``, with everything each waits for."""
+        return [Candidate(s.name, s.subscribes) for s in self._by_event.get(event_name, ())]
+
+    def edges(self) -> list[Edge]:
+        return [
+            Edge(source=source.name, event=event, target=target.name)
+            for source in self.steps.values()
+            for event in source.emits
+            for target in self._by_event.get(event, ())
+        ]
+
+    def info(self) -> FlowInfo:
+        steps = [
+            StepInfo(
+                name=s.name,
+                task=s.task_name,
+                entry=s.entry,
+                subscribes=list(s.subscribes),
+                emits=list(s.emits),
+                input_schema=s.input_model.model_json_schema() if s.input_model else None,
+            )
+            for s in self.steps.values()
+        ]
+        return FlowInfo(name=self.name, steps=steps, edges=self.edges())
+
+
+class FlowRegistry:
+    """Every flow of one Celery app."""
+
+    def __init__(self, steps: Iterable[StepDef]) -> None:
+        by_flow: dict[str, list[StepDef]] = {}
+        for step in steps:
+            for flow in step.flows:
+                by_flow.setdefault(flow, []).append(step)
+        self.flows = {name: FlowGraph.build(name, s) for name, s in sorted(by_flow.items())}
+
+    @classmethod
+    def from_tasks(cls, tasks: Iterable[Any]) -> FlowRegistry:
+        from flowqueue.authoring.step import FlowTask  # the task module imports this one
+
+        return cls(StepDef.from_task(t) for t in tasks if isinstance(t, FlowTask))
+
+    def flow(self, name: str) -> FlowGraph:
+        try:
+            return self.flows[name]
+        except KeyError:
+            known = ", ".join(self.flows) or "none (is FLOWQUEUE_WORKERS right?)"
+            raise UnknownFlow(f"unknown flow {name!r}; known flows: {known}.") from None
+
+
+def import_workers(spec: str, *, default: str) -> list[str]:
+    """Import the modules named in ``spec`` (packages: all their modules); return names.
+
+    The default package may be missing (a fresh project); a package named explicitly
+    must import, or the worker would silently serve no flows.
+    """
+    imported: list[str] = []
+    for name in (part.strip() for part in spec.split(",") if part.strip()):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if name == default and exc.name == name:
+                continue
+            raise ConfigurationError(
+                f"cannot import flow module {name!r} (FLOWQUEUE_WORKERS): {exc}. Run the "
+                "worker from your project directory or fix the module path."
+            ) from exc
+        imported.append(name)
+        for sub in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
+            importlib.import_module(sub.name)
+            imported.append(sub.name)
+    return imported

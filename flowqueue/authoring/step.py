@@ -1,0 +1,115 @@
+"""Steps are Celery tasks: the ``FlowTask`` base class and the ``@step`` decorator.
+
+``@step(flow=..., ...)`` is ``shared_task(base=FlowTask, ...)``: the task binds to every
+Celery app (the default ``flowqueue.app`` or your own after ``flowqueue.install``), and
+Flower, ``celery inspect``, routing and queues see an ordinary task.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from celery import Task, shared_task
+from pydantic import BaseModel
+
+from flowqueue.authoring.awaits import AwaitSpec
+from flowqueue.authoring.retry import Retry
+from flowqueue.errors import StepCalledDirectly
+from flowqueue.model.header import HEADER, StepHeader
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
+    """Base class of every step. Options are class attributes, as Celery task options are."""
+
+    typing = False  # the message carries the step input only; ctx is added here
+    flow: str | Sequence[str] | None = None
+    entry: bool = False
+    subscribes: Sequence[str] = ()
+    emits: Sequence[str] = ()
+    input_model: type[BaseModel] | None = None
+    step_name: str | None = None
+    flow_retry: Retry | None = None  # None: the app's default policy
+    await_before: AwaitSpec | None = None
+    await_after: AwaitSpec | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        header = self.flow_header()
+        if header is None:
+            raise StepCalledDirectly(
+                f"step task {self.name!r} was called without flow context; start its flow "
+                "with flowqueue.start_flow(...) (or `flowqueue start FLOW`) instead."
+            )
+        from flowqueue.runtime._runner import run_step  # runner imports the app extension
+
+        return run_step(self, header, args)
+
+    def flow_header(self) -> StepHeader | None:
+        request = self.request
+        raw = getattr(request, HEADER, None) or (request.headers or {}).get(HEADER)
+        return None if raw is None else StepHeader.model_validate(raw)
+
+
+def step(
+    *,
+    flow: str | Sequence[str],
+    entry: bool = False,
+    subscribes: Sequence[str] | str = (),
+    emits: Sequence[str] | str = (),
+    input: type[BaseModel] | None = None,
+    retry: Retry | None = None,
+    await_before: AwaitSpec | None = None,
+    await_after: AwaitSpec | None = None,
+    name: str | None = None,
+    task_name: str | None = None,
+    **task_options: Any,
+) -> Callable[[F], F]:
+    """Declare a flow step; the function takes ``(ctx, input)``.
+
+    ``input`` (or a pydantic-model annotation of the second parameter) validates the
+    step's input: for an entry step, the run input (checked before the run is written);
+    for others, the dict of subscribed event payloads by name. ``retry`` is its
+    ``Retry`` policy (default: the app's, from ``FLOWQUEUE_RETRY_*``). ``await_before`` /
+    ``await_after`` (``Sleep``, ``WaitForEvent``, ``WaitForTrigger``) pause the step
+    before its function runs (the result is ``ctx.awaited``) or after it returned (the
+    function is not run again on resume). ``name`` is the step's
+    name in its flows (default: the function name), ``task_name`` the Celery task name
+    (default: ``module.function``). Other keyword arguments are Celery task options
+    (``queue``, ``soft_time_limit``, ``rate_limit``, ...).
+    """
+    if task_name is not None:
+        task_options["name"] = task_name
+
+    def decorate(fn: F) -> F:
+        task = shared_task(
+            base=FlowTask,
+            flow=flow,
+            entry=entry,
+            subscribes=(subscribes,) if isinstance(subscribes, str) else tuple(subscribes),
+            emits=(emits,) if isinstance(emits, str) else tuple(emits),
+            input_model=input or _annotated_model(fn),
+            flow_retry=retry,
+            await_before=await_before,
+            await_after=await_after,
+            step_name=name,
+            **task_options,
+        )(fn)
+        return typing.cast(F, task)
+
+    return decorate
+
+
+def _annotated_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model a step's input parameter is annotated with, if any."""
+    params = list(inspect.signature(fn).parameters)
+    if len(params) < 2:
+        return None
+    try:
+        hint = typing.get_type_hints(fn).get(params[1])
+    except Exception:  # unresolvable forward references: no model, as if unannotated
+        return None
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None

@@ -1,0 +1,172 @@
+"""The Redis store's commands without I/O: arguments in, parsed replies out.
+
+``RedisEventStore`` (sync) and ``AsyncRedisEventStore`` both call these, so the two APIs
+cannot drift apart; each adds only the network call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from redis.exceptions import ResponseError
+
+from flowqueue.backend.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
+from flowqueue.backend.live import HasId
+from flowqueue.backend.redis.keys import Keys
+from flowqueue.backend.store import FeedEntry, FlowStats, RunSummary
+from flowqueue.model.events import (
+    AWAIT_END_KINDS,
+    AWAIT_KINDS,
+    LIFECYCLE_KINDS,
+    RUN_STATUS_BY_KIND,
+    Event,
+    EventKind,
+    NewEvent,
+    decode_event,
+    unreadable,
+)
+from flowqueue.model.ids import U64_MAX, is_stream_id, parse_stream_id
+from flowqueue.settings import Settings
+
+Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of a script call
+# One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
+RangeRequest = tuple[bool, str, str, str, int]
+# redis-py types replies loosely; decode_entries checks the shape it relies on.
+T = TypeVar("T", bound=HasId)
+Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+Plan = Generator[RangeRequest, Any, list[T]]
+RangePlan = Plan[Event]
+
+# append.lua's one-letter instruction per event: feed it, and which run status it sets.
+_STATUS_CODE = {"running": "R", "completed": "C", "failed": "F", "cancelled": "X"}
+APPEND_CODE = (
+    {kind: "f" for kind in LIFECYCLE_KINDS}
+    | {kind: "a" for kind in AWAIT_KINDS}
+    | {kind: "r" for kind in AWAIT_END_KINDS}
+    | {EventKind.STEP_COMPLETED: "d", EventKind.STEP_FAILED: "d"}
+    | {kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()}
+)
+
+
+class RedisCommands:
+    def __init__(self, settings: Settings) -> None:
+        self.keys = Keys(settings.key_prefix)
+        self.max_payload = settings.max_payload_bytes
+        self.feed_maxlen = settings.feed_maxlen
+        self.page_size = settings.read_page_size
+
+    def run_call(self, run_id: str, flow: str) -> Call:
+        """The KEYS and ARGV every per-run script starts with (see run_lib.lua); the
+        caller adds its own keys, then ``flow_stats`` last."""
+        keys = [
+            self.keys.run_stream(run_id),
+            self.keys.run_meta(run_id),
+            self.keys.flow_runs(flow),
+            self.keys.feed,
+        ]
+        argv: list[Any] = [
+            self.keys.run_live(run_id),
+            self.keys.feed_live,
+            self.feed_maxlen,
+            run_id,
+            flow,
+        ]
+        return keys, argv
+
+    def append_call(self, events: Sequence[NewEvent]) -> Call:
+        """Validate and encode a batch for append.lua; raises before anything is sent."""
+        bodies = encode_batch(events, self.max_payload)
+        if not bodies:
+            return [], []
+        keys, argv = self.run_call(events[0].run_id, events[0].flow)
+        keys.append(self.keys.flow_stats(events[0].flow))  # run_lib.lua: always the last key
+        argv.append("".join([APPEND_CODE.get(event.kind, "-") for event in events]))
+        argv += bodies
+        return keys, argv
+
+    @staticmethod
+    def appended(events: Sequence[NewEvent], ids: Sequence[bytes]) -> list[Event]:
+        return [Event.stamped(e, i.decode()) for e, i in zip(events, ids, strict=True)]
+
+    @staticmethod
+    def decode_entries(entries: Entries, key: str = "", run_id: str = "") -> list[Event]:
+        """XRANGE reply -> events (entries were written by append.lua: one field ``e``);
+        a record that cannot be decoded becomes a placeholder, never an exception."""
+        return [decode_event(i, fields.get(b"e"), key, run_id) for i, fields in entries]
+
+    def range_plan(
+        self, run_id: str, cursor: str | None, limit: int | None, *, reverse: bool
+    ) -> RangePlan:
+        """Page through a run's log: yields requests, is sent their replies, returns events.
+
+        ``cursor`` is exclusive: events after it (forward) or before it (reverse).
+        """
+        check_cursor("before" if reverse else "after", cursor)
+        check_limit(limit)
+        key = self.keys.run_stream(run_id)
+
+        def decode(entries: Entries) -> list[Event]:
+            return self.decode_entries(entries, key, run_id)
+
+        return self._paged(key, cursor, limit, reverse, decode)
+
+    def feed_plan(self, after: str | None, limit: int | None) -> Plan[FeedEntry]:
+        """Page forward through the lifecycle feed after feed position ``after``."""
+        check_cursor("after", after)
+        check_limit(limit)
+        return self._paged(self.keys.feed, after, limit, False, self.decode_feed)
+
+    @staticmethod
+    def flow_stats(raw: Any) -> FlowStats:
+        """HGETALL of the flow's counters hash."""
+        return FlowStats.from_counters({k.decode(): int(v) for k, v in raw.items()})
+
+    def decode_feed(self, entries: Entries) -> list[FeedEntry]:
+        """Feed entries hold the event body ``e`` and its id in its run's log ``id``."""
+        key = self.keys.feed
+        out = []
+        for feed_id, fields in entries:
+            position = feed_id.decode()
+            event_id = fields.get(b"id", b"")
+            if not is_stream_id(event_id.decode(errors="replace")):
+                event = unreadable(position, key, "", "the feed entry has no valid event id")
+            else:
+                event = decode_event(event_id, fields.get(b"e"), key)
+            out.append(FeedEntry(id=position, event=event))
+        return out
+
+    def _paged(
+        self,
+        key: str,
+        cursor: str | None,
+        limit: int | None,
+        reverse: bool,
+        decode: Callable[[Entries], list[T]],
+    ) -> Plan[T]:
+        out: list[T] = []
+        if cursor and parse_stream_id(cursor) == ((0, 0) if reverse else (U64_MAX, U64_MAX)):
+            return out  # nothing lies beyond the end of the id space (Redis: an error)
+        near = f"({cursor}" if cursor else ("+" if reverse else "-")
+        far = "-" if reverse else "+"
+        while limit is None or len(out) < limit:
+            count = self.page_size if limit is None else min(self.page_size, limit - len(out))
+            page = decode((yield reverse, key, near, far, count))
+            out.extend(page)
+            if len(page) < count:
+                break
+            near = f"({page[-1].id}"
+        return out
+
+    def list_runs_call(self, flow: str, limit: int, before: str | None) -> Call:
+        check_limit(limit)
+        template = self.keys.run_meta("%s")
+        return [self.keys.flow_runs(flow)], [limit, before or "", template]
+
+    @staticmethod
+    def list_runs_result(rows: Sequence[Sequence[bytes]]) -> list[RunSummary]:
+        return [RunSummary.from_fields(*(field.decode() for field in row)) for row in rows]
+
+    @staticmethod
+    def list_runs_error(exc: ResponseError, before: str | None) -> Exception:
+        return unknown_cursor_run(before) if "UNKNOWN_RUN" in str(exc) and before else exc

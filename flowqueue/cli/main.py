@@ -1,0 +1,329 @@
+"""The ``flowqueue`` command: list flows, start runs, follow and inspect them.
+
+Every failure prints one line and exits non-zero (``flowqueue.cli._friendly``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import pydantic_core
+from celery.utils.imports import symbol_by_name
+
+from flowqueue.authoring.flows import FlowInfo
+from flowqueue.cli._friendly import FriendlyGroup, check_broker, one_line, quiet_logging
+from flowqueue.model.events import TERMINAL_KINDS, EventKind
+from flowqueue.model.ids import stream_id_ms
+from flowqueue.model.lines import format_line
+from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
+from flowqueue.model.validation import MAX_JSON_DEPTH
+from flowqueue.runtime.client import cancel as cancel_run
+from flowqueue.runtime.client import emit as emit_event
+from flowqueue.runtime.client import get_run, list_flows, no_run, read_events, start_flow
+from flowqueue.runtime.client import resume as resume_trigger
+from flowqueue.runtime.engine import flowqueue_of
+
+
+class Utf8Text(click.types.StringParamType):
+    """A string argument that is UTF-8 text (argv bytes that are not arrive as lone
+    surrogates, which no Redis key, JSON or terminal can carry)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("is not valid UTF-8 text; check the terminal's encoding", param, ctx)
+        return text
+
+
+TEXT = Utf8Text()
+
+
+@dataclass
+class CliState:
+    app_path: str | None
+    app: Any = None
+
+
+def load_app(path: str | None) -> Any:
+    if path is None:
+        from flowqueue.runtime.app import default_app
+
+        return default_app()
+    try:
+        app = symbol_by_name(path)
+    except Exception as exc:  # the module's own import errors too: one line, not a traceback
+        raise click.BadParameter(
+            one_line(f"cannot load {path!r}: {type(exc).__name__}: {exc}"), param_hint="--app"
+        ) from None
+    flowqueue_of(app)  # a clear error if flowqueue is not installed on it
+    return app
+
+
+def parse_json(value: str | None, what: str) -> Any:
+    """``value`` parsed as JSON, or a one-line usage error whatever the text (deep
+    nesting, lone surrogate escapes, NaN and bytes that are not UTF-8 included)."""
+    if value is None:
+        return None
+    try:
+        return pydantic_core.from_json(value.encode("utf-8"), allow_inf_nan=False)
+    except UnicodeEncodeError:
+        problem = "is not UTF-8 text"
+    except ValueError as exc:
+        problem = f"is not valid JSON ({exc})"
+        if "surrogate" in str(exc) or "hex escape" in str(exc):
+            problem += "; \\ud800-\\udfff escapes must come in pairs (a lone one is not text)"
+        elif "recursion limit" in str(exc):
+            problem += f"; it nests too deeply (the limit is {MAX_JSON_DEPTH} levels)"
+        elif _parses_with_nan(value):
+            problem += "; NaN and Infinity are not JSON: send a finite number or null"
+    raise click.BadParameter(one_line(problem), param_hint=what)
+
+
+def _parses_with_nan(value: str) -> bool:
+    try:
+        pydantic_core.from_json(value, allow_inf_nan=True)
+    except ValueError:
+        return False
+    return True
+
+
+@click.group(cls=FriendlyGroup)
+@click.option(
+    "-A",
+    "--app",
+    "app_path",
+    type=TEXT,
+    envvar="FLOWQUEUE_APP",
+    help="Celery app with flowqueue installed, as module:attribute (default: flowqueue.app).",
+)
+@click.pass_context
+def main(ctx: click.Context, app_path: str | None) -> None:
+    """flowqueue: event-sourced flows on Celery."""
+    # Like `celery -A`, find the project's modules (workers/, celeryconfig) from here.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if ctx.invoked_subcommand != "api":  # the API server logs its own way
+        quiet_logging()
+    ctx.obj = CliState(app_path)
+
+
+def app_of(ctx: click.Context) -> Any:
+    state = ctx.find_object(CliState)
+    if state is None:  # a command invoked outside the group
+        return load_app(None)
+    if state.app is None:
+        state.app = load_app(state.app_path)
+    return state.app
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the flows as JSON.")
+@click.pass_context
+def flows(ctx: click.Context, as_json: bool) -> None:
+    """List flows with their steps and the events between them."""
+    infos = list_flows(app=app_of(ctx))
+    if as_json:
+        click.echo(json.dumps([info.model_dump() for info in infos], indent=2))
+        return
+    if not infos:
+        click.echo("no flows found (is FLOWQUEUE_WORKERS right?)")
+    for info in infos:
+        click.echo(render_flow(info))
+
+
+def render_flow(info: FlowInfo) -> str:
+    lines = [f"{info.name}"]
+    for step in info.steps:
+        mark = "entry" if step.entry else "on " + " + ".join(step.subscribes)
+        lines.append(f"  {step.name:<16} {mark}")
+        targets: dict[str, list[str]] = {}
+        for edge in info.edges:
+            if edge.source == step.name:
+                targets.setdefault(edge.event, []).append(edge.target)
+        for event in step.emits:
+            lines.append(f"    emits {event} -> {', '.join(targets.get(event, [])) or '(none)'}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("flow", type=TEXT)
+@click.option("--input", "input_json", type=TEXT, help="The run's input as JSON.")
+@click.option("--wait", is_flag=True, help="Follow the run live until it ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+def start(ctx: click.Context, flow: str, input_json: str | None, wait: bool, as_json: bool) -> None:
+    """Start a run of FLOW and print its id (with --wait: exit 0 if it completed)."""
+    app = app_of(ctx)
+    value = parse_json(input_json, "--input")
+    check_broker(app)
+    run_id = start_flow(flow, value, app=app)
+    click.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+    if wait:
+        status = follow(app, run_id, as_json)
+        sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)
+
+
+def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> str:
+    """Print the run's events live until its terminal event; return that event's kind.
+    The subscription resumes after the last event printed when Redis drops the
+    connection, so nothing is skipped or printed twice."""
+    origin: int | None = None
+    for event in flowqueue_of(app).store.subscribe(run_id, after=after):
+        origin = stream_id_ms(event.id) if origin is None else origin
+        click.echo(event.to_json().decode() if as_json else format_line(event, origin))
+        if event.kind in TERMINAL_KINDS:
+            return event.kind
+    return ""
+
+
+@main.command()
+@click.argument("run_id", type=TEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the RunState as JSON.")
+@click.pass_context
+def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run's state, reduced from its log."""
+    state = get_run(run_id, app=app_of(ctx))
+    click.echo(state.model_dump_json(indent=2) if as_json else render_run(state))
+
+
+def describe_await(info: AwaitInfo) -> str:
+    if info.kind == "time":
+        return f"time {info.until}"
+    timeout = f" (timeout {info.timeout_at})" if info.timeout_at else ""
+    if info.kind == "event":
+        match = f" matching {json.dumps(info.match)}" if info.match else ""
+        return f"event {info.name}{match}{timeout}"
+    return f"trigger {info.trigger_id}{timeout}"
+
+
+def render_run(state: RunState) -> str:
+    lines = [
+        f"run      {state.run_id}",
+        f"flow     {state.flow}",
+        f"status   {state.status.value}"
+        + (f" in {state.duration_ms} ms" if state.duration_ms is not None else ""),
+    ]
+    if state.status is RunStatus.FAILED and state.error is not None:
+        lines.append(f"error    {state.error.type}: {state.error.message}")
+    lines.append("steps")
+    for step in state.steps.values():
+        took = f"{step.duration_ms} ms" if step.duration_ms is not None else ""
+        lines.append(f"  {step.name:<16} {step.status.value:<10} x{step.attempts} {took}".rstrip())
+        if step.awaiting is not None:
+            lines.append(f"    waits for {describe_await(step.awaiting)}")
+    if state.state:
+        lines.append("state")
+        lines += [f"  {key} = {json.dumps(value)}" for key, value in state.state.items()]
+    if state.logs:
+        lines.append("logs")
+        lines += [f"  [{e.level}] {e.step or '-'}: {e.msg}" for e in state.logs]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("run_id", type=TEXT)
+@click.option("--after", type=TEXT, help="Only events after this event id.")
+@click.pass_context
+def events(ctx: click.Context, run_id: str, after: str | None) -> None:
+    """Print a run's events as JSON lines."""
+    app = app_of(ctx)
+    found = read_events(run_id, after=after, app=app)
+    if not found and (after is None or not flowqueue_of(app).store.read(run_id, limit=1)):
+        raise no_run(run_id)
+    for event in found:
+        click.echo(event.to_json().decode())
+
+
+@main.command()
+@click.argument("run_id", type=TEXT)
+@click.option("--reason", default="", type=TEXT, help="Why (recorded in flow.cancelled).")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
+    """Cancel a run: no step of it starts afterwards; its timers and waits are dropped."""
+    app = app_of(ctx)
+    check_broker(app)
+    queued = cancel_run(run_id, reason, app=app)
+    revoked = f"; revoked queued steps: {', '.join(queued)}" if queued else ""
+    click.echo(f"cancelled {run_id}{revoked}")
+
+
+@main.command()
+@click.argument("name", type=TEXT)
+@click.option("--data", "data_json", type=TEXT, help="The event's payload as JSON.")
+@click.pass_context
+def emit(ctx: click.Context, name: str, data_json: str | None) -> None:
+    """Emit event NAME from outside any run (wakes the waits it matches)."""
+    app, value = app_of(ctx), parse_json(data_json, "--data")
+    check_broker(app)
+    woken = emit_event(name, value, app=app)
+    click.echo(f"emitted {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
+
+
+@main.command()
+@click.argument("trigger_id", type=TEXT)
+@click.option(
+    "--data", "data_json", type=TEXT, help="The payload the waiting step receives, as JSON."
+)
+@click.pass_context
+def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
+    """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event)."""
+    app, value = app_of(ctx), parse_json(data_json, "--data")
+    check_broker(app)
+    run_id = resume_trigger(trigger_id, value, app=app)
+    click.echo(f"resumed {run_id}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind."
+)
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+@click.pass_context
+def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+    """Serve the HTTP API (OpenAPI at /docs); run as many processes as you like."""
+    try:
+        from flowqueue.api.server import serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the API needs its extra ({exc.name} is missing): pip install 'flowqueue[api]'"
+        ) from None
+    serve(app_of(ctx), host, port, log_level)
+
+
+@main.command()
+@click.argument("flow", type=TEXT)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--before", type=TEXT, help="Only runs older than this run id (paging).")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON lines.")
+@click.pass_context
+def runs(ctx: click.Context, flow: str, limit: int, before: str | None, as_json: bool) -> None:
+    """List FLOW's runs, newest first."""
+    fq = flowqueue_of(app_of(ctx))
+    fq.registry.flow(flow)  # an unknown flow is a clear error, not an empty list
+    for summary in fq.store.list_runs(flow, limit=limit, before=before):
+        if as_json:
+            click.echo(summary.model_dump_json())
+            continue
+        started = summary.started_at.isoformat(timespec="seconds") if summary.started_at else "-"
+        click.echo(f"{summary.run_id}  {summary.status:<10} {started}")
+
+
+@main.command()
+@click.argument("run_id", type=TEXT)
+@click.option("--after", type=TEXT, help="Start after this event id (default: the whole log).")
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> None:
+    """Follow a run's timeline live until it ends (exit 0 if it completed)."""
+    app = app_of(ctx)
+    if not flowqueue_of(app).store.read(run_id, limit=1):
+        raise no_run(run_id)
+    status = follow(app, run_id, as_json, after)
+    sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)

@@ -1,0 +1,314 @@
+"""What runs next: starting runs, emitting events, finishing steps, enqueueing steps.
+
+Every decision goes through one atomic ledger call, so with any number of workers a
+step is enqueued once per run and a run gets exactly one terminal event.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from flowqueue.authoring.flows import FlowGraph, StepDef
+from flowqueue.backend.coordinator import StepFinish
+from flowqueue.errors import (
+    BrokerUnavailable,
+    FlowqueueError,
+    InvalidInput,
+    InvalidSignal,
+    NonJsonPayload,
+    PayloadTooLarge,
+    RunAlreadyEnded,
+    TriggerAlreadyUsed,
+    UnknownRun,
+    UnknownTrigger,
+)
+from flowqueue.model.awaits import check_signal_name
+from flowqueue.model.events import Event, EventKind, NewEvent
+from flowqueue.model.header import HEADER, StepHeader
+from flowqueue.model.ids import format_ts, ms_to_datetime, new_run_id
+from flowqueue.model.timers import TimerSpec, now_ms
+from flowqueue.model.validation import check_identifier, to_jsonable
+
+if TYPE_CHECKING:
+    from flowqueue.runtime.engine import Flowqueue
+
+log = logging.getLogger(__name__)
+TRACEBACK_LIMIT = 8_000  # characters of traceback kept in step.failed
+
+
+def step_task_id(run_id: str, step: str) -> str:
+    """The Celery task id of a step instance: deterministic, so Flower shows run/step."""
+    return f"{run_id}:{step}"
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": text[-TRACEBACK_LIMIT:],
+    }
+
+
+def validate_run_input(graph: FlowGraph, value: Any) -> Any:
+    """Check a run's input against every entry step's model before anything is written."""
+    try:
+        value = to_jsonable(value, "input")
+    except NonJsonPayload as exc:
+        raise InvalidInput(str(exc)) from None
+    for entry in graph.entry_steps:
+        if entry.input_model is not None:
+            try:
+                entry.input_model.model_validate(value)
+            except ValidationError as exc:
+                raise InvalidInput(
+                    f"input for flow {graph.name!r} does not fit {entry.input_model.__name__} "
+                    f"(entry step {entry.name!r}): {exc}"
+                ) from None
+    return value
+
+
+class Orchestrator:
+    def __init__(self, fq: Flowqueue) -> None:
+        self.fq = fq
+
+    def start_run(self, flow: str, input: Any = None, *, run_id: str | None = None) -> str:
+        graph = self.fq.registry.flow(flow)
+        value = validate_run_input(graph, input)
+        run_id = run_id or new_run_id()
+        started = NewEvent(
+            kind=EventKind.FLOW_STARTED, run_id=run_id, flow=flow, data={"input": value}
+        )
+        entries = graph.entry_steps
+        if self.fq.ledger.start_run(started, [s.name for s in entries]) is None:
+            raise FlowqueueError(f"run {run_id!r} exists already; start it with a new id.")
+        try:
+            for entry in entries:
+                self.enqueue(run_id, flow, entry, value, new_run=True)
+        except Exception as exc:  # the broker refused: end the run rather than strand it
+            reason = f"its first step could not be sent to the Celery broker ({exc})"
+            ended = NewEvent(
+                kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
+            )
+            self.fq.ledger.cancel(run_id, flow, ended)
+            raise BrokerUnavailable(
+                f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
+                "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again."
+            ) from exc
+        return run_id
+
+    def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:
+        check_signal_name(name)
+        graph = self.fq.registry.flow(header.flow)
+        step = graph.step(header.step)
+        if step.emits and name not in step.emits:
+            raise FlowqueueError(
+                f"step {step.name!r} emitted {name!r} but declares emits={list(step.emits)}; "
+                "add it there (the flow graph and the dashboard are drawn from emits)."
+            )
+        payload = to_jsonable(payload, f"payload of {name!r}")
+        event = NewEvent(
+            kind=EventKind.EMIT,
+            run_id=header.run_id,
+            flow=header.flow,
+            step=header.step,
+            data={"name": name, "payload": payload},
+            meta={"attempt": attempt},
+        )
+        # A retried emitter re-sends steps it claimed before, in case it died first.
+        emitted = self.fq.ledger.emit(event, payload, graph.candidates(name), republish=attempt > 1)
+        for claim in emitted.claims:
+            self.enqueue(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
+        self._send_woken(emitted.woken)
+        return emitted.event
+
+    def signal(self, name: str, payload: Any) -> tuple[str, int]:
+        """An event from outside any run: wakes the waits it matches. Returns its signal
+        id and how many waits it woke."""
+        check_signal_name(name)
+        try:
+            signal_id, woken = self.fq.ledger.signal(name, payload)
+        except (NonJsonPayload, PayloadTooLarge) as exc:
+            raise InvalidSignal(str(exc)) from None
+        self._send_woken(woken)
+        return signal_id, len(woken)
+
+    def resume(self, trigger_id: str, payload: Any) -> str:
+        """Resume the await of ``trigger_id`` with ``payload``; returns its run id."""
+        if not isinstance(trigger_id, str) or not trigger_id.strip():
+            raise UnknownTrigger("give the trigger id from the step.await.trigger event.")
+        try:
+            payload = to_jsonable(payload, "payload")
+        except NonJsonPayload as exc:
+            raise InvalidInput(str(exc)) from None
+        ledger = self.fq.ledger
+        info = ledger.read_trigger(trigger_id)
+        if info is None:
+            raise UnknownTrigger(
+                f"trigger {trigger_id!r} is unknown or expired; check the id in the run's "
+                "step.await.trigger event."
+            )
+        resumed = NewEvent(
+            kind=EventKind.STEP_RESUMED,
+            run_id=info.run_id,
+            flow=info.flow,
+            step=info.step,
+            data={"key": info.key, "result": payload, "trigger_id": trigger_id},
+        )
+        timer = TimerSpec(
+            kind="resume", run_id=info.run_id, flow=info.flow, step=info.step, key=info.key
+        ).member()
+        result = ledger.resume(trigger_id, info, payload, resumed, timer)
+        if result.outcome == "unknown":
+            raise UnknownTrigger(f"trigger {trigger_id!r} is unknown or expired.")
+        if result.outcome == "ended":
+            raise TriggerAlreadyUsed(
+                f"trigger {trigger_id!r} cannot resume anything: run {info.run_id} has ended."
+            )
+        if result.outcome == "used":
+            what = {"resumed": "already resumed", "timeout": "timed out"}.get(
+                result.state, result.state
+            )
+            raise TriggerAlreadyUsed(
+                f"trigger {trigger_id!r} was {what}; a trigger resumes its await once."
+            )
+        try:
+            step = self.fq.registry.flow(info.flow).step(info.step)
+            self.enqueue(info.run_id, info.flow, step, result.arg, timer=timer)
+        except Exception:  # resumed for good: the timer waits in the handed set; a pump sends it
+            log.exception("could not send resumed step %s/%s", info.run_id, info.step)
+        return info.run_id
+
+    def cancel(self, run_id: str, reason: str = "") -> list[str]:
+        """Cancel a run: flow.cancelled, then no step of it starts again. Returns the
+        steps that were queued (their Celery messages are revoked)."""
+        check_identifier("run id", run_id)
+        first = self.fq.store.read(run_id, limit=1)
+        if not first:
+            raise UnknownRun(f"run {run_id!r} has no events; check the id (flowqueue show RUN).")
+        flow = first[0].flow
+        event = NewEvent(
+            kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
+        )
+        outcome = self.fq.ledger.cancel(run_id, flow, event)
+        if outcome.outcome == "ended":
+            raise RunAlreadyEnded(
+                f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel."
+            )
+        if outcome.queued and not self.fq.app.conf.task_always_eager:
+            self.fq.app.control.revoke([step_task_id(run_id, step) for step in outcome.queued])
+        return outcome.queued
+
+    def fire(self, member: str, at_ms: int | None = None) -> None:
+        """Send the step of a timer (its delivery claims the timer), at its due time."""
+        spec = TimerSpec.model_validate_json(member)
+        step = self.fq.registry.flow(spec.flow).step(spec.step)
+        arg = self.fq.ledger.step_arg(spec.run_id, spec.step)
+        countdown = 0.0 if at_ms is None else max(0.0, (at_ms - now_ms()) / 1000)
+        self.enqueue(spec.run_id, spec.flow, step, arg, countdown=countdown or None, timer=member)
+
+    def _send_woken(self, woken: list[str]) -> None:
+        for member in woken:
+            try:
+                self.fire(member)
+            except Exception:  # it waits in the handed set; the pump sends it again
+                log.exception("could not send woken step %s", member)
+
+    def complete_step(
+        self, header: StepHeader, attempt: int, result: Any, duration_ms: int
+    ) -> StepFinish:
+        event = header.event(
+            EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
+        )
+        terminal = self._run_event(header, EventKind.FLOW_COMPLETED, duration_ms="$duration_ms")
+        return self.fq.ledger.finish_step(event, "completed", terminal)
+
+    def fail_step(
+        self,
+        header: StepHeader,
+        attempt: int,
+        exc: BaseException,
+        duration_ms: int,
+        max_attempts: int = 1,
+    ) -> StepFinish:
+        """Record a failure for good: the step fails, and with it the run."""
+        error = error_info(exc)
+        event = header.event(
+            EventKind.STEP_FAILED,
+            attempt,
+            error=error,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            will_retry=False,
+            duration_ms=duration_ms,
+        )
+        summary = {"type": error["type"], "message": error["message"]}
+        terminal = self._run_event(header, EventKind.FLOW_FAILED, error=summary, step=header.step)
+        finish = self.fq.ledger.finish_step(event, "failed", terminal)
+        if finish.terminal:  # other steps may still hold timers, waiters or triggers
+            self.fq.ledger.cancel(header.run_id, header.flow, None)
+        return finish
+
+    def retry_step(
+        self,
+        header: StepHeader,
+        attempt: int,
+        exc: BaseException,
+        duration_ms: int,
+        delay: float,
+        max_attempts: int,
+        arg: Any,
+    ) -> StepFinish:
+        """Record a failed attempt that will run again after ``delay`` s (a durable timer)."""
+        due_ms = now_ms() + round(delay * 1000)
+        event = header.event(
+            EventKind.STEP_FAILED,
+            attempt,
+            error=error_info(exc),
+            attempt=attempt,
+            max_attempts=max_attempts,
+            will_retry=True,
+            next_retry_at=format_ts(ms_to_datetime(due_ms)),
+            delay_s=round(delay, 3),
+            duration_ms=duration_ms,
+        )
+        timer = TimerSpec(
+            kind="retry",
+            run_id=header.run_id,
+            flow=header.flow,
+            step=header.step,
+            attempt=attempt + 1,
+        ).member()
+        return self.fq.ledger.finish_step(event, "retry", None, timer=timer, due_ms=due_ms, arg=arg)
+
+    def enqueue(
+        self,
+        run_id: str,
+        flow: str,
+        step: StepDef,
+        arg: Any,
+        countdown: float | None = None,
+        timer: str = "",
+        *,
+        new_run: bool = False,
+    ) -> None:
+        """Send one delivery of ``step``; a new run's entry steps queue behind the
+        deliveries that runs in progress are owed (``flowqueue.runtime._priorities``)."""
+        task = self.fq.app.tasks[step.task_name]
+        header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer)
+        priorities = self.fq.priorities
+        task.apply_async(
+            args=[arg],
+            task_id=step_task_id(run_id, step.name),
+            headers={HEADER: header.model_dump()},
+            countdown=countdown,
+            priority=priorities.new_run if new_run else priorities.in_flight,
+        )
+
+    @staticmethod
+    def _run_event(header: StepHeader, kind: str, **data: Any) -> NewEvent:
+        return NewEvent(kind=kind, run_id=header.run_id, flow=header.flow, data=data)

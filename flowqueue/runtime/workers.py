@@ -1,0 +1,335 @@
+"""The worker registry as events, in one Redis Stream (``Keys.registry``).
+
+Each worker appends ``worker.registered`` when it is ready, ``worker.heartbeat`` every
+``heartbeat_seconds`` and ``worker.deregistered`` on a warm shutdown. Who is online is
+derived by a pure reducer (``workers_from``): a worker with no event for
+``worker_lost_after_seconds`` is *lost* (killed, or cut off from Redis). Every append trims
+entries older than ``registry_retention_seconds`` (``XADD MINID ~``), so the stream stays
+bounded without a cleanup job; a running worker registers again every half retention so
+its description is never trimmed away.
+
+| kind | data |
+| --- | --- |
+| ``worker.registered`` | pid, queues, flows (flow -> steps), concurrency, version, started_at |
+| ``worker.heartbeat`` | pid, active / reserved requests (when known) |
+| ``worker.deregistered`` | pid |
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import redis
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from flowqueue.backend.redis.keys import Keys
+from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MEMORY_URL = "memory://"  # as in flowqueue.runtime.engine (not imported: it imports this module)
+EVENT_FIELD = "event"  # the one field of a stream entry: the WorkerEvent JSON
+PAGE = 1_000  # entries per XRANGE round trip
+
+WorkerEventKind = Literal["worker.registered", "worker.heartbeat", "worker.deregistered"]
+WorkerStatus = Literal["online", "lost", "offline"]
+Entry = tuple[Any, Any]  # (stream id, fields or None) as redis-py returns them
+LiveNumbers = Callable[[], dict[str, Any]]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class WorkerEvent(BaseModel):
+    """One registry record; its stream id is the event id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: WorkerEventKind
+    hostname: str  # the Celery node name, e.g. ``w1@host``
+    ts: datetime  # UTC, milliseconds (the worker's clock)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("ts")
+    def _ts_iso_ms(self, value: datetime) -> str:
+        return format_ts(value)
+
+    @classmethod
+    def new(
+        cls, kind: WorkerEventKind, hostname: str, data: dict[str, Any], at_ms: int | None = None
+    ) -> WorkerEvent:
+        return cls(kind=kind, hostname=hostname, ts=ms_to_datetime(at_ms or now_ms()), data=data)
+
+
+class WorkerInfo(BaseModel):
+    """A worker as the registry describes it."""
+
+    hostname: str
+    pid: int | None = None
+    queues: list[str] = Field(default_factory=list)
+    flows: dict[str, list[str]] = Field(default_factory=dict)
+    concurrency: int | None = None
+    version: str | None = None
+    registered_at: datetime | None = None  # None: its registration was trimmed away
+    last_seen: datetime
+    status: WorkerStatus
+    live: dict[str, Any] = Field(default_factory=dict)  # the last heartbeat's numbers
+
+    @field_serializer("registered_at", "last_seen")
+    def _ts_iso_ms(self, value: datetime | None) -> str | None:
+        return None if value is None else format_ts(value)
+
+
+# -- the reducer -------------------------------------------------------------------------
+
+
+def _apply(info: WorkerInfo | None, event: WorkerEvent) -> WorkerInfo:
+    data = event.data
+    pid = data.get("pid")
+    if event.kind == "worker.registered":
+        started = data.get("started_at")
+        return WorkerInfo(
+            hostname=event.hostname,
+            pid=pid,
+            queues=data.get("queues", []),
+            flows=data.get("flows", {}),
+            concurrency=data.get("concurrency"),
+            version=data.get("version"),
+            registered_at=started if started is not None else event.ts,
+            last_seen=event.ts,
+            status="online",
+        )
+    if info is None:  # its registration was trimmed away: show what the event tells
+        info = WorkerInfo(hostname=event.hostname, pid=pid, last_seen=event.ts, status="online")
+    elif pid is not None and info.pid is not None and pid != info.pid:
+        return info  # a late event of an earlier process under the same node name
+    update: dict[str, Any] = {"last_seen": event.ts}
+    if event.kind == "worker.deregistered":
+        update["status"] = "offline"
+    elif info.status != "offline":  # a heartbeat racing the shutdown does not revive it
+        update["live"] = {k: v for k, v in data.items() if k != "pid"}
+    return info.model_copy(update=update)
+
+
+def workers_from(
+    events: Iterable[tuple[str, WorkerEvent]], now: datetime, lost_after: float
+) -> list[WorkerInfo]:
+    """Every worker the events mention, in stream order folded into its latest state,
+    sorted by hostname. A worker that was online but silent for ``lost_after`` seconds is
+    ``lost``; a deregistered one is ``offline`` until it registers again."""
+    workers: dict[str, WorkerInfo] = {}
+    for _, event in events:
+        workers[event.hostname] = _apply(workers.get(event.hostname), event)
+    cutoff = now - timedelta(seconds=lost_after)
+    return [
+        info.model_copy(update={"status": "lost"})
+        if info.status == "online" and info.last_seen < cutoff
+        else info
+        for _, info in sorted(workers.items())
+    ]
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_entries(entries: Iterable[Entry]) -> list[tuple[str, WorkerEvent]]:
+    """Stream entries -> (id, event); entries that are not registry events are skipped
+    (one bad writer must not hide every worker)."""
+    decoded: list[tuple[str, WorkerEvent]] = []
+    for entry_id, fields in entries:
+        fields = fields or {}
+        raw = fields.get(EVENT_FIELD.encode(), fields.get(EVENT_FIELD))
+        try:
+            decoded.append((_text(entry_id), WorkerEvent.model_validate_json(raw or b"")))
+        except ValidationError as exc:
+            log.warning("skipping registry entry %s: %s", _text(entry_id), exc)
+    return decoded
+
+
+def _after(page: Sequence[Entry]) -> str | None:
+    """Where the next XRANGE page starts (exclusive), or None after the last page."""
+    return f"({_text(page[-1][0])}" if len(page) == PAGE else None
+
+
+def _reduce(entries: Iterable[Entry], settings: Settings, now: datetime | None) -> list[WorkerInfo]:
+    now = now or datetime.now(UTC)
+    return workers_from(decode_entries(entries), now, settings.worker_lost_after_seconds)
+
+
+def read_workers(
+    client: redis.Redis, keys: Keys, settings: Settings, now: datetime | None = None
+) -> list[WorkerInfo]:
+    """Every worker in the registry stream (read whole, a page at a time)."""
+    entries: list[Entry] = []
+    start: str | None = "-"
+    while start is not None:
+        page: list[Entry] = client.xrange(keys.registry, start, "+", count=PAGE) or []
+        entries += page
+        start = _after(page)
+    return _reduce(entries, settings, now)
+
+
+async def read_workers_async(
+    client: aioredis.Redis, keys: Keys, settings: Settings, now: datetime | None = None
+) -> list[WorkerInfo]:
+    """``read_workers`` for asyncio callers (the API)."""
+    entries: list[Entry] = []
+    start: str | None = "-"
+    while start is not None:
+        page: list[Entry] = await client.xrange(keys.registry, start, "+", count=PAGE) or []
+        entries += page
+        start = _after(page)
+    return _reduce(entries, settings, now)
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def append_event(client: redis.Redis, keys: Keys, settings: Settings, event: WorkerEvent) -> str:
+    """XADD the event, trimming entries older than the retention; returns its id."""
+    min_id = now_ms() - int(settings.registry_retention_seconds * 1000)
+    entry_id = client.xadd(
+        keys.registry,
+        {EVENT_FIELD: event.model_dump_json()},
+        minid=str(max(min_id, 0)),
+        approximate=True,  # whole radix-tree nodes only: trimming stays O(1) per append
+    )
+    return _text(entry_id)
+
+
+def describe_worker(app: Any, consumer: Any) -> dict[str, Any]:
+    """``worker.registered`` data of a Celery worker, from its app and its ``Consumer``
+    (the ``worker_ready`` sender). Best effort: a missing attribute leaves a field out."""
+    import flowqueue  # the package imports this module through celery_app
+
+    task_consumer = getattr(consumer, "task_consumer", None)
+    queues = [q.name for q in getattr(task_consumer, "queues", None) or ()]
+    if not queues:
+        queues = sorted(app.amqp.queues)
+    registry = app.flowqueue.runtime.workers
+    flows = {name: list(graph.steps) for name, graph in registry.flows.items()}
+    controller = getattr(consumer, "controller", None)
+    return {
+        "queues": queues,
+        "flows": flows,
+        "concurrency": getattr(controller, "concurrency", None),
+        "version": flowqueue.__version__,
+    }
+
+
+def celery_live_numbers() -> dict[str, Any]:
+    """Requests this worker holds now (the pool's processes report to the main one)."""
+    from celery.worker import state
+
+    return {"active": len(state.active_requests), "reserved": len(state.reserved_requests)}
+
+
+class WorkerRegistration:
+    """One worker's registry presence: ``start`` registers and starts the heartbeat
+    thread, ``stop`` ends it and deregisters. Redis trouble is logged, never raised: the
+    registry must not take a worker down. A no-op on ``memory://`` (there is no Redis)."""
+
+    def __init__(self, settings: Settings, live: LiveNumbers | None = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.enabled = settings.redis_url != MEMORY_URL
+        self._live = live
+        self._client: redis.Redis | None = None
+        self._hostname = ""
+        self._info: dict[str, Any] = {}
+        self._registered_ms: int | None = None  # when worker.registered last got through
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def hostname(self) -> str:
+        return self._hostname
+
+    def start(self, hostname: str, info: dict[str, Any]) -> None:
+        if not self.enabled or self._thread is not None:
+            return
+        self._hostname = hostname
+        self._info = {
+            "pid": os.getpid(),
+            **info,
+            "started_at": format_ts(ms_to_datetime(now_ms())),
+        }
+        timeout = max(1.0, min(5.0, self.settings.heartbeat_seconds))  # never hang a beat
+        self._client = redis.Redis.from_url(
+            self.settings.redis_url,
+            client_name=f"flowqueue:{self.settings.key_prefix}:registry",
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),  # one quick reconnect; the next beat is the real retry
+        )
+        self._stop.clear()
+        self.beat()  # registers
+        self._thread = threading.Thread(target=self._loop, name="flowqueue-registry", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        """Append one event: ``worker.registered`` if the last one did not get through or
+        is half way to being trimmed, else ``worker.heartbeat``."""
+        if self._client is None:
+            return
+        at = now_ms()
+        retention_ms = self.settings.registry_retention_seconds * 1000
+        register = self._registered_ms is None or at - self._registered_ms >= retention_ms / 2
+        kind: WorkerEventKind = "worker.registered" if register else "worker.heartbeat"
+        data = dict(self._info) if register else {"pid": self._info["pid"], **self._numbers()}
+        if self._append(WorkerEvent.new(kind, self._hostname, data, at)) and register:
+            self._registered_ms = at
+
+    def _numbers(self) -> dict[str, Any]:
+        if self._live is None:
+            return {}
+        try:
+            return self._live()
+        except Exception:  # numbers are a nicety; the heartbeat itself matters
+            log.debug("worker registry: live numbers failed", exc_info=True)
+            return {}
+
+    def _append(self, event: WorkerEvent) -> bool:
+        assert self._client is not None
+        try:
+            append_event(self._client, self.keys, self.settings, event)
+        except redis.RedisError as exc:  # Redis away: say so and try again next beat
+            log.warning("worker registry: could not append %s: %s", event.kind, exc)
+            return False
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                self.beat()
+            except Exception:  # never let the heartbeat thread die
+                log.exception("worker registry: heartbeat failed")
+
+    def stop(self) -> None:
+        """Stop heartbeating, then deregister (in this order: no beat after the goodbye)."""
+        if self._client is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        data = {"pid": self._info["pid"]}
+        self._append(WorkerEvent.new("worker.deregistered", self._hostname, data))
+        self._client.close()
+        self._client = None
+        self._registered_ms = None
