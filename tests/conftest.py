@@ -18,7 +18,7 @@ import redis
 os.environ["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:9/0"
 os.environ.pop("CELERY_BROKER_URL", None)
 
-from flowqueue.backend.redis.coordinator import RedisRunLedger
+from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.store import RedisEventStore
 from flowqueue.backend.store import EventStore
@@ -72,14 +72,14 @@ def store(make_store: StoreFactory) -> EventStore:
 
 
 @pytest.fixture
-def make_ledger(settings: Settings) -> Iterator[Any]:
-    """Builds (store, run ledger) pairs on the test server."""
+def make_coordinator(settings: Settings) -> Iterator[Any]:
+    """Builds (store, run coordinator) pairs on the test server."""
     made: list[EventStore] = []
 
     def build(**overrides: Any) -> tuple[EventStore, Any]:
         redis_store = RedisEventStore(settings.model_copy(update=overrides))
         made.append(redis_store)
-        return redis_store, RedisRunLedger(redis_store)
+        return redis_store, RedisRunCoordinator(redis_store)
 
     yield build
     for impl in made:

@@ -63,9 +63,9 @@ def pair() -> Iterator[Callable[[Callable[[], Any], Callable[[], Any]], list[Any
 def running_step(fq: Flowqueue, flow: str = FLOW, step: str = STEP) -> StepHeader:
     """A fresh run whose step is running (begin_step won), as a worker would have it."""
     run = new_run_id()
-    fq.ledger.start_run(NewEvent(kind="flow.started", run_id=run, flow=flow), [step])
+    fq.coordinator.start_run(NewEvent(kind="flow.started", run_id=run, flow=flow), [step])
     header = StepHeader(run_id=run, flow=flow, step=step)
-    assert fq.ledger.begin_step(started(header), 60_000).decision == "run"
+    assert fq.coordinator.begin_step(started(header), 60_000).decision == "run"
     return header
 
 
@@ -84,7 +84,7 @@ def suspend_on_trigger(fq: Flowqueue, header: StepHeader, timeout_ms: int) -> tu
     """Register a trigger wait; returns (trigger id, its timeout timer)."""
     with pytest.raises(Suspended):
         StepAwaits(fq, header, 1, {}, resumed=False).wait_for_trigger(timeout_ms, None, None)
-    record = fq.ledger.await_records(header.run_id, header.step)[f"{header.step}#1"]
+    record = fq.coordinator.await_records(header.run_id, header.step)[f"{header.step}#1"]
     trigger = next(e for e in fq.store.read(header.run_id) if e.kind == "step.await.trigger")
     return trigger.data["trigger_id"], record.timer
 
@@ -102,7 +102,7 @@ def test_resume_and_timeout_at_the_same_instant_resolve_once(fq, pair):
 
         def time_out(delivery: StepHeader = delivery) -> str:
             on_claim = _claim_event(delivery)
-            return fq.ledger.begin_step(
+            return fq.coordinator.begin_step(
                 started(delivery), 60_000, timer=delivery.timer, on_claim=on_claim
             ).decision
 
@@ -151,7 +151,7 @@ def test_an_emit_racing_the_wait_registration_wakes_it(fq, pair):
         def wait(header: StepHeader = header, match: dict[str, int] = match) -> Any:
             return StepAwaits(fq, header, 1, {}, resumed=False).wait_for_event("tick", match, None)
 
-        registered, (_, woken) = pair(wait, lambda m=match: fq.ledger.signal("tick", m))
+        registered, (_, woken) = pair(wait, lambda m=match: fq.coordinator.signal("tick", m))
         if isinstance(registered, Suspended):
             assert len(woken) == 1, "the emit missed a registered waiter"
             assert TimerSpec.model_validate_json(woken[0]).run_id == header.run_id

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from flowqueue import create_app, start_flow
-from flowqueue.backend.coordinator import RunLedger, StepStart
+from flowqueue.backend.coordinator import RunCoordinator, StepStart
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import PayloadTooLarge
@@ -48,15 +48,15 @@ LIMIT = 2048  # a small FLOWQUEUE_MAX_PAYLOAD_BYTES, so the edge is cheap to rea
 
 
 @pytest.fixture
-def ledgers(make_ledger) -> tuple[EventStore, RunLedger]:
-    return make_ledger(max_payload_bytes=LIMIT)
+def coordinators(make_coordinator) -> tuple[EventStore, RunCoordinator]:
+    return make_coordinator(max_payload_bytes=LIMIT)
 
 
 def step_event(run: str, step: str, kind: str, **data: Any) -> NewEvent:
     return NewEvent(kind=kind, run_id=run, flow=FLOW, step=step, data=data)
 
 
-def begin(ledger: RunLedger, run: str, step: str, timer: str = "") -> StepStart:
+def begin(coordinator: RunCoordinator, run: str, step: str, timer: str = "") -> StepStart:
     """One delivery of ``step``, as the step runner makes it (a timer's delivery appends
     step.retry when its claim wins)."""
     attempt = {"attempt": "$attempt"}
@@ -68,25 +68,29 @@ def begin(ledger: RunLedger, run: str, step: str, timer: str = "") -> StepStart:
         if timer
         else None
     )
-    return ledger.begin_step(started, 60_000, timer=timer, on_claim=on_claim)
+    return coordinator.begin_step(started, 60_000, timer=timer, on_claim=on_claim)
 
 
-def fail_for_retry(ledger: RunLedger, run: str, step: str, attempt: int, due_ms: int) -> str:
+def fail_for_retry(
+    coordinator: RunCoordinator, run: str, step: str, attempt: int, due_ms: int
+) -> str:
     """Attempt ``attempt`` fails and the step waits for a retry; returns its timer."""
     timer = TimerSpec(kind="retry", run_id=run, flow=FLOW, step=step, attempt=attempt + 1)
     failed = step_event(run, step, "step.failed", attempt=attempt, will_retry=True)
-    finish = ledger.finish_step(failed, "retry", None, timer=timer.member(), due_ms=due_ms, arg={})
+    finish = coordinator.finish_step(
+        failed, "retry", None, timer=timer.member(), due_ms=due_ms, arg={}
+    )
     assert not finish.duplicate
     return timer.member()
 
 
-def complete(ledger: RunLedger, run: str, step: str) -> Any:
+def complete(coordinator: RunCoordinator, run: str, step: str) -> Any:
     terminal = NewEvent(kind="flow.completed", run_id=run, flow=FLOW, data={"duration_ms": 0})
-    return ledger.finish_step(step_event(run, step, "step.completed"), "completed", terminal)
+    return coordinator.finish_step(step_event(run, step, "step.completed"), "completed", terminal)
 
 
-def start(ledger: RunLedger, run: str, steps: list[str]) -> None:
-    assert ledger.start_run(NewEvent(kind="flow.started", run_id=run, flow=FLOW), steps)
+def start(coordinator: RunCoordinator, run: str, steps: list[str]) -> None:
+    assert coordinator.start_run(NewEvent(kind="flow.started", run_id=run, flow=FLOW), steps)
 
 
 def step_kinds(store: EventStore, run: str, step: str) -> list[str]:
@@ -96,19 +100,19 @@ def step_kinds(store: EventStore, run: str, step: str) -> list[str]:
 # -- the timer claim (begin_step.lua) ---------------------------------------------------------
 
 
-def test_an_old_retry_timer_delivered_after_a_newer_one_is_stale(ledgers):
-    store, ledger = ledgers
-    start(ledger, "r", ["a"])
-    assert begin(ledger, "r", "a") == StepStart("run", attempt=1)
-    first = fail_for_retry(ledger, "r", "a", 1, now_ms())
-    assert [t for t, _ in ledger.take_due(0, 100, 60_000)] == [first]  # the pump hands it
-    assert begin(ledger, "r", "a", timer=first) == StepStart("run", attempt=2)
-    second = fail_for_retry(ledger, "r", "a", 2, now_ms() + HOUR_MS)
+def test_an_old_retry_timer_delivered_after_a_newer_one_is_stale(coordinators):
+    store, coordinator = coordinators
+    start(coordinator, "r", ["a"])
+    assert begin(coordinator, "r", "a") == StepStart("run", attempt=1)
+    first = fail_for_retry(coordinator, "r", "a", 1, now_ms())
+    assert [t for t, _ in coordinator.take_due(0, 100, 60_000)] == [first]  # the pump hands it
+    assert begin(coordinator, "r", "a", timer=first) == StepStart("run", attempt=2)
+    second = fail_for_retry(coordinator, "r", "a", 2, now_ms() + HOUR_MS)
 
     # The first timer comes again (handed twice, or its message redelivered): its
     # claim is gone, so it must not start attempt 3 an hour early.
-    assert begin(ledger, "r", "a", timer=first).decision == "stale"
-    assert ledger.step_statuses("r") == {"a": "waiting"}
+    assert begin(coordinator, "r", "a", timer=first).decision == "stale"
+    assert coordinator.step_statuses("r") == {"a": "waiting"}
     assert step_kinds(store, "r", "a") == [
         "step.started",
         "step.failed",
@@ -116,24 +120,24 @@ def test_an_old_retry_timer_delivered_after_a_newer_one_is_stale(ledgers):
         "step.started",
         "step.failed",
     ]
-    assert ledger.take_due(0, 100, 60_000) == []  # the newer timer is not due yet
+    assert coordinator.take_due(0, 100, 60_000) == []  # the newer timer is not due yet
 
-    assert begin(ledger, "r", "a", timer=second) == StepStart("run", attempt=3)
-    assert begin(ledger, "r", "a", timer=second).decision == "busy"  # claimed once
+    assert begin(coordinator, "r", "a", timer=second) == StepStart("run", attempt=3)
+    assert begin(coordinator, "r", "a", timer=second).decision == "busy"  # claimed once
     assert step_kinds(store, "r", "a").count("step.retry") == 2
 
 
 def test_a_claimed_retry_timer_delivered_again_while_its_attempt_runs_does_not_restart_it(
-    ledgers,
+    coordinators,
 ):
-    store, ledger = ledgers
-    start(ledger, "r", ["a"])
-    begin(ledger, "r", "a")
-    first = fail_for_retry(ledger, "r", "a", 1, now_ms())
-    assert begin(ledger, "r", "a", timer=first).attempt == 2
-    assert begin(ledger, "r", "a", timer=first).decision == "busy"
-    assert complete(ledger, "r", "a").terminal
-    assert begin(ledger, "r", "a", timer=first).decision == "done"
+    store, coordinator = coordinators
+    start(coordinator, "r", ["a"])
+    begin(coordinator, "r", "a")
+    first = fail_for_retry(coordinator, "r", "a", 1, now_ms())
+    assert begin(coordinator, "r", "a", timer=first).attempt == 2
+    assert begin(coordinator, "r", "a", timer=first).decision == "busy"
+    assert complete(coordinator, "r", "a").terminal
+    assert begin(coordinator, "r", "a", timer=first).decision == "done"
     assert step_kinds(store, "r", "a").count("step.started") == 2
 
 
@@ -141,20 +145,20 @@ def test_a_claimed_retry_timer_delivered_again_while_its_attempt_runs_does_not_r
 
 
 @pytest.mark.parametrize("sibling", ["queued", "running", "waiting"])
-def test_a_completed_step_redelivered_while_a_sibling_is_active_is_done(ledgers, sibling):
-    store, ledger = ledgers
-    start(ledger, "r", ["a", "b"])
-    assert begin(ledger, "r", "a").decision == "run"
+def test_a_completed_step_redelivered_while_a_sibling_is_active_is_done(coordinators, sibling):
+    store, coordinator = coordinators
+    start(coordinator, "r", ["a", "b"])
+    assert begin(coordinator, "r", "a").decision == "run"
     if sibling != "queued":
-        assert begin(ledger, "r", "b").decision == "run"
+        assert begin(coordinator, "r", "b").decision == "run"
     if sibling == "waiting":
-        fail_for_retry(ledger, "r", "b", 1, now_ms() + HOUR_MS)
-    finished = complete(ledger, "r", "a")
+        fail_for_retry(coordinator, "r", "b", 1, now_ms() + HOUR_MS)
+    finished = complete(coordinator, "r", "a")
     assert (finished.duplicate, finished.terminal) == (False, False)  # b keeps the run going
 
-    assert begin(ledger, "r", "a").decision == "done"  # Celery redelivered a's message
-    assert complete(ledger, "r", "a").duplicate
-    assert ledger.step_statuses("r") == {"a": "completed", "b": sibling}
+    assert begin(coordinator, "r", "a").decision == "done"  # Celery redelivered a's message
+    assert complete(coordinator, "r", "a").duplicate
+    assert coordinator.step_statuses("r") == {"a": "completed", "b": sibling}
     assert step_kinds(store, "r", "a") == ["step.started", "step.completed"]
     assert not any(e.kind == "flow.completed" for e in store.read("r"))
 
@@ -162,21 +166,21 @@ def test_a_completed_step_redelivered_while_a_sibling_is_active_is_done(ledgers,
 # -- cancel, and a step resumed after an await -------------------------------------------------
 
 
-def test_cancel_stops_running_queued_and_waiting_steps_for_good(ledgers):
-    store, ledger = ledgers
-    start(ledger, "r", ["running", "queued", "waiting"])
-    begin(ledger, "r", "running")
-    begin(ledger, "r", "waiting")
-    timer = fail_for_retry(ledger, "r", "waiting", 1, now_ms())
+def test_cancel_stops_running_queued_and_waiting_steps_for_good(coordinators):
+    store, coordinator = coordinators
+    start(coordinator, "r", ["running", "queued", "waiting"])
+    begin(coordinator, "r", "running")
+    begin(coordinator, "r", "waiting")
+    timer = fail_for_retry(coordinator, "r", "waiting", 1, now_ms())
     cancelled = NewEvent(kind="flow.cancelled", run_id="r", flow=FLOW, data={"reason": "x"})
-    outcome = ledger.cancel("r", FLOW, cancelled)
+    outcome = coordinator.cancel("r", FLOW, cancelled)
     assert (outcome.outcome, outcome.queued) == ("cancelled", ["queued"])
-    assert set(ledger.step_statuses("r").values()) == {"cancelled"}
-    assert ledger.take_due(0, 100, 60_000) == []  # the retry timer went with the run
+    assert set(coordinator.step_statuses("r").values()) == {"cancelled"}
+    assert coordinator.take_due(0, 100, 60_000) == []  # the retry timer went with the run
 
-    assert complete(ledger, "r", "running").duplicate  # its attempt ends after the cancel
-    assert begin(ledger, "r", "waiting", timer=timer).decision in ("done", "ended")
-    assert begin(ledger, "r", "queued").decision in ("done", "ended")
+    assert complete(coordinator, "r", "running").duplicate  # its attempt ends after the cancel
+    assert begin(coordinator, "r", "waiting", timer=timer).decision in ("done", "ended")
+    assert begin(coordinator, "r", "queued").decision in ("done", "ended")
     assert [e.kind for e in store.read("r")][-1] == "flow.cancelled"
 
 
@@ -238,19 +242,19 @@ def test_an_event_exactly_at_the_limit_is_stored_and_one_byte_more_is_refused(ma
 
 
 def test_a_signal_payload_exactly_at_the_limit_is_accepted_and_one_byte_more_is_refused(
-    ledgers,
+    coordinators,
 ):
-    _, ledger = ledgers
+    _, coordinator = coordinators
     bare = len(b'{"blob":""}')
 
     def payload(size: int) -> dict[str, str]:
         return {"blob": "x" * (size - bare)}
 
-    signal_id, woken = ledger.signal("edge", payload(LIMIT))
+    signal_id, woken = coordinator.signal("edge", payload(LIMIT))
     assert signal_id
     assert woken == []
     with pytest.raises(PayloadTooLarge, match="FLOWQUEUE_MAX_PAYLOAD_BYTES"):
-        ledger.signal("edge", payload(LIMIT + 1))
+        coordinator.signal("edge", payload(LIMIT + 1))
 
 
 # -- the API's body limit ---------------------------------------------------------------------

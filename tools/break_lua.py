@@ -53,7 +53,7 @@ class Break:
 
 
 G = "tests/test_guarantees.py"
-LEDGER = "tests/test_ledger.py"
+LEDGER = "tests/test_coordinator.py"
 
 BREAKS: tuple[Break, ...] = (
     Break(

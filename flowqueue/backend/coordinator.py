@@ -1,4 +1,4 @@
-"""The run ledger: the atomic step transitions that orchestration is built on.
+"""The run coordinator: the atomic step transitions that orchestration is built on.
 
 Each operation appends its events and updates the run's step table in one atomic step,
 so concurrent workers agree on who enqueues a step (exactly once), which delivery of a
@@ -108,7 +108,7 @@ class Cancelled:
     queued: list[str] = field(default_factory=list)
 
 
-class RunLedger(Protocol):
+class RunCoordinator(Protocol):
     def start_run(self, started: NewEvent, entry_steps: Sequence[str]) -> Event | None:
         """Append flow.started and queue the entry steps; None if the run id exists."""
         ...
@@ -123,7 +123,7 @@ class RunLedger(Protocol):
     ) -> StepStart:
         """Claim a delivery of ``started.step``; appends step.started when it runs.
 
-        ``started.data["attempt"]`` / ``meta["attempt"]`` hold ``"$attempt"``; the ledger
+        ``started.data["attempt"]`` / ``meta["attempt"]`` hold ``"$attempt"``; the coordinator
         writes the real attempt number there. A step waiting for a retry or awaiting
         starts only for the delivery whose ``timer`` it claims, which also appends
         ``on_claim`` (step.retry with "$attempt"; step.resumed with "$result", filled with
@@ -189,7 +189,7 @@ class RunLedger(Protocol):
     ) -> StepFinish:
         """Record a step's end once; append ``terminal`` if this ends the run.
 
-        A flow.completed ``terminal`` holds ``"$duration_ms"`` for the ledger to fill in.
+        A flow.completed ``terminal`` holds ``"$duration_ms"`` for the coordinator to fill in.
         ``retry`` parks the step until the durable ``timer`` falls due at ``due_ms``,
         keeping ``arg`` (its input) for the retried delivery.
         """

@@ -1,11 +1,11 @@
 """Durable awaits: a step pauses for a time, an event or a trigger without holding a worker.
 
-A step that awaits is suspended: the await is recorded (an ``AwaitRecord`` in the ledger
+A step that awaits is suspended: the await is recorded (an ``AwaitRecord`` in the coordinator
 and a ``step.await.*`` event in the log), the task ends, and a timer, an event or a
 trigger resume sends the step again. It then runs from the top, and every await it
 already passed returns its recorded result (replay), so code before an await must be
 safe to repeat or sit in ``ctx.once``. Resume, timeout and duplicate deliveries race for
-one atomic claim in the ledger; exactly one wins.
+one atomic claim in the coordinator; exactly one wins.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Suspended(BaseException):  # control flow, not an error
 
 
 class AwaitRecord(BaseModel):
-    """The ledger's record of one await (or ``once`` block) a step reached."""
+    """The coordinator's record of one await (or ``once`` block) a step reached."""
 
     model_config = ConfigDict(extra="ignore")
 

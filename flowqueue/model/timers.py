@@ -14,7 +14,7 @@ TimerKind = Literal["retry", "wake", "timeout", "event", "resume"]
 class TimerSpec(BaseModel):
     """What a timer does when it falls due; its JSON is the sorted-set member.
 
-    Every timer sends its step again; the delivery's claim in the ledger decides what
+    Every timer sends its step again; the delivery's claim in the coordinator decides what
     that means: ``retry`` starts the next attempt, ``wake`` ends a sleep, ``timeout``
     times out an await, ``event`` resumes an event wait with the event's payload, and
     ``resume`` runs a step whose trigger was resumed.

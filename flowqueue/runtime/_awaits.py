@@ -1,5 +1,5 @@
 """The awaits of one execution of a step: numbered in call order, replayed from the
-ledger's records when the step runs again, registered (and the step suspended) when new.
+coordinator's records when the step runs again, registered (and the step suspended) when new.
 
 While an execution is still replaying (it has not yet passed the last await recorded
 before), its emits, log lines and state writes were already made by an earlier
@@ -48,7 +48,7 @@ class StepAwaits:
         self._arg = arg
         self._seq = 0
         # Only a resumed or repeated execution can have records: skip the read otherwise.
-        self._records = fq.ledger.await_records(header.run_id, header.step) if resumed else {}
+        self._records = fq.coordinator.await_records(header.run_id, header.step) if resumed else {}
         self._last_recorded = max((_seq_of(k) for k in self._records), default=0)
         self._emits: list[Event] | None = None
         self._emit_seq = 0
@@ -144,7 +144,7 @@ class StepAwaits:
         result = to_jsonable(fn(), f"result of ctx.once({name!r})")
         done = AwaitRecord(kind="once", name=name, state="done", result=encode(result, name))
         event = self._event(EventKind.STEP_ONCE, key=key, name=name, result=result)
-        return self._fq.ledger.record_once(key, done, event).value()
+        return self._fq.coordinator.record_once(key, done, event).value()
 
     # -- replayed effects ------------------------------------------------------------
 
@@ -193,7 +193,7 @@ class StepAwaits:
 
     def _suspend(self, s: Suspension, on_suspended: Callable[[], Any] | None = None) -> Any:
         header = self._header
-        outcome = self._fq.ledger.suspend(
+        outcome = self._fq.coordinator.suspend(
             s, run_id=header.run_id, flow=header.flow, step=header.step
         )
         if outcome.state in ("resolved", "exists") and outcome.record is not None:

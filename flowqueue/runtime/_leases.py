@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flowqueue.backend.coordinator import RunLedger
+from flowqueue.backend.coordinator import RunCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +20,15 @@ log = logging.getLogger(__name__)
 class LeaseKeeper:
     def __init__(self, lease_ms: int) -> None:
         self.lease_ms = lease_ms
-        self._held: dict[tuple[str, str], RunLedger] = {}
+        self._held: dict[tuple[str, str], RunCoordinator] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def holding(self, ledger: RunLedger, run_id: str, step: str) -> Iterator[None]:
+    def holding(self, coordinator: RunCoordinator, run_id: str, step: str) -> Iterator[None]:
         with self._lock:
-            self._held[(run_id, step)] = ledger
+            self._held[(run_id, step)] = coordinator
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._renew_forever, name="flowqueue-leases", daemon=True
@@ -45,9 +45,9 @@ class LeaseKeeper:
         while not self._wake.wait(interval):
             with self._lock:
                 held = list(self._held.items())
-            for (run_id, step), ledger in held:
+            for (run_id, step), coordinator in held:
                 try:
-                    ledger.renew_lease(run_id, step, self.lease_ms)
+                    coordinator.renew_lease(run_id, step, self.lease_ms)
                 except Exception as exc:  # Redis away: the next renewal retries
                     log.warning("could not renew lease of %s/%s: %s", run_id, step, exc)
 

@@ -1,6 +1,6 @@
 """What runs next: starting runs, emitting events, finishing steps, enqueueing steps.
 
-Every decision goes through one atomic ledger call, so with any number of workers a
+Every decision goes through one atomic coordinator call, so with any number of workers a
 step is enqueued once per run and a run gets exactly one terminal event.
 """
 
@@ -84,7 +84,7 @@ class Orchestrator:
             kind=EventKind.FLOW_STARTED, run_id=run_id, flow=flow, data={"input": value}
         )
         entries = graph.entry_steps
-        if self.fq.ledger.start_run(started, [s.name for s in entries]) is None:
+        if self.fq.coordinator.start_run(started, [s.name for s in entries]) is None:
             raise FlowqueueError(f"run {run_id!r} exists already; start it with a new id.")
         try:
             for entry in entries:
@@ -94,7 +94,7 @@ class Orchestrator:
             ended = NewEvent(
                 kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
             )
-            self.fq.ledger.cancel(run_id, flow, ended)
+            self.fq.coordinator.cancel(run_id, flow, ended)
             raise BrokerUnavailable(
                 f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
                 "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again."
@@ -120,7 +120,9 @@ class Orchestrator:
             meta={"attempt": attempt},
         )
         # A retried emitter re-sends steps it claimed before, in case it died first.
-        emitted = self.fq.ledger.emit(event, payload, graph.candidates(name), republish=attempt > 1)
+        emitted = self.fq.coordinator.emit(
+            event, payload, graph.candidates(name), republish=attempt > 1
+        )
         for claim in emitted.claims:
             self.enqueue(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
         self._send_woken(emitted.woken)
@@ -131,7 +133,7 @@ class Orchestrator:
         id and how many waits it woke."""
         check_signal_name(name)
         try:
-            signal_id, woken = self.fq.ledger.signal(name, payload)
+            signal_id, woken = self.fq.coordinator.signal(name, payload)
         except (NonJsonPayload, PayloadTooLarge) as exc:
             raise InvalidSignal(str(exc)) from None
         self._send_woken(woken)
@@ -145,8 +147,8 @@ class Orchestrator:
             payload = to_jsonable(payload, "payload")
         except NonJsonPayload as exc:
             raise InvalidInput(str(exc)) from None
-        ledger = self.fq.ledger
-        info = ledger.read_trigger(trigger_id)
+        coordinator = self.fq.coordinator
+        info = coordinator.read_trigger(trigger_id)
         if info is None:
             raise UnknownTrigger(
                 f"trigger {trigger_id!r} is unknown or expired; check the id in the run's "
@@ -162,7 +164,7 @@ class Orchestrator:
         timer = TimerSpec(
             kind="resume", run_id=info.run_id, flow=info.flow, step=info.step, key=info.key
         ).member()
-        result = ledger.resume(trigger_id, info, payload, resumed, timer)
+        result = coordinator.resume(trigger_id, info, payload, resumed, timer)
         if result.outcome == "unknown":
             raise UnknownTrigger(f"trigger {trigger_id!r} is unknown or expired.")
         if result.outcome == "ended":
@@ -194,7 +196,7 @@ class Orchestrator:
         event = NewEvent(
             kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
         )
-        outcome = self.fq.ledger.cancel(run_id, flow, event)
+        outcome = self.fq.coordinator.cancel(run_id, flow, event)
         if outcome.outcome == "ended":
             raise RunAlreadyEnded(
                 f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel."
@@ -207,7 +209,7 @@ class Orchestrator:
         """Send the step of a timer (its delivery claims the timer), at its due time."""
         spec = TimerSpec.model_validate_json(member)
         step = self.fq.registry.flow(spec.flow).step(spec.step)
-        arg = self.fq.ledger.step_arg(spec.run_id, spec.step)
+        arg = self.fq.coordinator.step_arg(spec.run_id, spec.step)
         countdown = 0.0 if at_ms is None else max(0.0, (at_ms - now_ms()) / 1000)
         self.enqueue(spec.run_id, spec.flow, step, arg, countdown=countdown or None, timer=member)
 
@@ -225,7 +227,7 @@ class Orchestrator:
             EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
         )
         terminal = self._run_event(header, EventKind.FLOW_COMPLETED, duration_ms="$duration_ms")
-        return self.fq.ledger.finish_step(event, "completed", terminal)
+        return self.fq.coordinator.finish_step(event, "completed", terminal)
 
     def fail_step(
         self,
@@ -248,9 +250,9 @@ class Orchestrator:
         )
         summary = {"type": error["type"], "message": error["message"]}
         terminal = self._run_event(header, EventKind.FLOW_FAILED, error=summary, step=header.step)
-        finish = self.fq.ledger.finish_step(event, "failed", terminal)
+        finish = self.fq.coordinator.finish_step(event, "failed", terminal)
         if finish.terminal:  # other steps may still hold timers, waiters or triggers
-            self.fq.ledger.cancel(header.run_id, header.flow, None)
+            self.fq.coordinator.cancel(header.run_id, header.flow, None)
         return finish
 
     def retry_step(
@@ -283,7 +285,9 @@ class Orchestrator:
             step=header.step,
             attempt=attempt + 1,
         ).member()
-        return self.fq.ledger.finish_step(event, "retry", None, timer=timer, due_ms=due_ms, arg=arg)
+        return self.fq.coordinator.finish_step(
+            event, "retry", None, timer=timer, due_ms=due_ms, arg=arg
+        )
 
     def enqueue(
         self,

@@ -1,6 +1,6 @@
 """One delivery of a step: claim it, run it with a ``FlowContext``, record how it ended.
 
-Celery delivers a step at least once; the ledger makes the effects count once: a
+Celery delivers a step at least once; the coordinator makes the effects count once: a
 finished step's duplicate delivery returns without running, a copy that arrives while
 another delivery still holds the step's lease is put back for later, and a step waiting
 for a retry or an await runs only for the delivery whose timer it claims.
@@ -44,8 +44,8 @@ def run_step(task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any:
         data={"attempt": "$attempt", "task_id": request.id, "worker": request.hostname},
         meta={"attempt": "$attempt"},
     )
-    ledger = fq.ledger
-    start = ledger.begin_step(
+    coordinator = fq.coordinator
+    start = coordinator.begin_step(
         started, fq.lease_ms, timer=header.timer, on_claim=_claim_event(header)
     )
     if start.decision in ("done", "ended", "wait", "stale"):
@@ -63,7 +63,7 @@ def run_step(task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any:
     ctx = FlowContext(fq, header, start.attempt, raw, request.id, resumed=resumed)
     logcapture.ensure_installed()
     began = time.perf_counter()
-    with fq.leases.holding(ledger, header.run_id, header.step), bound(ctx):
+    with fq.leases.holding(coordinator, header.run_id, header.step), bound(ctx):
         try:
             result = _run(task, step, ctx, raw)
         except Suspended:

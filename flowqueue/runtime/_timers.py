@@ -5,7 +5,7 @@ sorted set scored by its due time, never a long Celery countdown: on a Redis bro
 sit in worker memory, come back after the visibility timeout and die with the worker.
 Each worker runs a pump that moves timers due within a short horizon to a "handed" set
 and sends their step messages with the remaining countdown. A timer can be handed over
-twice (its worker died, or two pumps raced); the step's claim in the ledger lets exactly
+twice (its worker died, or two pumps raced); the step's claim in the coordinator lets exactly
 one delivery through.
 """
 
@@ -34,7 +34,7 @@ class TimerPump:
         """Hand over every timer due within the horizon; returns how many."""
         fq = self.fq
         rehand_ms = int(fq.settings.timer_rehand_seconds * 1000)
-        due = fq.ledger.take_due(fq.timer_horizon_ms, BATCH, rehand_ms)
+        due = fq.coordinator.take_due(fq.timer_horizon_ms, BATCH, rehand_ms)
         for member, at_ms in due:
             try:
                 fq.orchestrator.fire(member, at_ms)

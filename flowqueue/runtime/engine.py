@@ -1,4 +1,4 @@
-"""flowqueue's part of one Celery app (``app.flowqueue``): settings, store, ledger,
+"""flowqueue's part of one Celery app (``app.flowqueue``): settings, store, coordinator,
 flows and orchestrator. Connections are per process (Celery's prefork pool forks)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
-from flowqueue.backend.coordinator import RunLedger
-from flowqueue.backend.redis.coordinator import RedisRunLedger
+from flowqueue.backend.coordinator import RunCoordinator
+from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.store import RedisEventStore
@@ -32,7 +32,7 @@ MEMORY_URL = "memory://"
 class _ProcessResources:
     pid: int
     store: EventStore
-    ledger: RunLedger
+    coordinator: RunCoordinator
     leases: LeaseKeeper
 
 
@@ -74,7 +74,7 @@ class Flowqueue:
         if self.settings.redis_url == MEMORY_URL:
             self.timer_pump.start()  # no worker pumps this process's timers: it does
         leases = LeaseKeeper(self.lease_ms)
-        return _ProcessResources(os.getpid(), store, RedisRunLedger(store), leases)
+        return _ProcessResources(os.getpid(), store, RedisRunCoordinator(store), leases)
 
     def backend_settings(self) -> Settings:
         """The settings the backend connects with. ``memory://`` is a ``redis-server`` of
@@ -103,8 +103,8 @@ class Flowqueue:
         return self._process().store
 
     @property
-    def ledger(self) -> RunLedger:
-        return self._process().ledger
+    def coordinator(self) -> RunCoordinator:
+        return self._process().coordinator
 
     @property
     def leases(self) -> LeaseKeeper:

@@ -1,4 +1,4 @@
-"""The await transitions of the Redis ledger: suspend, once, trigger resume, cancel and
+"""The await transitions of the Redis coordinator: suspend, once, trigger resume, cancel and
 signals from outside a run (one Lua script each)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from flowqueue.backend.coordinator import Cancelled, ResumeResult, Suspension, TriggerInfo
-from flowqueue.backend.redis._coordinator_core import RedisLedgerCore
+from flowqueue.backend.redis._coordinator_core import RedisCoordinatorCore
 from flowqueue.backend.redis.scripts import LuaScript
 from flowqueue.errors import PayloadTooLarge
 from flowqueue.model.awaits import AwaitOutcome, AwaitRecord
@@ -24,7 +24,7 @@ SIGNAL = LuaScript.load("signal.lua", "signal_lib.lua")
 LOOKBACK = 10_000  # emissions a new event wait looks through at most
 
 
-class RedisAwaitOps(RedisLedgerCore):
+class RedisAwaitOps(RedisCoordinatorCore):
     def signal(self, name: str, payload: Any) -> tuple[str, list[str]]:
         check_json(payload, "payload")
         raw = to_json(payload)

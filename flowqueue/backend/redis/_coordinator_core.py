@@ -1,4 +1,4 @@
-"""What every Redis ledger call shares: the client, key names and the per-run KEYS/ARGV."""
+"""What every Redis coordinator call shares: the client, key names and the per-run KEYS/ARGV."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flowqueue.backend.redis.store import RedisEventStore
 from flowqueue.model.events import NewEvent, encode_body
 
 
-class RedisLedgerCore:
+class RedisCoordinatorCore:
     def __init__(self, store: RedisEventStore) -> None:
         self.client = store.client
         self.settings = store.settings

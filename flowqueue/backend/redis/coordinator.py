@@ -1,4 +1,4 @@
-"""The run ledger on Redis: one Lua script per transition, one round trip each."""
+"""The run coordinator on Redis: one Lua script per transition, one round trip each."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ RENEW_LEASE = LuaScript.load("renew_lease.lua")
 TAKE_DUE = LuaScript.load("take_due.lua")
 
 
-class RedisRunLedger(RedisAwaitOps):
+class RedisRunCoordinator(RedisAwaitOps):
     def start_run(self, started: NewEvent, entry_steps: Sequence[str]) -> Event | None:
         keys, argv = self._call(started.run_id, started.flow)
         reply = START_RUN.run(self.client, keys, [*argv, self._body(started), *entry_steps])

@@ -51,7 +51,7 @@ class RedisEventStore:
 
     @property
     def commands(self) -> RedisCommands:
-        """The store's key layout and script arguments (shared with the run ledger)."""
+        """The store's key layout and script arguments (shared with the run coordinator)."""
         return self._cmd
 
     def append(self, event: NewEvent) -> Event:
