@@ -13,12 +13,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from flowqueue.errors import ConfigurationError
 
 MIB = 1024 * 1024
+MEMORY_URL = "memory://"  # a redis-server of the app's own (runtime/_connections.py)
 
 
 def redis_url_problem(url: str) -> str | None:
     """Why ``url`` is not a Redis URL that redis-py and kombu both accept, or None.
     (redis-py would only say so at the first connection, deep inside a command.)"""
-    if url == "memory://":  # the in-process store
+    if url == MEMORY_URL:
         return None
     try:
         parts = urlsplit(url)

@@ -20,7 +20,7 @@ from flowqueue.model.header import StepHeader
 from flowqueue.model.ids import new_run_id
 from flowqueue.model.timers import TimerSpec
 from flowqueue.runtime._awaits import StepAwaits
-from flowqueue.runtime._runner import _claim_event
+from flowqueue.runtime._standard_middleware import claim_event
 from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 
 ITERATIONS = 200
@@ -83,7 +83,7 @@ def started(header: StepHeader) -> NewEvent:
 def suspend_on_trigger(fq: Flowqueue, header: StepHeader, timeout_ms: int) -> tuple[str, str]:
     """Register a trigger wait; returns (trigger id, its timeout timer)."""
     with pytest.raises(Suspended):
-        StepAwaits(fq, header, 1, {}, resumed=False).wait_for_trigger(timeout_ms, None, None)
+        StepAwaits(fq.connections, header, 1, {}, resumed=False).wait_for_trigger(timeout_ms, None, None)
     record = fq.coordinator.await_records(header.run_id, header.step)[f"{header.step}#1"]
     trigger = next(e for e in fq.store.read(header.run_id) if e.kind == "step.await.trigger")
     return trigger.data["trigger_id"], record.timer
@@ -101,7 +101,7 @@ def test_resume_and_timeout_at_the_same_instant_resolve_once(fq, pair):
         delivery = header.model_copy(update={"timer": timeout})  # the timeout's delivery
 
         def time_out(delivery: StepHeader = delivery) -> str:
-            on_claim = _claim_event(delivery)
+            on_claim = claim_event(delivery)
             return fq.coordinator.begin_step(
                 started(delivery), 60_000, timer=delivery.timer, on_claim=on_claim
             ).decision
@@ -149,7 +149,7 @@ def test_an_emit_racing_the_wait_registration_wakes_it(fq, pair):
         match = {"n": i}
 
         def wait(header: StepHeader = header, match: dict[str, int] = match) -> Any:
-            return StepAwaits(fq, header, 1, {}, resumed=False).wait_for_event("tick", match, None)
+            return StepAwaits(fq.connections, header, 1, {}, resumed=False).wait_for_event("tick", match, None)
 
         registered, (_, woken) = pair(wait, lambda m=match: fq.coordinator.signal("tick", m))
         if isinstance(registered, Suspended):

@@ -101,7 +101,7 @@ def test_failing_step_fails_the_run_with_its_error(cluster):
 def test_redelivered_finished_step_neither_runs_nor_writes(cluster):
     run = start_flow("example-flow", {"name": "bo"}, app=cluster.app)
     before = cluster.wait_terminal(run)
-    graph = cluster.fq.registry.flow("example-flow")
+    graph = cluster.fq.flows.flow("example-flow")
     cluster.fq.orchestrator.enqueue(run, "example-flow", graph.step("first_step"), {"name": "bo"})
     worker = cluster.workers[0]
     deadline = time.monotonic() + 20

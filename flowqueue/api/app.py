@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from flowqueue.api.auth import install_auth, require_token_or_cookie
 from flowqueue.api.context import ApiContext
 from flowqueue.api.problems import Problem, install_handlers
 from flowqueue.errors import ConfigurationError
+from flowqueue.runtime.app import default_app
 from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
 
@@ -28,12 +30,8 @@ ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})
 def create_api(app: Any | None = None) -> FastAPI:
     """The HTTP API over a Celery app with flowqueue installed (default:
     ``flowqueue.app``, configured by ``FLOWQUEUE_*`` variables)."""
-    if app is None:
-        from flowqueue.runtime.app import default_app
-
-        app = default_app()
-    fq = flowqueue_of(app)
-    fq.registry  # import the flows now: a broken workers package fails at start  # noqa: B018
+    fq = flowqueue_of(default_app() if app is None else app)
+    fq.flows  # import the flows now: a broken workers package fails at start  # noqa: B018
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -138,6 +136,4 @@ def _add_problem_schema(api: FastAPI) -> None:
 
 
 def _version() -> str:
-    from flowqueue import __version__
-
-    return __version__
+    return version("flowqueue")

@@ -27,7 +27,7 @@ async def render_metrics(ctx: ApiContext) -> str:
         "# HELP flowqueue_step_duration_seconds How long finished step attempts took.",
         "# TYPE flowqueue_step_duration_seconds histogram",
     ]
-    for flow in sorted(ctx.fq.registry.flows):
+    for flow in sorted(ctx.fq.flows.flows):
         stats = await ctx.store.flow_stats(flow)
         name = _label(flow)
         lines.append(f'flowqueue_events_appended_total{{flow="{name}"}} {stats.events}')

@@ -39,7 +39,7 @@ STATUS_SCAN_PAGES = 20  # pages looked through to fill one ?status= page
 
 
 def _graph(ctx: ApiContext, flow: str) -> FlowGraph:
-    return ctx.fq.registry.flow(flow)  # UnknownFlow -> 404
+    return ctx.fq.flows.flow(flow)  # UnknownFlow -> 404
 
 
 async def _run_events(ctx: ApiContext, flow: str, run_id: str, limit: int | None) -> list[Event]:
@@ -56,7 +56,7 @@ async def flows(request: Request) -> list[FlowOut]:
     """Every flow with its steps, edges (from emits / subscribes) and live counters."""
     ctx = context_of(request)
     out = []
-    for graph in ctx.fq.registry.flows.values():
+    for graph in ctx.fq.flows.flows.values():
         stats = await ctx.store.flow_stats(graph.name)
         out.append(FlowOut(**graph.info().model_dump(), stats=stats))
     return out

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from flowqueue.authoring.context import FlowContext
 from flowqueue.model.awaits import Match, Seconds
-
-if TYPE_CHECKING:
-    from flowqueue.authoring.context import FlowContext
-
 
 # -- the declarative form: @step(await_before=..., await_after=...) ----------------------
 

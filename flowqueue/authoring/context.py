@@ -8,24 +8,43 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from flowqueue.backend.store import EventStore
 from flowqueue.model.awaits import Match, Seconds, ms_of, seconds_of
 from flowqueue.model.events import Event, EventKind
 from flowqueue.model.header import StepHeader
 from flowqueue.model.reducer import RunState, apply
 from flowqueue.model.timers import now_ms
 from flowqueue.model.validation import MAX_JSON_DEPTH, check_json
-from flowqueue.runtime._awaits import StepAwaits
-
-if TYPE_CHECKING:
-    from flowqueue.runtime.engine import Flowqueue
 
 _current: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar(
     "flowqueue_step", default=None
 )
 LEVELS = ("debug", "info", "warning", "error")
 T = TypeVar("T")
+
+
+class Awaits(Protocol):
+    """The durable awaits of one execution of a step (the runtime's ``StepAwaits``)."""
+
+    @property
+    def replaying(self) -> bool: ...
+
+    def replayed_emit(self, name: str) -> Event | None: ...
+
+    def sleep_until(self, due_ms: int) -> None: ...
+
+    def wait_for_event(self, name: str, match: Match | None, timeout_ms: int | None) -> Any: ...
+
+    def wait_for_trigger(
+        self,
+        timeout_ms: int | None,
+        info: dict[str, Any] | None,
+        on_trigger: Callable[[str], None] | None,
+    ) -> Any: ...
+
+    def once(self, name: str, fn: Callable[[], T]) -> Any: ...
 
 
 def current_context() -> FlowContext | None:
@@ -47,15 +66,17 @@ class FlowContext:
 
     def __init__(
         self,
-        fq: Flowqueue,
         header: StepHeader,
         attempt: int,
         input: Any,
         task_id: str | None,
         *,
-        resumed: bool = False,
+        store: EventStore,
+        emit: Callable[[str, Any], Event],
+        awaits: Awaits,
     ) -> None:
-        self._fq = fq
+        self._store = store
+        self._emit = emit  # routes an emission to the steps and waits it makes ready
         self._header = header
         self.run_id = header.run_id
         self.flow = header.flow
@@ -64,7 +85,7 @@ class FlowContext:
         self.input = input
         self.task_id = task_id
         self.awaited: Any = None  # what a declared await_before returned
-        self._awaits = StepAwaits(fq, header, attempt, input, resumed=resumed)
+        self._awaits = awaits
         self.state = SharedState(self)
         self.log = StepLog(self)
 
@@ -80,7 +101,7 @@ class FlowContext:
         earlier = self._awaits.replayed_emit(name)
         if earlier is not None:
             return earlier
-        return self._fq.orchestrator.emit(self._header, self.attempt, name, payload)
+        return self._emit(name, payload)
 
     # -- durable awaits: the step's task ends here and the step runs again later -------
 
@@ -126,13 +147,13 @@ class FlowContext:
 
     def append(self, kind: str, **data: Any) -> Event:
         """Append a step-scoped event of ``kind`` to the run's log."""
-        return self._fq.store.append(self._header.event(kind, self.attempt, **data))
+        return self._store.append(self._header.event(kind, self.attempt, **data))
 
     def read_state(self, since: RunState | None) -> RunState:
         """``since`` brought up to date with the run's log."""
         after = since.last_event_id if since else None
         state = since or RunState()
-        for event in self._fq.store.read(self.run_id, after=after):
+        for event in self._store.read(self.run_id, after=after):
             state = apply(state, event)
         return state
 

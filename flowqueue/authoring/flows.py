@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from flowqueue.authoring.awaits import AWAIT_SPECS, AwaitSpec
 from flowqueue.authoring.retry import Retry
+from flowqueue.authoring.step import FlowTask
 from flowqueue.backend.coordinator import Candidate
 from flowqueue.errors import ConfigurationError, FlowDefinitionError, UnknownFlow
 from flowqueue.model.validation import check_identifier
@@ -219,8 +220,6 @@ class FlowRegistry:
 
     @classmethod
     def from_tasks(cls, tasks: Iterable[Any]) -> FlowRegistry:
-        from flowqueue.authoring.step import FlowTask  # the task module imports this one
-
         return cls(StepDef.from_task(t) for t in tasks if isinstance(t, FlowTask))
 
     def flow(self, name: str) -> FlowGraph:

@@ -10,17 +10,24 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from celery import Task, shared_task
 from pydantic import BaseModel
 
 from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
-from flowqueue.errors import StepCalledDirectly
+from flowqueue.errors import ConfigurationError, StepCalledDirectly
 from flowqueue.model.header import HEADER, StepHeader
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@runtime_checkable
+class StepHost(Protocol):
+    """What runs a delivery of a step: ``app.flowqueue`` once flowqueue is installed."""
+
+    def run_step(self, task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any: ...
 
 
 class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
@@ -44,9 +51,13 @@ class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
                 f"step task {self.name!r} was called without flow context; start its flow "
                 "with flowqueue.start_flow(...) (or `flowqueue start FLOW`) instead."
             )
-        from flowqueue.runtime._runner import run_step  # runner imports the app extension
-
-        return run_step(self, header, args)
+        host = getattr(self.app, "flowqueue", None)
+        if not isinstance(host, StepHost):
+            raise ConfigurationError(
+                f"flowqueue is not installed on Celery app {self.app.main!r}; call "
+                "flowqueue.install(app) where you create the app."
+            )
+        return host.run_step(self, header, args)
 
     def flow_header(self) -> StepHeader | None:
         request = self.request

@@ -21,6 +21,7 @@ from flowqueue.model.ids import stream_id_ms
 from flowqueue.model.lines import format_line
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.model.validation import MAX_JSON_DEPTH
+from flowqueue.runtime.app import default_app
 from flowqueue.runtime.client import cancel as cancel_run
 from flowqueue.runtime.client import emit as emit_event
 from flowqueue.runtime.client import get_run, list_flows, no_run, read_events, start_flow
@@ -52,8 +53,6 @@ class CliState:
 
 def load_app(path: str | None) -> Any:
     if path is None:
-        from flowqueue.runtime.app import default_app
-
         return default_app()
     try:
         app = symbol_by_name(path)
@@ -288,7 +287,7 @@ def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
 @click.pass_context
 def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
     """Serve the HTTP API (OpenAPI at /docs); run as many processes as you like."""
-    try:
+    try:  # the API is an extra: without it the rest of the CLI still works
         from flowqueue.api.server import serve
     except ImportError as exc:
         raise click.ClickException(
@@ -306,7 +305,7 @@ def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
 def runs(ctx: click.Context, flow: str, limit: int, before: str | None, as_json: bool) -> None:
     """List FLOW's runs, newest first."""
     fq = flowqueue_of(app_of(ctx))
-    fq.registry.flow(flow)  # an unknown flow is a clear error, not an empty list
+    fq.flows.flow(flow)  # an unknown flow is a clear error, not an empty list
     for summary in fq.store.list_runs(flow, limit=limit, before=before):
         if as_json:
             click.echo(summary.model_dump_json())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from flowqueue.backend.coordinator import Suspension
 from flowqueue.model.awaits import (
@@ -30,9 +30,7 @@ from flowqueue.model.events import Event, EventKind, NewEvent
 from flowqueue.model.header import StepHeader
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import to_jsonable
-
-if TYPE_CHECKING:
-    from flowqueue.runtime.engine import Flowqueue
+from flowqueue.runtime._connections import Connections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,15 +38,23 @@ T = TypeVar("T")
 
 class StepAwaits:
     def __init__(
-        self, fq: Flowqueue, header: StepHeader, attempt: int, arg: Any, *, resumed: bool
+        self,
+        connections: Connections,
+        header: StepHeader,
+        attempt: int,
+        arg: Any,
+        *,
+        resumed: bool,
     ) -> None:
-        self._fq = fq
+        self._backend = connections
         self._header = header
         self._attempt = attempt
         self._arg = arg
         self._seq = 0
         # Only a resumed or repeated execution can have records: skip the read otherwise.
-        self._records = fq.coordinator.await_records(header.run_id, header.step) if resumed else {}
+        self._records = (
+            connections.coordinator.await_records(header.run_id, header.step) if resumed else {}
+        )
         self._last_recorded = max((_seq_of(k) for k in self._records), default=0)
         self._emits: list[Event] | None = None
         self._emit_seq = 0
@@ -85,7 +91,7 @@ class StepAwaits:
             name=name,
             state="pending",
             timer=timer,
-            wkey=self._fq.keys.waiters(name),
+            wkey=self._backend.keys.waiters(name),
             waiter=f"{header.run_id}|{key}",
         )
         data: dict[str, Any] = {"key": key, "name": name, "match": match}
@@ -120,7 +126,7 @@ class StepAwaits:
             name="trigger",
             state="pending",
             timer=timer,
-            tkey=self._fq.keys.trigger(trigger_id),
+            tkey=self._backend.keys.trigger(trigger_id),
         )
         data: dict[str, Any] = {"key": key, "trigger_id": trigger_id, "info": info}
         if due_ms:
@@ -144,7 +150,7 @@ class StepAwaits:
         result = to_jsonable(fn(), f"result of ctx.once({name!r})")
         done = AwaitRecord(kind="once", name=name, state="done", result=encode(result, name))
         event = self._event(EventKind.STEP_ONCE, key=key, name=name, result=result)
-        return self._fq.coordinator.record_once(key, done, event).value()
+        return self._backend.coordinator.record_once(key, done, event).value()
 
     # -- replayed effects ------------------------------------------------------------
 
@@ -156,7 +162,7 @@ class StepAwaits:
             header = self._header
             self._emits = [
                 e
-                for e in self._fq.store.read(header.run_id)
+                for e in self._backend.store.read(header.run_id)
                 if e.kind == EventKind.EMIT and e.step == header.step
             ]
         index, self._emit_seq = self._emit_seq, self._emit_seq + 1
@@ -193,7 +199,7 @@ class StepAwaits:
 
     def _suspend(self, s: Suspension, on_suspended: Callable[[], Any] | None = None) -> Any:
         header = self._header
-        outcome = self._fq.coordinator.suspend(
+        outcome = self._backend.coordinator.suspend(
             s, run_id=header.run_id, flow=header.flow, step=header.step
         )
         if outcome.state in ("resolved", "exists") and outcome.record is not None:

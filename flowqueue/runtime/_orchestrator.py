@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
 
 from pydantic import ValidationError
 
-from flowqueue.authoring.flows import FlowGraph, StepDef
+from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
 from flowqueue.backend.coordinator import StepFinish
 from flowqueue.errors import (
     BrokerUnavailable,
@@ -32,9 +34,9 @@ from flowqueue.model.header import HEADER, StepHeader
 from flowqueue.model.ids import format_ts, ms_to_datetime, new_run_id
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import check_identifier, to_jsonable
-
-if TYPE_CHECKING:
-    from flowqueue.runtime.engine import Flowqueue
+from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._priorities import StepPriorities, step_priorities
+from flowqueue.settings import Settings
 
 log = logging.getLogger(__name__)
 TRACEBACK_LIMIT = 8_000  # characters of traceback kept in step.failed
@@ -73,18 +75,38 @@ def validate_run_input(graph: FlowGraph, value: Any) -> Any:
 
 
 class Orchestrator:
-    def __init__(self, fq: Flowqueue) -> None:
-        self.fq = fq
+    """Starts runs, routes emissions and signals, records how steps end, sends steps."""
+
+    def __init__(
+        self,
+        app: Any,
+        settings: Settings,
+        connections: Connections,
+        flows: Callable[[], FlowRegistry],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.connections = connections
+        self._flows = flows
+
+    @property
+    def flows(self) -> FlowRegistry:
+        return self._flows()
+
+    @cached_property
+    def priorities(self) -> StepPriorities:
+        """Read on first use, once the app's configuration is final."""
+        return step_priorities(self.app.conf.broker_url, self.settings)
 
     def start_run(self, flow: str, input: Any = None, *, run_id: str | None = None) -> str:
-        graph = self.fq.registry.flow(flow)
+        graph = self.flows.flow(flow)
         value = validate_run_input(graph, input)
         run_id = run_id or new_run_id()
         started = NewEvent(
             kind=EventKind.FLOW_STARTED, run_id=run_id, flow=flow, data={"input": value}
         )
         entries = graph.entry_steps
-        if self.fq.coordinator.start_run(started, [s.name for s in entries]) is None:
+        if self.connections.coordinator.start_run(started, [s.name for s in entries]) is None:
             raise FlowqueueError(f"run {run_id!r} exists already; start it with a new id.")
         try:
             for entry in entries:
@@ -94,7 +116,7 @@ class Orchestrator:
             ended = NewEvent(
                 kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
             )
-            self.fq.coordinator.cancel(run_id, flow, ended)
+            self.connections.coordinator.cancel(run_id, flow, ended)
             raise BrokerUnavailable(
                 f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
                 "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again."
@@ -103,7 +125,7 @@ class Orchestrator:
 
     def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:
         check_signal_name(name)
-        graph = self.fq.registry.flow(header.flow)
+        graph = self.flows.flow(header.flow)
         step = graph.step(header.step)
         if step.emits and name not in step.emits:
             raise FlowqueueError(
@@ -120,7 +142,7 @@ class Orchestrator:
             meta={"attempt": attempt},
         )
         # A retried emitter re-sends steps it claimed before, in case it died first.
-        emitted = self.fq.coordinator.emit(
+        emitted = self.connections.coordinator.emit(
             event, payload, graph.candidates(name), republish=attempt > 1
         )
         for claim in emitted.claims:
@@ -133,7 +155,7 @@ class Orchestrator:
         id and how many waits it woke."""
         check_signal_name(name)
         try:
-            signal_id, woken = self.fq.coordinator.signal(name, payload)
+            signal_id, woken = self.connections.coordinator.signal(name, payload)
         except (NonJsonPayload, PayloadTooLarge) as exc:
             raise InvalidSignal(str(exc)) from None
         self._send_woken(woken)
@@ -147,7 +169,7 @@ class Orchestrator:
             payload = to_jsonable(payload, "payload")
         except NonJsonPayload as exc:
             raise InvalidInput(str(exc)) from None
-        coordinator = self.fq.coordinator
+        coordinator = self.connections.coordinator
         info = coordinator.read_trigger(trigger_id)
         if info is None:
             raise UnknownTrigger(
@@ -179,7 +201,7 @@ class Orchestrator:
                 f"trigger {trigger_id!r} was {what}; a trigger resumes its await once."
             )
         try:
-            step = self.fq.registry.flow(info.flow).step(info.step)
+            step = self.flows.flow(info.flow).step(info.step)
             self.enqueue(info.run_id, info.flow, step, result.arg, timer=timer)
         except Exception:  # resumed for good: the timer waits in the handed set; a pump sends it
             log.exception("could not send resumed step %s/%s", info.run_id, info.step)
@@ -189,27 +211,27 @@ class Orchestrator:
         """Cancel a run: flow.cancelled, then no step of it starts again. Returns the
         steps that were queued (their Celery messages are revoked)."""
         check_identifier("run id", run_id)
-        first = self.fq.store.read(run_id, limit=1)
+        first = self.connections.store.read(run_id, limit=1)
         if not first:
             raise UnknownRun(f"run {run_id!r} has no events; check the id (flowqueue show RUN).")
         flow = first[0].flow
         event = NewEvent(
             kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
         )
-        outcome = self.fq.coordinator.cancel(run_id, flow, event)
+        outcome = self.connections.coordinator.cancel(run_id, flow, event)
         if outcome.outcome == "ended":
             raise RunAlreadyEnded(
                 f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel."
             )
-        if outcome.queued and not self.fq.app.conf.task_always_eager:
-            self.fq.app.control.revoke([step_task_id(run_id, step) for step in outcome.queued])
+        if outcome.queued and not self.app.conf.task_always_eager:
+            self.app.control.revoke([step_task_id(run_id, step) for step in outcome.queued])
         return outcome.queued
 
     def fire(self, member: str, at_ms: int | None = None) -> None:
         """Send the step of a timer (its delivery claims the timer), at its due time."""
         spec = TimerSpec.model_validate_json(member)
-        step = self.fq.registry.flow(spec.flow).step(spec.step)
-        arg = self.fq.coordinator.step_arg(spec.run_id, spec.step)
+        step = self.flows.flow(spec.flow).step(spec.step)
+        arg = self.connections.coordinator.step_arg(spec.run_id, spec.step)
         countdown = 0.0 if at_ms is None else max(0.0, (at_ms - now_ms()) / 1000)
         self.enqueue(spec.run_id, spec.flow, step, arg, countdown=countdown or None, timer=member)
 
@@ -227,7 +249,7 @@ class Orchestrator:
             EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
         )
         terminal = self._run_event(header, EventKind.FLOW_COMPLETED, duration_ms="$duration_ms")
-        return self.fq.coordinator.finish_step(event, "completed", terminal)
+        return self.connections.coordinator.finish_step(event, "completed", terminal)
 
     def fail_step(
         self,
@@ -250,9 +272,9 @@ class Orchestrator:
         )
         summary = {"type": error["type"], "message": error["message"]}
         terminal = self._run_event(header, EventKind.FLOW_FAILED, error=summary, step=header.step)
-        finish = self.fq.coordinator.finish_step(event, "failed", terminal)
+        finish = self.connections.coordinator.finish_step(event, "failed", terminal)
         if finish.terminal:  # other steps may still hold timers, waiters or triggers
-            self.fq.coordinator.cancel(header.run_id, header.flow, None)
+            self.connections.coordinator.cancel(header.run_id, header.flow, None)
         return finish
 
     def retry_step(
@@ -285,7 +307,7 @@ class Orchestrator:
             step=header.step,
             attempt=attempt + 1,
         ).member()
-        return self.fq.coordinator.finish_step(
+        return self.connections.coordinator.finish_step(
             event, "retry", None, timer=timer, due_ms=due_ms, arg=arg
         )
 
@@ -302,9 +324,9 @@ class Orchestrator:
     ) -> None:
         """Send one delivery of ``step``; a new run's entry steps queue behind the
         deliveries that runs in progress are owed (``flowqueue.runtime._priorities``)."""
-        task = self.fq.app.tasks[step.task_name]
+        task = self.app.tasks[step.task_name]
         header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer)
-        priorities = self.fq.priorities
+        priorities = self.priorities
         task.apply_async(
             args=[arg],
             task_id=step_task_id(run_id, step.name),

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from flowqueue.runtime.engine import Flowqueue
+from flowqueue.runtime._connections import Connections
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -25,25 +24,32 @@ BATCH = 500
 class TimerPump:
     """Hands due timers to Celery; one per worker process that consumes (any number)."""
 
-    def __init__(self, fq: Flowqueue) -> None:
-        self.fq = fq
+    def __init__(
+        self,
+        connections: Connections,
+        fire: Callable[[str, int], None],
+        horizon_ms: Callable[[], int],
+    ) -> None:
+        self.connections = connections
+        self.settings = connections.settings
+        self._fire = fire  # sends a timer's step, to arrive at its due time
+        self._horizon_ms = horizon_ms  # read when pumping: the app's config may change
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def pump_once(self) -> int:
         """Hand over every timer due within the horizon; returns how many."""
-        fq = self.fq
-        rehand_ms = int(fq.settings.timer_rehand_seconds * 1000)
-        due = fq.coordinator.take_due(fq.timer_horizon_ms, BATCH, rehand_ms)
+        rehand_ms = int(self.settings.timer_rehand_seconds * 1000)
+        due = self.connections.coordinator.take_due(self._horizon_ms(), BATCH, rehand_ms)
         for member, at_ms in due:
             try:
-                fq.orchestrator.fire(member, at_ms)
+                self._fire(member, at_ms)
             except Exception:  # one bad timer must not stop the others; it is handed again
                 log.exception("could not hand over timer %s", member)
         return len(due)
 
     def _loop(self) -> None:
-        interval = self.fq.settings.timer_poll_seconds
+        interval = self.settings.timer_poll_seconds
         while not self._stop.is_set():
             try:
                 handed = self.pump_once()

@@ -13,13 +13,12 @@ from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event
 from flowqueue.model.reducer import RunState, reduce
 from flowqueue.model.validation import shown
+from flowqueue.runtime.app import default_app
 from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 
 
 def _fq(app: Any | None) -> Flowqueue:
     if app is None:
-        from flowqueue.runtime.app import default_app
-
         app = default_app()
     return flowqueue_of(app)
 
@@ -78,4 +77,4 @@ def no_run(run_id: str) -> UnknownRun:
 
 def list_flows(*, app: Any | None = None) -> list[FlowInfo]:
     """Every flow with its steps and edges (from ``emits`` / ``subscribes``)."""
-    return [graph.info() for graph in _fq(app).registry.flows.values()]
+    return [graph.info() for graph in _fq(app).flows.flows.values()]

@@ -1,129 +1,92 @@
-"""flowqueue's part of one Celery app (``app.flowqueue``): settings, store, coordinator,
-flows and orchestrator. Connections are per process (Celery's prefork pool forks)."""
+"""flowqueue's part of one Celery app (``app.flowqueue``): it puts together the
+connections, the flow registry, the orchestrator, the timer pump and the middleware,
+and runs each delivery of a step (the ``StepHost`` that ``FlowTask`` calls)."""
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
-from dataclasses import dataclass
 from typing import Any
 
+from flowqueue.authoring.context import FlowContext
 from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
+from flowqueue.authoring.step import FlowTask
 from flowqueue.backend.coordinator import RunCoordinator
-from flowqueue.backend.redis.coordinator import RedisRunCoordinator
-from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.keys import Keys
-from flowqueue.backend.redis.store import RedisEventStore
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import ConfigurationError
-from flowqueue.runtime._leases import LeaseKeeper
+from flowqueue.model.header import StepHeader
+from flowqueue.runtime._awaits import StepAwaits
+from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._orchestrator import Orchestrator
-from flowqueue.runtime._priorities import StepPriorities, step_priorities
+from flowqueue.runtime._runner import run_delivery
+from flowqueue.runtime._standard_middleware import (
+    Claim,
+    Completion,
+    Lease,
+    LogCapture,
+    Retries,
+    Suspension,
+)
 from flowqueue.runtime._timers import TimerPump
+from flowqueue.runtime.middleware import Delivery, Middleware
 from flowqueue.runtime.workers import WorkerRegistration, celery_live_numbers
 from flowqueue.settings import Settings
-
-MEMORY_URL = "memory://"
-
-
-@dataclass
-class _ProcessResources:
-    pid: int
-    store: EventStore
-    coordinator: RunCoordinator
-    leases: LeaseKeeper
 
 
 class Flowqueue:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.lease_ms = int(settings.step_lease_seconds * 1000)
         self.keys = Keys(settings.key_prefix)
-        self.orchestrator = Orchestrator(self)
-        self.default_retry = Retry(
+        self.connections = Connections(settings, on_open=self._opened)
+        self.orchestrator = Orchestrator(app, settings, self.connections, lambda: self.flows)
+        self.timer_pump = TimerPump(self.connections, self.orchestrator.fire, self._horizon_ms)
+        # The worker's presence in the registry stream (started in the worker main process).
+        self.worker_registration = WorkerRegistration(settings, live=celery_live_numbers)
+        default_retry = Retry(
             attempts=settings.retry_attempts,
             delay=settings.retry_delay,
             max_delay=settings.retry_max_delay,
         )
-        self.timer_pump = TimerPump(self)
-        # The worker's presence in the registry stream (started in the worker main process).
-        self.worker_registration = WorkerRegistration(settings, live=celery_live_numbers)
-        self._resources: _ProcessResources | None = None
-        self._priorities: StepPriorities | None = None
-        self._registry: tuple[int, FlowRegistry] | None = None
+        self.middleware: list[Middleware] = [
+            Claim(self.connections, self.orchestrator),
+            LogCapture(),
+            Lease(self.connections),
+            Suspension(),
+            Retries(self.orchestrator, default_retry),
+            Completion(self.orchestrator),
+        ]
+        self._flows: tuple[int, FlowRegistry] | None = None
         self._workers_imported = False
-        self._lock = threading.RLock()
-        self._embedded: tuple[str, weakref.finalize[[], Flowqueue]] | None = None
+        self._lock = threading.Lock()
 
-    # -- per-process connections ------------------------------------------------------
+    # -- the backend of this process ---------------------------------------------------
 
-    def _process(self) -> _ProcessResources:
-        res = self._resources
-        if res is None or res.pid != os.getpid():
-            with self._lock:
-                res = self._resources
-                if res is None or res.pid != os.getpid():
-                    res = self._resources = self._connect()
-        return res
+    @property
+    def store(self) -> EventStore:
+        return self.connections.store
 
-    def _connect(self) -> _ProcessResources:
-        store = RedisEventStore(self.backend_settings())
-        if self.settings.redis_url == MEMORY_URL:
-            self.timer_pump.start()  # no worker pumps this process's timers: it does
-        leases = LeaseKeeper(self.lease_ms)
-        return _ProcessResources(os.getpid(), store, RedisRunCoordinator(store), leases)
+    @property
+    def coordinator(self) -> RunCoordinator:
+        return self.connections.coordinator
 
     def backend_settings(self) -> Settings:
-        """The settings the backend connects with. ``memory://`` is a ``redis-server`` of
-        this app's own, started on first use in a temporary directory and stopped with the
-        app (or the process): the same Lua scripts as production, nothing kept."""
-        if self.settings.redis_url != MEMORY_URL:
-            return self.settings
-        with self._lock:
-            if self._embedded is None:
-                server = EmbeddedRedis().start()
-                self._embedded = (server.url, weakref.finalize(self, server.stop))
-        return self.settings.model_copy(update={"redis_url": self._embedded[0]})
+        return self.connections.backend_settings()
+
+    def _opened(self) -> None:
+        if self.connections.memory:
+            self.timer_pump.start()  # no worker pumps this process's timers: it does
+
+    def reset_after_fork(self) -> None:
+        self.connections.reset_after_fork()
 
     def close(self) -> None:
         """Stop this process's timer pump and connections, and a ``memory://`` server."""
         self.timer_pump.stop()
-        if self._resources is not None:
-            self._resources.store.close()
-        self._resources = None
-        if self._embedded is not None:
-            self._embedded[1]()
-            self._embedded = None
+        self.connections.close()
 
-    @property
-    def store(self) -> EventStore:
-        return self._process().store
-
-    @property
-    def coordinator(self) -> RunCoordinator:
-        return self._process().coordinator
-
-    @property
-    def leases(self) -> LeaseKeeper:
-        return self._process().leases
-
-    def reset_after_fork(self) -> None:
-        """Drop connections inherited from a parent process (never shared across forks)."""
-        self._resources = None
-        self._lock = threading.RLock()
-
-    @property
-    def priorities(self) -> StepPriorities:
-        """Read on first use, once the app's configuration is final."""
-        if self._priorities is None:
-            self._priorities = step_priorities(self.app.conf.broker_url, self.settings)
-        return self._priorities
-
-    @property
-    def timer_horizon_ms(self) -> int:
+    def _horizon_ms(self) -> int:
         """How early timers go to Celery as countdown messages: never near the broker's
         visibility timeout (a countdown held past it is delivered twice), and not at all
         early when tasks run eagerly (eager mode ignores countdowns)."""
@@ -134,7 +97,37 @@ class Flowqueue:
         horizon = min(self.settings.timer_horizon_seconds, float(visibility) / 4)
         return int(horizon * 1000)
 
-    # -- flows ------------------------------------------------------------------------
+    # -- steps -------------------------------------------------------------------------
+
+    def add_middleware(
+        self, middleware: Middleware, *, before: type[Middleware] | None = None
+    ) -> None:
+        """Add ``middleware`` at the end, or just before the first of type ``before``."""
+        types = [type(m) for m in self.middleware]
+        at = types.index(before) if before is not None else len(types)
+        self.middleware.insert(at, middleware)
+
+    def run_step(self, task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any:
+        step = self.flows.flow(header.flow).step(header.step)
+        delivery = Delivery(task, header, step, args[0] if args else None)
+        return run_delivery(delivery, self.middleware, self._context)
+
+    def _context(self, delivery: Delivery) -> FlowContext:
+        header, attempt = delivery.header, delivery.attempt
+        awaits = StepAwaits(
+            self.connections, header, attempt, delivery.arg, resumed=delivery.resumed
+        )
+        return FlowContext(
+            header,
+            attempt,
+            delivery.arg,
+            delivery.task.request.id,
+            store=self.connections.store,
+            emit=lambda name, payload: self.orchestrator.emit(header, attempt, name, payload),
+            awaits=awaits,
+        )
+
+    # -- flows -------------------------------------------------------------------------
 
     def import_workers(self) -> None:
         if not self._workers_imported:
@@ -142,13 +135,14 @@ class Flowqueue:
             self._workers_imported = True
 
     @property
-    def registry(self) -> FlowRegistry:
-        """The app's flows, rebuilt when Celery's task registry changes."""
+    def flows(self) -> FlowRegistry:
+        """The app's flow registry, rebuilt when Celery's task registry changes."""
         self.import_workers()
         tasks = self.app.tasks  # finalizes the app: shared @step tasks bind to it
-        cached = self._registry
+        cached = self._flows
         if cached is None or cached[0] != len(tasks):
-            cached = self._registry = (len(tasks), FlowRegistry.from_tasks(list(tasks.values())))
+            with self._lock:
+                cached = self._flows = (len(tasks), FlowRegistry.from_tasks(list(tasks.values())))
         return cached[1]
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import Any, Literal
 
 import redis
@@ -33,11 +34,10 @@ from redis.retry import Retry
 
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.model.ids import format_ts, ms_to_datetime
-from flowqueue.settings import Settings
+from flowqueue.settings import MEMORY_URL, Settings
 
 log = logging.getLogger(__name__)
 
-MEMORY_URL = "memory://"  # as in flowqueue.runtime.engine (not imported: it imports this module)
 EVENT_FIELD = "event"  # the one field of a stream entry: the WorkerEvent JSON
 PAGE = 1_000  # entries per XRANGE round trip
 
@@ -215,20 +215,17 @@ def append_event(client: redis.Redis, keys: Keys, settings: Settings, event: Wor
 def describe_worker(app: Any, consumer: Any) -> dict[str, Any]:
     """``worker.registered`` data of a Celery worker, from its app and its ``Consumer``
     (the ``worker_ready`` sender). Best effort: a missing attribute leaves a field out."""
-    import flowqueue  # the package imports this module through celery_app
-
     task_consumer = getattr(consumer, "task_consumer", None)
     queues = [q.name for q in getattr(task_consumer, "queues", None) or ()]
     if not queues:
         queues = sorted(app.amqp.queues)
-    registry = app.flowqueue.runtime.workers
-    flows = {name: list(graph.steps) for name, graph in registry.flows.items()}
+    flows = {name: list(graph.steps) for name, graph in app.flowqueue.flows.flows.items()}
     controller = getattr(consumer, "controller", None)
     return {
         "queues": queues,
         "flows": flows,
         "concurrency": getattr(controller, "concurrency", None),
-        "version": flowqueue.__version__,
+        "version": version("flowqueue"),
     }
 
 
