@@ -19,9 +19,11 @@ from collections.abc import Callable
 import redis
 from common import cli, pct, verdict
 
-from flowqueue import NewEvent, RedisEventStore, Settings, new_run_id
+from flowqueue import Settings
 from flowqueue.backend.redis.embedded import EmbeddedRedis
-from flowqueue.model.events import encode_body
+from flowqueue.backend.redis.store import RedisEventStore
+from flowqueue.model.events import NewEvent, encode_body
+from flowqueue.model.ids import new_run_id
 
 APPEND_RATIO_TARGET = 1.5
 APPEND_MANY_TARGET = 50_000

@@ -31,9 +31,11 @@ import httpx
 import redis.asyncio as aioredis
 from common import cli, pct, verdict
 
-from flowqueue import NewEvent, Settings, new_run_id
+from flowqueue import Settings
 from flowqueue.backend.redis.embedded import EmbeddedRedis, free_port
 from flowqueue.backend.redis.store import AsyncRedisEventStore
+from flowqueue.model.events import NewEvent
+from flowqueue.model.ids import new_run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS_MS = {100: 5.0, 1000: 50.0}

@@ -1,7 +1,10 @@
 """flowqueue: event-sourced flows on Celery.
 
-Every run of a flow has one append-only event log (a Redis Stream); status, steps,
-state and logs are derived from it by a pure reducer.
+Every run of a flow has one append-only event log (a Redis Stream); status, steps, state
+and logs are derived from it by a pure reducer. This module exports what a flow author
+and a caller of flows use; the rest stays in its own module: the store
+(``flowqueue.backend.redis.store``), the reducer (``flowqueue.model.reducer``), every
+error (``flowqueue.errors``) and the settings (``flowqueue.settings``).
 """
 
 from __future__ import annotations
@@ -13,51 +16,17 @@ from flowqueue.authoring.context import FlowContext
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.authoring.retry import Retry
 from flowqueue.authoring.step import FlowTask, step
-from flowqueue.backend.redis.store import AsyncRedisEventStore, RedisEventStore
-from flowqueue.backend.store import AsyncEventStore, EventStore, RunSummary
-from flowqueue.errors import (
-    AwaitTimeout,
-    BrokerUnavailable,
-    ConfigurationError,
-    EmbeddedRedisError,
-    FlowDefinitionError,
-    FlowqueueError,
-    InvalidEvent,
-    InvalidIdentifier,
-    InvalidInput,
-    InvalidSignal,
-    MixedRunsError,
-    NonDeterminismError,
-    NonJsonPayload,
-    NonRetriableError,
-    PayloadTooLarge,
-    RunAlreadyEnded,
-    StepCalledDirectly,
-    TriggerAlreadyUsed,
-    UnknownEventKind,
-    UnknownFlow,
-    UnknownRun,
-    UnknownTrigger,
-)
-from flowqueue.model.events import Event, EventKind, NewEvent
-from flowqueue.model.ids import new_run_id
-from flowqueue.model.reducer import (
-    RunState,
-    RunStatus,
-    StepState,
-    StepStatus,
-    apply,
-    reduce,
-    state_at,
-)
+from flowqueue.errors import AwaitTimeout, FlowqueueError, NonRetriableError
+from flowqueue.model.events import Event
+from flowqueue.model.reducer import RunState, RunStatus, StepState, StepStatus
 from flowqueue.runtime.app import create_app, default_app, install
 from flowqueue.runtime.client import (
     cancel,
-    emit,
     get_run,
     list_flows,
     read_events,
     resume,
+    signal,
     start_flow,
 )
 from flowqueue.settings import Settings
@@ -72,63 +41,37 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'flowqueue' has no attribute {name!r}")
 
 
-__all__ = [
-    "AsyncEventStore",
-    "AsyncRedisEventStore",
-    "AwaitTimeout",
-    "BrokerUnavailable",
-    "ConfigurationError",
-    "EmbeddedRedisError",
-    "Event",
-    "EventKind",
-    "EventStore",
-    "FlowContext",
-    "FlowDefinitionError",
-    "FlowInfo",
+__all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
+    # declaring flows
+    "step",
     "FlowTask",
-    "FlowqueueError",
-    "InvalidEvent",
-    "InvalidIdentifier",
-    "InvalidInput",
-    "InvalidSignal",
-    "MixedRunsError",
-    "NewEvent",
-    "NonDeterminismError",
-    "NonJsonPayload",
-    "NonRetriableError",
-    "PayloadTooLarge",
-    "RedisEventStore",
+    "FlowContext",
     "Retry",
-    "RunAlreadyEnded",
-    "RunState",
-    "RunStatus",
-    "RunSummary",
-    "Settings",
     "Sleep",
-    "StepCalledDirectly",
-    "StepState",
-    "StepStatus",
-    "TriggerAlreadyUsed",
-    "UnknownEventKind",
-    "UnknownFlow",
-    "UnknownRun",
-    "UnknownTrigger",
     "WaitForEvent",
     "WaitForTrigger",
+    "AwaitTimeout",
+    "NonRetriableError",
+    # the Celery app
     "app",
-    "apply",
-    "cancel",
     "create_app",
     "default_app",
-    "emit",
-    "get_run",
     "install",
-    "list_flows",
-    "new_run_id",
-    "read_events",
-    "reduce",
-    "resume",
+    "Settings",
+    # starting runs and reading them
     "start_flow",
-    "state_at",
-    "step",
+    "signal",
+    "resume",
+    "cancel",
+    "get_run",
+    "read_events",
+    "list_flows",
+    "Event",
+    "FlowInfo",
+    "RunState",
+    "RunStatus",
+    "StepState",
+    "StepStatus",
+    # every error derives from this one
+    "FlowqueueError",
 ]

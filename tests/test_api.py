@@ -113,11 +113,11 @@ def test_emit_over_http_wakes_the_waiter(api, cluster):
         body = {"name": "kick-api", "match": {"n": 7}}
         run = client.post("/api/_flows/wait-event/start", json=body).json()["run_id"]
         awaiting(cluster, run, "wait_event")
-        sent = client.post("/api/_events", json={"name": "kick-api", "payload": {"n": 7}})
+        sent = client.post("/api/_signals", json={"name": "kick-api", "payload": {"n": 7}})
         assert sent.status_code == 202, sent.text
         assert sent.json()["woken"] == 1
-        assert_problem(client.post("/api/_events", json={"name": "bad name!"}), 422)
-        assert_problem(client.post("/api/_events", json={"payload": 1}), 422)
+        assert_problem(client.post("/api/_signals", json={"name": "bad name!"}), 422)
+        assert_problem(client.post("/api/_signals", json={"payload": 1}), 422)
     assert cluster.wait_terminal(run)[-1].kind == "flow.completed"
 
 
@@ -147,7 +147,7 @@ def test_bad_requests_are_problems_and_write_nothing(api, cluster):
         assert_problem(bad_json, 422, "not valid JSON")
         big = b'{"x": "' + b"a" * 1_100_000 + b'"}'
         assert_problem(client.post("/api/_flows/nap/start", content=big), 413, "limit")
-        assert_problem(client.post("/api/_events", content=big), 413)
+        assert_problem(client.post("/api/_signals", content=big), 413)
         assert_problem(client.get("/api/_flows/nap/runs", params={"limit": 0}), 422)
         bad_cursor = client.get("/api/_events/stream", params={"after": "not-an-id"})
         assert_problem(bad_cursor, 422, "event id")

@@ -83,7 +83,9 @@ def started(header: StepHeader) -> NewEvent:
 def suspend_on_trigger(fq: Flowqueue, header: StepHeader, timeout_ms: int) -> tuple[str, str]:
     """Register a trigger wait; returns (trigger id, its timeout timer)."""
     with pytest.raises(Suspended):
-        StepAwaits(fq.connections, header, 1, {}, resumed=False).wait_for_trigger(timeout_ms, None, None)
+        StepAwaits(fq.connections, header, 1, {}, resumed=False).wait_for_trigger(
+            timeout_ms, None, None
+        )
     record = fq.coordinator.await_records(header.run_id, header.step)[f"{header.step}#1"]
     trigger = next(e for e in fq.store.read(header.run_id) if e.kind == "step.await.trigger")
     return trigger.data["trigger_id"], record.timer
@@ -149,7 +151,9 @@ def test_an_emit_racing_the_wait_registration_wakes_it(fq, pair):
         match = {"n": i}
 
         def wait(header: StepHeader = header, match: dict[str, int] = match) -> Any:
-            return StepAwaits(fq.connections, header, 1, {}, resumed=False).wait_for_event("tick", match, None)
+            return StepAwaits(fq.connections, header, 1, {}, resumed=False).wait_for_event(
+                "tick", match, None
+            )
 
         registered, (_, woken) = pair(wait, lambda m=match: fq.coordinator.signal("tick", m))
         if isinstance(registered, Suspended):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowqueue import BrokerUnavailable, create_app, get_run
+from flowqueue import create_app, get_run
+from flowqueue.errors import BrokerUnavailable
 from flowqueue.model.reducer import RunStatus
 from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings

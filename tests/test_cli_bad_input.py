@@ -130,12 +130,14 @@ CASES = [
     ),
     case("runs-unknown-flow", "runs", "no-such-flow", expect="unknown flow"),
     # -- emit and resume ---------------------------------------------------------------
-    case("emit-name-newline", "emit", "probe.nl\n", expect="is not valid", writes=True),
-    case("emit-name-braces", "emit", "a{b}", expect="is not valid", writes=True),
-    case("emit-bad-json", "emit", "probe.x", "--data", "{x", expect="not valid JSON", usage=True),
+    case("signal-name-newline", "signal", "probe.nl\n", expect="is not valid", writes=True),
+    case("signal-name-braces", "signal", "a{b}", expect="is not valid", writes=True),
     case(
-        "emit-200-deep",
-        "emit",
+        "signal-bad-json", "signal", "probe.x", "--data", "{x", expect="not valid JSON", usage=True
+    ),
+    case(
+        "signal-200-deep",
+        "signal",
         "probe.x",
         "--data",
         nested(200),
@@ -143,18 +145,18 @@ CASES = [
         writes=True,
     ),
     case(
-        "emit-lone-surrogate",
-        "emit",
+        "signal-lone-surrogate",
+        "signal",
         "probe.x",
         "--data",
         '"\\udfff"',
         expect="must come in pairs",
         usage=True,
     ),
-    case("emit-nan", "emit", "probe.x", "--data", "NaN", expect="NaN and Infinity", usage=True),
+    case("signal-nan", "signal", "probe.x", "--data", "NaN", expect="NaN and Infinity", usage=True),
     case(
-        "emit-too-large",
-        "emit",
+        "signal-too-large",
+        "signal",
         "probe.big",
         "--data",
         BIG,
@@ -212,8 +214,8 @@ CASES = [
         writes=True,
     ),
     case(
-        "emit-broker-unreachable",
-        "emit",
+        "signal-broker-unreachable",
+        "signal",
         "probe.ok",
         expect="cannot reach the Celery broker",
         env={"CELERY_BROKER_URL": "amqp://guest@127.0.0.1:9//"},
@@ -250,7 +252,7 @@ CASES = [
     ),
     case(
         "url-database-not-a-number",
-        "emit",
+        "signal",
         "probe.ok",
         expect="is not a Redis URL",
         env={"FLOWQUEUE_REDIS_URL": "redis://127.0.0.1:9/abc"},

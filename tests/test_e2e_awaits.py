@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flowqueue import cancel, emit, get_run, resume, start_flow
+from flowqueue import cancel, get_run, resume, signal, start_flow
 from flowqueue.errors import (
     InvalidIdentifier,
     InvalidSignal,
@@ -70,8 +70,8 @@ def test_an_event_wait_wakes_on_a_matching_emit_only(cluster):
     state = get_run(run, app=cluster.app).steps["wait_event"]
     assert state.awaiting is not None
     assert state.awaiting.match == {"order": "o-1"}
-    assert emit("paid", {"order": "o-2"}, app=cluster.app) == 0
-    assert emit("paid", {"order": "o-1", "amount": 5}, app=cluster.app) == 1
+    assert signal("paid", {"order": "o-2"}, app=cluster.app) == 0
+    assert signal("paid", {"order": "o-1", "amount": 5}, app=cluster.app) == 1
     log = cluster.wait_terminal(run)
     assert log[-2].data["result"] == {"payload": {"order": "o-1", "amount": 5}}
     resumed = [e for e in log if e.kind == "step.resumed"]
@@ -96,8 +96,8 @@ def test_an_event_emitted_before_the_wait_registers_is_not_missed(cluster):
     run = start_flow("two-waits", {"k": "a"}, app=cluster.app)
     awaiting(cluster, run, "two_waits")
     # Both at once: the step is still resuming from "first" when "second" is emitted.
-    assert emit("first", {"k": "a", "n": 1}, app=cluster.app) == 1
-    emit("second", {"k": "a", "n": 2}, app=cluster.app)
+    assert signal("first", {"k": "a", "n": 1}, app=cluster.app) == 1
+    signal("second", {"k": "a", "n": 2}, app=cluster.app)
     log = cluster.wait_terminal(run)
     assert log[-2].data["result"] == [{"k": "a", "n": 1}, {"k": "a", "n": 2}]
     assert [e.data["msg"] for e in log if e.kind == "log"] == ["between the waits"]
@@ -108,7 +108,7 @@ def test_an_event_wait_times_out(cluster):
     log = cluster.wait_terminal(run)
     assert "step.await.timeout" in kinds(log)
     assert log[-2].data["result"] == {"timeout": True}
-    assert emit("never", {}, app=cluster.app) == 0  # the waiter went with the timeout
+    assert signal("never", {}, app=cluster.app) == 0  # the waiter went with the timeout
 
 
 def test_a_trigger_resumes_once_from_the_cli(cluster):
@@ -143,11 +143,11 @@ def test_bad_resumes_and_emits_write_nothing(cluster):
     with pytest.raises(UnknownTrigger, match="unknown or expired"):
         resume("trg_not-a-real-one", {}, app=cluster.app)
     with pytest.raises(InvalidSignal, match="not valid"):
-        emit("bad name!", {}, app=cluster.app)
+        signal("bad name!", {}, app=cluster.app)
     with pytest.raises(InvalidSignal, match="JSON"):
-        emit("fine-name", {"when": object()}, app=cluster.app)
+        signal("fine-name", {"when": object()}, app=cluster.app)
     with pytest.raises(InvalidSignal, match="limit"):
-        emit("fine-name", {"blob": "x" * 2_000_000}, app=cluster.app)
+        signal("fine-name", {"blob": "x" * 2_000_000}, app=cluster.app)
     assert not client.exists(keys.signals("fine-name"))
     bad = cluster.flowqueue("emit", "fine-name", "--data", "{not json")
     assert bad.returncode == 2
@@ -181,7 +181,7 @@ def test_cancel_drops_waiters_and_triggers(cluster):
     awaiting(cluster, waiting, "wait_event")
     cancel(waiting, "test", app=cluster.app)
     cancel(triggered, "test", app=cluster.app)
-    assert emit("gone", {"x": 1}, app=cluster.app) == 0
+    assert signal("gone", {"x": 1}, app=cluster.app) == 0
     with pytest.raises(TriggerAlreadyUsed, match="cancelled"):
         resume(trigger, {}, app=cluster.app)
     time.sleep(0.5)  # nothing may start after the cancel

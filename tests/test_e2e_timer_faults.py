@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flowqueue import emit, get_run, resume, start_flow
+from flowqueue import get_run, resume, signal, start_flow
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.model.events import TERMINAL_KINDS, Event
 from flowqueue.model.reducer import StepStatus
@@ -91,7 +91,7 @@ def test_timers_and_waits_survive_sigkill_of_every_worker(own_cluster):
         worker.kill()
     # With no worker alive: wake the waits and resume the triggers.
     for i in range(5):
-        assert emit("kick", {"i": i}, app=app) == 1
+        assert signal("kick", {"i": i}, app=app) == 1
     for run in triggers:
         info = get_run(run, app=app).steps["wait_trigger"].awaiting
         assert info is not None

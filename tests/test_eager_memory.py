@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from flowqueue import FlowTask, cancel, create_app, emit, get_run, resume, start_flow
+from flowqueue import FlowTask, cancel, create_app, get_run, resume, signal, start_flow
 from flowqueue.errors import (
     InvalidInput,
     RunAlreadyEnded,
@@ -101,7 +101,7 @@ def test_awaits_run_in_memory_too(app):
     reminder = start_flow("reminder", {"user": "a", "message": "m", "delay_seconds": 0.2}, app=app)
     order = start_flow("order-approval", {"order_id": "m-1", "amount": 1}, app=app)
     assert get_run(order, app=app).steps["await_payment"].status == "awaiting"
-    assert emit("payment.confirmed", {"order_id": "m-1", "payment_id": "p"}, app=app) == 1
+    assert signal("payment.confirmed", {"order_id": "m-1", "payment_id": "p"}, app=app) == 1
     expense = start_flow("expense-approval", {"employee": "e", "amount": 2}, app=app)
     info = get_run(expense, app=app).steps["request_approval"].awaiting
     assert info is not None

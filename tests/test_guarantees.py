@@ -296,7 +296,7 @@ def test_an_api_body_exactly_at_the_limit_is_read_and_one_byte_more_is_413(small
         content: Any = iter([body[: len(body) // 2], body[len(body) // 2 :]]) if chunked else body
         with api.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
             return client.post(
-                "/api/_events", content=content, headers={"content-type": "application/json"}
+                "/api/_signals", content=content, headers={"content-type": "application/json"}
             )
 
     try:

@@ -94,7 +94,7 @@ def test_deep_input_is_refused_on_every_way_in_and_the_feed_keeps_flowing(api, c
             assert_problem(start, 422)
             resume = client.post(f"/api/_flows/triggers/{trigger}", content=body)
             assert_problem(resume, 422, "deeper than the limit of 64")
-            emit = client.post("/api/_events", content=f'{{"name": "deep", "payload": {body}}}')
+            emit = client.post("/api/_signals", content=f'{{"name": "deep", "payload": {body}}}')
             assert_problem(emit, 422)
         assert_problem(client.post("/api/_flows/example-flow/start", content=nested(65)), 422, "64")
         surrogate = client.post("/api/_flows/example-flow/start", content=b'{"a": "\\ud800"}')
@@ -105,7 +105,7 @@ def test_deep_input_is_refused_on_every_way_in_and_the_feed_keeps_flowing(api, c
             "/api/_flows/example-flow/start", content=b'{"a": 1' + b"0" * 30 + b"}"
         )
         assert_problem(huge_int, 422, "64 bits")
-        newline = client.post("/api/_events", json={"name": "probe.nl\n", "payload": 1})
+        newline = client.post("/api/_signals", json={"name": "probe.nl\n", "payload": 1})
         assert_problem(newline, 422)
         assert snapshot(raw, cluster) == before  # nothing written anywhere
         # The trigger still works, and so does everything after the refusals.

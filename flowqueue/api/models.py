@@ -46,7 +46,7 @@ class Resumed(BaseModel):
     run_id: str
 
 
-class EmitIn(BaseModel):
+class SignalIn(BaseModel):
     name: str = Field(
         pattern=IDENT_PATTERN,
         description="Event name: 1-128 of letters, digits and '_.:-'.",
@@ -54,7 +54,7 @@ class EmitIn(BaseModel):
     payload: Any = None
 
 
-class Emitted(BaseModel):
+class SignalSent(BaseModel):
     name: str
     signal_id: str
     woken: int = Field(description="How many waiting steps it woke.")

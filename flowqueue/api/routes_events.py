@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from flowqueue.api.auth import require_token, require_token_or_cookie
 from flowqueue.api.body import json_body
 from flowqueue.api.context import ApiContext, context_of
-from flowqueue.api.models import EmitIn, Emitted
+from flowqueue.api.models import SignalIn, SignalSent
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.api.routes_flows import EVENT_ID, SSE_RESPONSES
 from flowqueue.api.sse import EventStream
@@ -25,30 +25,30 @@ streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
 
 
 @router.post(
-    "/api/_events",
-    response_model=Emitted,
+    "/api/_signals",
+    response_model=SignalSent,
     status_code=202,
     responses=problem_responses(401, 408, 413, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": EmitIn.model_json_schema()}},
+            "content": {"application/json": {"schema": SignalIn.model_json_schema()}},
         }
     },
 )
-async def emit(request: Request) -> Emitted:
-    """Emit an event from outside any run: it wakes every waiting step whose match its
+async def signal(request: Request) -> SignalSent:
+    """Send a signal (an event from outside any run): it wakes every waiting step whose match its
     payload fits (and waits registered just after it still see it)."""
     ctx = context_of(request)
     raw = await json_body(request, ctx.settings.max_payload_bytes)
     try:
-        body = EmitIn.model_validate(raw)
+        body = SignalIn.model_validate(raw)
     except ValidationError as exc:
         raise ApiError(
             422, f'send {{"name": "...", "payload": ...}}: {exc.errors()[0]["msg"]}'
         ) from None
     signal_id, woken = await run_in_threadpool(ctx.fq.orchestrator.signal, body.name, body.payload)
-    return Emitted(name=body.name, signal_id=signal_id, woken=woken)
+    return SignalSent(name=body.name, signal_id=signal_id, woken=woken)
 
 
 @streams.get(

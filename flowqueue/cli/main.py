@@ -23,9 +23,9 @@ from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.model.validation import MAX_JSON_DEPTH
 from flowqueue.runtime.app import default_app
 from flowqueue.runtime.client import cancel as cancel_run
-from flowqueue.runtime.client import emit as emit_event
 from flowqueue.runtime.client import get_run, list_flows, no_run, read_events, start_flow
 from flowqueue.runtime.client import resume as resume_trigger
+from flowqueue.runtime.client import signal as send_signal
 from flowqueue.runtime.engine import flowqueue_of
 
 
@@ -254,14 +254,14 @@ def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
 
 @main.command()
 @click.argument("name", type=TEXT)
-@click.option("--data", "data_json", type=TEXT, help="The event's payload as JSON.")
+@click.option("--data", "data_json", type=TEXT, help="The signal's payload as JSON.")
 @click.pass_context
-def emit(ctx: click.Context, name: str, data_json: str | None) -> None:
-    """Emit event NAME from outside any run (wakes the waits it matches)."""
+def signal(ctx: click.Context, name: str, data_json: str | None) -> None:
+    """Send signal NAME, an event from outside any run (wakes the waits it matches)."""
     app, value = app_of(ctx), parse_json(data_json, "--data")
     check_broker(app)
-    woken = emit_event(name, value, app=app)
-    click.echo(f"emitted {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
+    woken = send_signal(name, value, app=app)
+    click.echo(f"sent {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
 
 
 @main.command()

@@ -25,7 +25,7 @@ from flowqueue.model.events import TERMINAL_KINDS, Event, EventKind
 from flowqueue.model.ids import stream_id_ms
 from flowqueue.model.lines import format_line
 from flowqueue.runtime.app import create_app
-from flowqueue.runtime.client import emit, get_run, resume, start_flow
+from flowqueue.runtime.client import get_run, resume, signal, start_flow
 from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
 
@@ -36,8 +36,8 @@ def pay(event: Event, app: Any) -> None:
     """The payment provider confirms the payment the order waits for."""
     if event.kind == EventKind.STEP_AWAIT_EVENT:
         payment = {"order_id": event.data["match"]["order_id"], "payment_id": "pay-42"}
-        print(f"  -> flowqueue.emit('payment.confirmed', {payment})", flush=True)
-        emit("payment.confirmed", payment, app=app)
+        print(f"  -> flowqueue.signal('payment.confirmed', {payment})", flush=True)
+        signal("payment.confirmed", payment, app=app)
 
 
 def approve(event: Event, app: Any) -> None:

@@ -31,8 +31,8 @@ def start_flow(flow: str, input: Any = None, *, app: Any | None = None) -> str:
     return _fq(app).orchestrator.start_run(flow, input)
 
 
-def emit(name: str, payload: Any = None, *, app: Any | None = None) -> int:
-    """Emit event ``name`` from outside any run; returns how many waits it woke.
+def signal(name: str, payload: Any = None, *, app: Any | None = None) -> int:
+    """Send signal ``name`` (an event from outside any run); returns how many waits it woke.
 
     It wakes every ``ctx.wait_for_event(name, match=...)`` (in any run) whose match the
     payload fits, and waits registered shortly after it still see it.
