@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test check lint typecheck pytest bench clean mutate mutate-lua
+.PHONY: install demo test check lint typecheck imports pytest bench clean mutate mutate-lua
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowqueue needs Python >= 3.11; set PYTHON=python3.11")'
@@ -25,7 +25,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy --strict flowqueue
 
-check: lint typecheck
+# The layers of ARCHITECTURE.md and no import cycles ([tool.importlinter] in pyproject.toml).
+imports: install
+	$(VENV)/bin/lint-imports
+
+check: lint typecheck imports
 
 pytest: install
 	$(VENV)/bin/pytest

@@ -1,6 +1,8 @@
 """One error tree: every error a user can cause is a ``FlowqueueError``.
 
-Each message says what was wrong and what to do about it.
+Each message says what was wrong and what to do about it; what the error is about
+travels with it as data (``run_id``, ``flow``, ``step``, ``trigger_id``), so a handler
+need not parse the message, and the API puts the same fields in its problem responses.
 """
 
 from __future__ import annotations
@@ -8,6 +10,28 @@ from __future__ import annotations
 
 class FlowqueueError(Exception):
     """Root of every error flowqueue raises on purpose."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        run_id: str | None = None,
+        flow: str | None = None,
+        step: str | None = None,
+        trigger_id: str | None = None,
+    ) -> None:
+        super().__init__(message)  # args stay (message,): Celery re-creates it from them
+        self.run_id = run_id
+        self.flow = flow
+        self.step = step
+        self.trigger_id = trigger_id
+
+    @property
+    def about(self) -> dict[str, str]:
+        """The fields that are known: ``{"run_id": ..., "flow": ...}``."""
+        fields = {"run_id": self.run_id, "flow": self.flow, "step": self.step}
+        fields["trigger_id"] = self.trigger_id
+        return {k: v for k, v in fields.items() if isinstance(v, str)}
 
 
 class ConfigurationError(FlowqueueError):
@@ -102,3 +126,11 @@ class BrokerUnavailable(FlowqueueError):
 
 class RunAlreadyEnded(FlowqueueError):
     """The run is completed, failed or cancelled already (nothing to cancel)."""
+
+
+class RunAlreadyExists(FlowqueueError):
+    """A run with that id was started before; start the new one with a new id."""
+
+
+class InvalidAwait(FlowqueueError, ValueError):
+    """An await was given a duration or a moment it cannot wait for."""

@@ -97,7 +97,7 @@ def test_intermediate_states_show_retry_and_await():
 
     resumed = state_at(HAPPY, HAPPY[13].id)
     assert resumed.awaits == {}
-    assert resumed.steps["ship"].status is StepStatus.PENDING
+    assert resumed.steps["ship"].status is StepStatus.QUEUED
 
 
 def test_time_travel_by_timestamp_matches_by_id():

@@ -29,8 +29,8 @@ def error_frame(exc: BaseException) -> bytes:
         detail = f"the event store is unreachable ({type(exc).__name__}); try again later."
     else:
         detail = f"the stream failed ({type(exc).__name__}); the server log has the details."
-    body = Problem(title="Stream ended", status=503, detail=detail).model_dump_json()
-    return b"retry: %d\nevent: problem\ndata: %s\n\n" % (ERROR_RETRY_MS, body.encode())
+    body = Problem(title="Stream ended", status=503, detail=detail).encoded()
+    return b"retry: %d\nevent: problem\ndata: %s\n\n" % (ERROR_RETRY_MS, body)
 
 
 def frame(sse_id: str, data: bytes) -> bytes:

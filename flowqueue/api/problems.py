@@ -22,6 +22,7 @@ from flowqueue.errors import (
     InvalidInput,
     PayloadTooLarge,
     RunAlreadyEnded,
+    RunAlreadyExists,
     TriggerAlreadyUsed,
     UnknownFlow,
     UnknownRun,
@@ -49,6 +50,7 @@ STATUS_OF_ERROR: list[tuple[type[FlowqueueError], int]] = [
     (UnknownTrigger, 404),
     (TriggerAlreadyUsed, 409),
     (RunAlreadyEnded, 409),
+    (RunAlreadyExists, 409),
     (BrokerUnavailable, 503),
     (PayloadTooLarge, 413),
     (InvalidInput, 422),
@@ -72,6 +74,14 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+    # What the error is about, where known (FlowqueueError's data).
+    run_id: str | None = None
+    flow: str | None = None
+    step: str | None = None
+    trigger_id: str | None = None
+
+    def encoded(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
 
 
 class ApiError(Exception):
@@ -84,10 +94,19 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = Problem(title=TITLES.get(status, "Error"), status=status, detail=detail)
+def problem(
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    about: dict[str, str] | None = None,
+) -> JSONResponse:
+    title = TITLES.get(status, "Error")
+    body = Problem(title=title, status=status, detail=detail, **(about or {}))
     return JSONResponse(
-        body.model_dump(), status_code=status, media_type=PROBLEM_JSON, headers=headers
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 
@@ -116,7 +135,7 @@ def install_handlers(api: FastAPI) -> None:
 
     async def on_flowqueue_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, FlowqueueError)
-        return problem(status_of(exc), str(exc))
+        return problem(status_of(exc), str(exc), about=exc.about)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -126,7 +126,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 def _problem(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """A whole problem+json response (the API's ``Problem``), written before any ASGI app
     sees the request."""
-    body = Problem(title=TITLES[status], status=status, detail=detail).model_dump_json()
+    body = Problem(title=TITLES[status], status=status, detail=detail).encoded()
     lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
     lines += [name + b": " + value for name, value in headers or []]
     lines += [
@@ -134,7 +134,7 @@ def _problem(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None
         b"content-length: " + str(len(body)).encode(),
         b"connection: close",
     ]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body.encode()
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 def protocol_with(head_timeout: float) -> type[HeadTimeoutProtocol]:

@@ -154,12 +154,15 @@ class FlowGraph:
                 raise FlowDefinitionError(
                     f"flow {name!r} has two steps named {step.name!r} (tasks "
                     f"{by_name[step.name].task_name!r} and {step.task_name!r}); pass "
-                    "name=... to @step to tell them apart."
+                    "name=... to @step to tell them apart.",
+                    flow=name,
+                    step=step.name,
                 )
             by_name[step.name] = step
         if not any(step.entry for step in steps):
             raise FlowDefinitionError(
-                f"flow {name!r} has no entry step; mark the first step with entry=True."
+                f"flow {name!r} has no entry step; mark the first step with entry=True.",
+                flow=name,
             )
         ordered = {s.name: s for s in sorted(steps, key=_display_order(steps))}
         by_event: dict[str, list[StepDef]] = {}
@@ -178,7 +181,9 @@ class FlowGraph:
         except KeyError:
             raise FlowDefinitionError(
                 f"flow {self.name!r} has no step {name!r}; this worker knows "
-                f"{sorted(self.steps)}. Deploy the same workers package everywhere."
+                f"{sorted(self.steps)}. Deploy the same workers package everywhere.",
+                flow=self.name,
+                step=name,
             ) from None
 
     def candidates(self, event_name: str) -> list[Candidate]:
@@ -227,7 +232,7 @@ class FlowRegistry:
             return self.flows[name]
         except KeyError:
             known = ", ".join(self.flows) or "none (is FLOWQUEUE_WORKERS right?)"
-            raise UnknownFlow(f"unknown flow {name!r}; known flows: {known}.") from None
+            raise UnknownFlow(f"unknown flow {name!r}; known flows: {known}.", flow=name) from None
 
 
 def import_workers(spec: str, *, default: str) -> list[str]:

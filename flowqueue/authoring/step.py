@@ -49,7 +49,8 @@ class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
         if header is None:
             raise StepCalledDirectly(
                 f"step task {self.name!r} was called without flow context; start its flow "
-                "with flowqueue.start_flow(...) (or `flowqueue start FLOW`) instead."
+                "with flowqueue.start_flow(...) (or `flowqueue start FLOW`) instead.",
+                step=self.name,
             )
         host = getattr(self.app, "flowqueue", None)
         if not isinstance(host, StepHost):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
-from flowqueue.errors import AwaitTimeout, InvalidSignal, NonDeterminismError
+from flowqueue.errors import AwaitTimeout, InvalidAwait, InvalidSignal, NonDeterminismError
 from flowqueue.model.validation import check_json, shown
 
 if TYPE_CHECKING:
@@ -74,13 +74,15 @@ class AwaitOutcome:
 def seconds_of(value: Seconds, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if seconds != seconds or seconds < 0:
-        raise ValueError(f"{what} must be a number of seconds >= 0 (or a timedelta), not {value!r}")
+        raise InvalidAwait(
+            f"{what} must be a number of seconds >= 0 (or a timedelta), not {value!r}"
+        )
     return seconds
 
 
 def ms_of(moment: datetime) -> int:
     if moment.tzinfo is None:
-        raise ValueError(
+        raise InvalidAwait(
             f"sleep_until({moment!r}): use a timezone-aware datetime, e.g. datetime.now(UTC)."
         )
     return round(moment.timestamp() * 1000)
@@ -141,7 +143,8 @@ def replayed(record: AwaitRecord, key: str) -> Any:
     if record.state == "timeout":
         raise AwaitTimeout(
             f"await {key} ({record.kind} {record.name!r}) timed out; catch AwaitTimeout in "
-            "the step to go on without it."
+            "the step to go on without it.",
+            step=key.rpartition("#")[0],
         )
     raise Suspended  # pending or cancelled: this execution stops here
 
@@ -152,7 +155,8 @@ def check_same(key: str, record: AwaitRecord, kind: AwaitKind, name: str) -> Non
             f"await {key} replayed as {kind} {name!r} but the step first reached "
             f"{record.kind} {record.name!r} there. A step must reach its awaits in the same "
             "order every time it runs: branch on recorded values (ctx.once, await results), "
-            "not on the clock, randomness or outside state."
+            "not on the clock, randomness or outside state.",
+            step=key.rpartition("#")[0],
         )
 
 

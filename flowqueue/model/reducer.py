@@ -28,7 +28,7 @@ class RunStatus(StrEnum):
 
 
 class StepStatus(StrEnum):
-    PENDING = "pending"  # resumed or scheduled, not started yet
+    QUEUED = "queued"  # sent (first, resumed or retried), not started yet
     RUNNING = "running"
     AWAITING = "awaiting"
     RETRYING = "retrying"
@@ -94,7 +94,7 @@ class EmittedEvent(BaseModel):
 
 class StepState(BaseModel):
     name: str
-    status: StepStatus = StepStatus.PENDING
+    status: StepStatus = StepStatus.QUEUED
     attempts: int = 0
     started_at: datetime | None = None  # start of the current attempt
     ended_at: datetime | None = None
@@ -264,7 +264,7 @@ def _step(state: RunState, event: Event) -> None:
         step.status, step.awaiting = StepStatus.AWAITING, info
     elif kind in (EventKind.STEP_RESUMED, EventKind.STEP_AWAIT_TIMEOUT) and step is not None:
         state.awaits.pop(str(data.get("key")), None)
-        step.status, step.awaiting = StepStatus.PENDING, None
+        step.status, step.awaiting = StepStatus.QUEUED, None
     elif kind == EventKind.LOG:
         state.logs.append(
             LogEntry.model_construct(

@@ -18,12 +18,13 @@ from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
 from flowqueue.backend.coordinator import StepFinish
 from flowqueue.errors import (
     BrokerUnavailable,
-    FlowqueueError,
+    FlowDefinitionError,
     InvalidInput,
     InvalidSignal,
     NonJsonPayload,
     PayloadTooLarge,
     RunAlreadyEnded,
+    RunAlreadyExists,
     TriggerAlreadyUsed,
     UnknownRun,
     UnknownTrigger,
@@ -61,7 +62,7 @@ def validate_run_input(graph: FlowGraph, value: Any) -> Any:
     try:
         value = to_jsonable(value, "input")
     except NonJsonPayload as exc:
-        raise InvalidInput(str(exc)) from None
+        raise InvalidInput(str(exc), flow=graph.name) from None
     for entry in graph.entry_steps:
         if entry.input_model is not None:
             try:
@@ -69,7 +70,9 @@ def validate_run_input(graph: FlowGraph, value: Any) -> Any:
             except ValidationError as exc:
                 raise InvalidInput(
                     f"input for flow {graph.name!r} does not fit {entry.input_model.__name__} "
-                    f"(entry step {entry.name!r}): {exc}"
+                    f"(entry step {entry.name!r}): {exc}",
+                    flow=graph.name,
+                    step=entry.name,
                 ) from None
     return value
 
@@ -107,7 +110,9 @@ class Orchestrator:
         )
         entries = graph.entry_steps
         if self.connections.coordinator.start_run(started, [s.name for s in entries]) is None:
-            raise FlowqueueError(f"run {run_id!r} exists already; start it with a new id.")
+            raise RunAlreadyExists(
+                f"run {run_id!r} exists already; start it with a new id.", run_id=run_id, flow=flow
+            )
         try:
             for entry in entries:
                 self.enqueue(run_id, flow, entry, value, new_run=True)
@@ -119,7 +124,9 @@ class Orchestrator:
             self.connections.coordinator.cancel(run_id, flow, ended)
             raise BrokerUnavailable(
                 f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
-                "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again."
+                "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again.",
+                run_id=run_id,
+                flow=flow,
             ) from exc
         return run_id
 
@@ -128,9 +135,12 @@ class Orchestrator:
         graph = self.flows.flow(header.flow)
         step = graph.step(header.step)
         if step.emits and name not in step.emits:
-            raise FlowqueueError(
+            raise FlowDefinitionError(
                 f"step {step.name!r} emitted {name!r} but declares emits={list(step.emits)}; "
-                "add it there (the flow graph and the dashboard are drawn from emits)."
+                "add it there (the flow graph and the dashboard are drawn from emits).",
+                run_id=header.run_id,
+                flow=header.flow,
+                step=header.step,
             )
         payload = to_jsonable(payload, f"payload of {name!r}")
         event = NewEvent(
@@ -164,17 +174,20 @@ class Orchestrator:
     def resume(self, trigger_id: str, payload: Any) -> str:
         """Resume the await of ``trigger_id`` with ``payload``; returns its run id."""
         if not isinstance(trigger_id, str) or not trigger_id.strip():
-            raise UnknownTrigger("give the trigger id from the step.await.trigger event.")
+            raise UnknownTrigger(
+                "give the trigger id from the step.await.trigger event.", trigger_id=str(trigger_id)
+            )
         try:
             payload = to_jsonable(payload, "payload")
         except NonJsonPayload as exc:
-            raise InvalidInput(str(exc)) from None
+            raise InvalidInput(str(exc), trigger_id=trigger_id) from None
         coordinator = self.connections.coordinator
         info = coordinator.read_trigger(trigger_id)
         if info is None:
             raise UnknownTrigger(
                 f"trigger {trigger_id!r} is unknown or expired; check the id in the run's "
-                "step.await.trigger event."
+                "step.await.trigger event.",
+                trigger_id=trigger_id,
             )
         resumed = NewEvent(
             kind=EventKind.STEP_RESUMED,
@@ -187,18 +200,25 @@ class Orchestrator:
             kind="resume", run_id=info.run_id, flow=info.flow, step=info.step, key=info.key
         ).member()
         result = coordinator.resume(trigger_id, info, payload, resumed, timer)
+        about = {"run_id": info.run_id, "flow": info.flow, "step": info.step}
         if result.outcome == "unknown":
-            raise UnknownTrigger(f"trigger {trigger_id!r} is unknown or expired.")
+            raise UnknownTrigger(
+                f"trigger {trigger_id!r} is unknown or expired.", trigger_id=trigger_id, **about
+            )
         if result.outcome == "ended":
             raise TriggerAlreadyUsed(
-                f"trigger {trigger_id!r} cannot resume anything: run {info.run_id} has ended."
+                f"trigger {trigger_id!r} cannot resume anything: run {info.run_id} has ended.",
+                trigger_id=trigger_id,
+                **about,
             )
         if result.outcome == "used":
             what = {"resumed": "already resumed", "timeout": "timed out"}.get(
                 result.state, result.state
             )
             raise TriggerAlreadyUsed(
-                f"trigger {trigger_id!r} was {what}; a trigger resumes its await once."
+                f"trigger {trigger_id!r} was {what}; a trigger resumes its await once.",
+                trigger_id=trigger_id,
+                **about,
             )
         try:
             step = self.flows.flow(info.flow).step(info.step)
@@ -213,7 +233,9 @@ class Orchestrator:
         check_identifier("run id", run_id)
         first = self.connections.store.read(run_id, limit=1)
         if not first:
-            raise UnknownRun(f"run {run_id!r} has no events; check the id (flowqueue show RUN).")
+            raise UnknownRun(
+                f"run {run_id!r} has no events; check the id (flowqueue show RUN).", run_id=run_id
+            )
         flow = first[0].flow
         event = NewEvent(
             kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
@@ -221,7 +243,9 @@ class Orchestrator:
         outcome = self.connections.coordinator.cancel(run_id, flow, event)
         if outcome.outcome == "ended":
             raise RunAlreadyEnded(
-                f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel."
+                f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel.",
+                run_id=run_id,
+                flow=flow,
             )
         if outcome.queued and not self.app.conf.task_always_eager:
             self.app.control.revoke([step_task_id(run_id, step) for step in outcome.queued])

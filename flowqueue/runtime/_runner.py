@@ -63,5 +63,6 @@ def _step_input(step: StepDef, raw: Any) -> Any:
         return step.input_model.model_validate(raw)
     except ValidationError as exc:
         raise InvalidInput(
-            f"input of step {step.name!r} does not fit {step.input_model.__name__}: {exc}"
+            f"input of step {step.name!r} does not fit {step.input_model.__name__}: {exc}",
+            step=step.name,
         ) from None

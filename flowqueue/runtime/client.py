@@ -72,7 +72,10 @@ def get_run(run_id: str, *, app: Any | None = None) -> RunState:
 
 def no_run(run_id: str) -> UnknownRun:
     """The error for a run id with no events (the CLI raises it too)."""
-    return UnknownRun(f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.")
+    return UnknownRun(
+        f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.",
+        run_id=run_id if isinstance(run_id, str) else None,
+    )
 
 
 def list_flows(*, app: Any | None = None) -> list[FlowInfo]:
