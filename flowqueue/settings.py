@@ -42,200 +42,113 @@ class Settings(BaseSettings):
     """flowqueue configuration. Every field can be set as ``FLOWQUEUE_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FLOWQUEUE_", extra="ignore", frozen=True, env_ignore_empty=True
+        env_prefix="FLOWQUEUE_",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+        use_attribute_docstrings=True,  # each field's docstring is its description
     )
 
-    redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0",
-        description="Redis holding the event logs (and, by default, the Celery broker).",
-    )
-    key_prefix: str = Field(
-        default="fq",
-        pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
-        description="Prefix of every Redis key and channel flowqueue uses.",
-    )
-    max_payload_bytes: int = Field(
-        default=MIB, gt=0, description="Largest encoded event accepted by the store."
-    )
-    feed_maxlen: int = Field(
-        default=10_000,
-        gt=0,
-        description="Approximate length cap of the cross-run lifecycle feed stream.",
-    )
-    subscriber_buffer: int = Field(
-        default=10_000,
-        gt=0,
-        description="Live events buffered per subscriber before it falls back to re-reading "
-        "the log (memory stays bounded; nothing is lost).",
-    )
-    reconnect_timeout: float = Field(
-        default=60.0,
-        gt=0,
-        description="How long a live subscription keeps retrying while Redis is unreachable "
-        "before it gives up with the connection error.",
-    )
-    redis_max_connections: int = Field(
-        default=64,
-        gt=1,
-        description="Connections of one async store (an API process); more concurrent "
-        "reads wait for one.",
-    )
-    read_page_size: int = Field(
-        default=1_000, gt=0, description="Events fetched per round trip when paging a log."
-    )
-    workers: str = Field(
-        default="workers",
-        description="Comma-separated packages or modules holding flow steps; a package's "
-        "modules are all imported. The default package may be absent; a named one may not.",
-    )
-    visibility_timeout: float | None = Field(
-        default=None,
-        gt=0,
-        description="Overrides the Redis broker's visibility_timeout (seconds): how long an "
-        "unacknowledged step message waits before another worker gets it again.",
-    )
-    retry_attempts: int = Field(
-        default=1,
-        ge=1,
-        description="Default retry policy: runs of a step, the first included (1 = none); "
-        "a step's own retry=Retry(...) wins.",
-    )
-    retry_delay: float = Field(default=1.0, ge=0, description="Default first retry delay (s).")
-    retry_max_delay: float = Field(default=30.0, ge=0, description="Default longest delay (s).")
-    timer_poll_seconds: float = Field(
-        default=0.1, gt=0, description="How often each worker's timer pump looks for due timers."
-    )
-    timer_horizon_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description="Timers due within this many seconds are handed to Celery as countdown "
-        "messages (kept far below the broker's visibility timeout).",
-    )
-    timer_rehand_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="A timer handed to Celery but not claimed this long after it fell due is "
-        "handed over again (its countdown message died with a worker).",
-    )
-    new_run_priority: int | None = Field(
-        default=None,
-        ge=0,
-        le=255,
-        description="Celery priority of a new run's entry steps (default on a Redis broker: "
-        "3, below in_flight_priority; elsewhere none).",
-    )
-    in_flight_priority: int | None = Field(
-        default=None,
-        ge=0,
-        le=255,
-        description="Celery priority of every later step delivery of a run: next steps, "
-        "sleeps that fell due, retries, resumes (default on a Redis broker: 0, served first; "
-        "elsewhere none).",
-    )
-    step_lease_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="A running step's claim lasts this long and is renewed while it runs; "
-        "a redelivered step whose claim is still live waits instead of running twice.",
-    )
-    signal_maxlen: int = Field(
-        default=1_000,
-        gt=0,
-        description="Recent emissions kept per event name, for waits registered right after "
-        "an emission (approximate cap).",
-    )
-    signal_retention_seconds: float = Field(
-        default=3_600.0,
-        gt=0,
-        description="An event name's recent emissions are dropped when none was emitted for "
-        "this long.",
-    )
-    trigger_retention_seconds: float = Field(
-        default=7 * 24 * 3_600.0,
-        gt=0,
-        description="A used or expired trigger is remembered this long, so a second resume "
-        "says 'already resumed' rather than 'unknown'.",
-    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holding the event logs (and, by default, the Celery broker)."""
+    key_prefix: str = Field(default="fq", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
+    """Prefix of every Redis key and channel flowqueue uses."""
+    max_payload_bytes: int = Field(default=MIB, gt=0)
+    """Largest encoded event accepted by the store."""
+    feed_maxlen: int = Field(default=10_000, gt=0)
+    """Approximate length cap of the cross-run lifecycle feed stream."""
+    subscriber_buffer: int = Field(default=10_000, gt=0)
+    """Live events buffered per subscriber before it falls back to re-reading the log (memory stays
+    bounded; nothing is lost)."""
+    reconnect_timeout: float = Field(default=60.0, gt=0)
+    """How long a live subscription keeps retrying while Redis is unreachable before it gives up
+    with the connection error."""
+    redis_max_connections: int = Field(default=64, gt=1)
+    """Connections of one async store (an API process); more concurrent reads wait for one."""
+    read_page_size: int = Field(default=1_000, gt=0)
+    """Events fetched per round trip when paging a log."""
+    workers: str = "workers"
+    """Comma-separated packages or modules holding flow steps; a package's modules are all imported.
+    The default package may be absent; a named one may not."""
+    visibility_timeout: float | None = Field(default=None, gt=0)
+    """Overrides the Redis broker's visibility_timeout (seconds): how long an unacknowledged step
+    message waits before another worker gets it again."""
+    retry_attempts: int = Field(default=1, ge=1)
+    """Default retry policy: runs of a step, the first included (1 = none); a step's own
+    retry=Retry(...) wins."""
+    retry_delay: float = Field(default=1.0, ge=0)
+    """Default first retry delay (s)."""
+    retry_max_delay: float = Field(default=30.0, ge=0)
+    """Default longest delay (s)."""
+    timer_poll_seconds: float = Field(default=0.1, gt=0)
+    """How often each worker's timer pump looks for due timers."""
+    timer_horizon_seconds: float = Field(default=5.0, gt=0)
+    """Timers due within this many seconds are handed to Celery as countdown messages (kept far
+    below the broker's visibility timeout)."""
+    timer_rehand_seconds: float = Field(default=60.0, gt=0)
+    """A timer handed to Celery but not claimed this long after it fell due is handed over again
+    (its countdown message died with a worker)."""
+    new_run_priority: int | None = Field(default=None, ge=0, le=255)
+    """Celery priority of a new run's entry steps (default on a Redis broker: 3, below
+    in_flight_priority; elsewhere none)."""
+    in_flight_priority: int | None = Field(default=None, ge=0, le=255)
+    """Celery priority of every later step delivery of a run: next steps, sleeps that fell due,
+    retries, resumes (default on a Redis broker: 0, served first; elsewhere none)."""
+    step_lease_seconds: float = Field(default=30.0, gt=0)
+    """A running step's claim lasts this long and is renewed while it runs; a redelivered step whose
+    claim is still live waits instead of running twice."""
+    signal_maxlen: int = Field(default=1_000, gt=0)
+    """Recent emissions kept per event name, for waits registered right after an emission
+    (approximate cap)."""
+    signal_retention_seconds: float = Field(default=3_600.0, gt=0)
+    """An event name's recent emissions are dropped when none was emitted for this long."""
+    trigger_retention_seconds: float = Field(default=7 * 24 * 3_600.0, gt=0)
+    """A used or expired trigger is remembered this long, so a second resume says 'already resumed'
+    rather than 'unknown'."""
     # -- worker registry ---------------------------------------------------------------
-    heartbeat_seconds: float = Field(
-        default=5.0, gt=0, description="How often a worker appends worker.heartbeat."
-    )
-    worker_lost_after_seconds: float = Field(
-        default=20.0,
-        gt=0,
-        description="A worker with no heartbeat for this long is shown as lost.",
-    )
-    registry_retention_seconds: float = Field(
-        default=24 * 3_600.0,
-        gt=0,
-        description="Registry events older than this are trimmed from the registry stream.",
-    )
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker appends worker.heartbeat."""
+    worker_lost_after_seconds: float = Field(default=20.0, gt=0)
+    """A worker with no heartbeat for this long is shown as lost."""
+    registry_retention_seconds: float = Field(default=24 * 3_600.0, gt=0)
+    """Registry events older than this are trimmed from the registry stream."""
     # -- HTTP API and live streams ------------------------------------------------------
-    api_token: SecretStr | None = Field(
-        default=None,
-        description="When set, every API route but /healthz and trigger resume requires "
-        "'Authorization: Bearer <token>' (or the dashboard's login cookie, for SSE).",
-    )
-    sse_heartbeat_seconds: float = Field(
-        default=15.0, gt=0, description="Idle SSE streams send a comment line this often."
-    )
-    sse_client_buffer: int = Field(
-        default=1_000,
-        gt=0,
-        description="Events queued for one SSE client (and buffered live for it); a client "
-        "further behind re-reads the log as it catches up: nothing lost, memory bounded.",
-    )
-    sse_send_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        description="An SSE client that accepts no data for this long is disconnected.",
-    )
+    api_token: SecretStr | None = None
+    """When set, every API route but /healthz and trigger resume requires 'Authorization: Bearer
+    <token>' (or the dashboard's login cookie, for SSE)."""
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """Idle SSE streams send a comment line this often."""
+    sse_client_buffer: int = Field(default=1_000, gt=0)
+    """Events queued for one SSE client (and buffered live for it); a client further behind re-reads
+    the log as it catches up: nothing lost, memory bounded."""
+    sse_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    """An SSE client that accepts no data for this long is disconnected."""
     # -- HTTP server timeouts: stalled clients must not hold connections forever ---------
-    api_header_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        description="A request's line and headers must arrive within this many seconds of "
-        "the connection opening or of the previous response; else 408 and the connection "
-        "is closed.",
-    )
-    api_body_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="A JSON request body must arrive within this many seconds of the route "
-        "starting to read it; else 408 and the connection is closed.",
-    )
-    api_keep_alive_seconds: int = Field(
-        default=5,
-        gt=0,
-        description="An idle keep-alive connection is closed after this many seconds "
-        "(uvicorn's timeout_keep_alive).",
-    )
+    api_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request's line and headers must arrive within this many seconds of the connection opening
+    or of the previous response; else 408 and the connection is closed."""
+    api_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A JSON request body must arrive within this many seconds of the route starting to read it;
+    else 408 and the connection is closed."""
+    api_keep_alive_seconds: int = Field(default=5, gt=0)
+    """An idle keep-alive connection is closed after this many seconds (uvicorn's
+    timeout_keep_alive)."""
 
     # -- API auth: login sessions, login rate limit, CORS ------------------------------
-    api_allow_short_token: bool = Field(
-        default=False,
-        description="Lets the API start with a FLOWQUEUE_API_TOKEN shorter than 32 characters "
-        "(refused otherwise: a short token can be guessed).",
-    )
-    session_secret: SecretStr | None = Field(
-        default=None,
-        description="Keys the login cookie's signature together with the token (same value on "
-        "every API process). Unset: the key is derived from the token alone. Rotating either "
-        "logs every browser out.",
-    )
-    session_ttl_seconds: int = Field(
-        default=12 * 3_600, ge=1, description="A login cookie is valid this long (seconds)."
-    )
-    api_login_rate_limit: str = Field(
-        default="10/minute",
-        description="Login attempts allowed per client IP, shared by every API process through "
-        "Redis, e.g. '10/minute' or '100/hour'; every attempt counts, right or wrong.",
-    )
-    api_cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Origins (scheme://host[:port]) allowed to call the API from a browser, "
-        "comma-separated or a JSON list; empty: no CORS headers at all.",
-    )
+    api_allow_short_token: bool = False
+    """Lets the API start with a FLOWQUEUE_API_TOKEN shorter than 32 characters (refused otherwise:
+    a short token can be guessed)."""
+    session_secret: SecretStr | None = None
+    """Keys the login cookie's signature together with the token (same value on every API process).
+    Unset: the key is derived from the token alone. Rotating either logs every browser out."""
+    session_ttl_seconds: int = Field(default=12 * 3_600, ge=1)
+    """A login cookie is valid this long (seconds)."""
+    api_login_rate_limit: str = "10/minute"
+    """Login attempts allowed per client IP, shared by every API process through Redis, e.g.
+    '10/minute' or '100/hour'; every attempt counts, right or wrong."""
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (scheme://host[:port]) allowed to call the API from a browser, comma-separated or a
+    JSON list; empty: no CORS headers at all."""
 
     @field_validator("api_cors_origins", mode="before")
     @classmethod

@@ -149,7 +149,7 @@ def test_bad_resumes_and_emits_write_nothing(cluster):
     with pytest.raises(InvalidSignal, match="limit"):
         signal("fine-name", {"blob": "x" * 2_000_000}, app=cluster.app)
     assert not client.exists(keys.signals("fine-name"))
-    bad = cluster.flowqueue("emit", "fine-name", "--data", "{not json")
+    bad = cluster.flowqueue("signal", "fine-name", "--data", "{not json")
     assert bad.returncode == 2
     assert "not valid JSON" in bad.stderr
     assert not client.exists(keys.signals("fine-name"))
@@ -225,7 +225,7 @@ def test_example_order_approval_pays_or_expires(cluster):
     )
     awaiting(cluster, paid, "await_payment")
     done = cluster.flowqueue(
-        "emit", "payment.confirmed", "--data",
+        "signal", "payment.confirmed", "--data",
         json.dumps({"order_id": "A-1", "payment_id": "pay-77"}),
     )  # fmt: skip
     assert done.returncode == 0

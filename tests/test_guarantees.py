@@ -112,7 +112,7 @@ def test_an_old_retry_timer_delivered_after_a_newer_one_is_stale(coordinators):
     # The first timer comes again (handed twice, or its message redelivered): its
     # claim is gone, so it must not start attempt 3 an hour early.
     assert begin(coordinator, "r", "a", timer=first).decision == "stale"
-    assert coordinator.step_statuses("r") == {"a": "waiting"}
+    assert coordinator.step_statuses("r") == {"a": "retrying"}
     assert step_kinds(store, "r", "a") == [
         "step.started",
         "step.failed",
@@ -144,14 +144,14 @@ def test_a_claimed_retry_timer_delivered_again_while_its_attempt_runs_does_not_r
 # -- a completed step redelivered while its run is still active ------------------------------
 
 
-@pytest.mark.parametrize("sibling", ["queued", "running", "waiting"])
+@pytest.mark.parametrize("sibling", ["queued", "running", "retrying"])
 def test_a_completed_step_redelivered_while_a_sibling_is_active_is_done(coordinators, sibling):
     store, coordinator = coordinators
     start(coordinator, "r", ["a", "b"])
     assert begin(coordinator, "r", "a").decision == "run"
     if sibling != "queued":
         assert begin(coordinator, "r", "b").decision == "run"
-    if sibling == "waiting":
+    if sibling == "retrying":
         fail_for_retry(coordinator, "r", "b", 1, now_ms() + HOUR_MS)
     finished = complete(coordinator, "r", "a")
     assert (finished.duplicate, finished.terminal) == (False, False)  # b keeps the run going
@@ -168,10 +168,10 @@ def test_a_completed_step_redelivered_while_a_sibling_is_active_is_done(coordina
 
 def test_cancel_stops_running_queued_and_waiting_steps_for_good(coordinators):
     store, coordinator = coordinators
-    start(coordinator, "r", ["running", "queued", "waiting"])
+    start(coordinator, "r", ["running", "queued", "retrying"])
     begin(coordinator, "r", "running")
-    begin(coordinator, "r", "waiting")
-    timer = fail_for_retry(coordinator, "r", "waiting", 1, now_ms())
+    begin(coordinator, "r", "retrying")
+    timer = fail_for_retry(coordinator, "r", "retrying", 1, now_ms())
     cancelled = NewEvent(kind="flow.cancelled", run_id="r", flow=FLOW, data={"reason": "x"})
     outcome = coordinator.cancel("r", FLOW, cancelled)
     assert (outcome.outcome, outcome.queued) == ("cancelled", ["queued"])
@@ -179,7 +179,7 @@ def test_cancel_stops_running_queued_and_waiting_steps_for_good(coordinators):
     assert coordinator.take_due(0, 100, 60_000) == []  # the retry timer went with the run
 
     assert complete(coordinator, "r", "running").duplicate  # its attempt ends after the cancel
-    assert begin(coordinator, "r", "waiting", timer=timer).decision in ("done", "ended")
+    assert begin(coordinator, "r", "retrying", timer=timer).decision in ("done", "ended")
     assert begin(coordinator, "r", "queued").decision in ("done", "ended")
     assert [e.kind for e in store.read("r")][-1] == "flow.cancelled"
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flowqueue.model.events import Event, NewEvent
 from flowqueue.model.ids import ms_to_datetime
+from flowqueue.model.statuses import DURATION_BUCKETS_MS as DURATION_BUCKETS_MS
 
 
 class RunSummary(BaseModel):
@@ -38,9 +39,6 @@ class RunSummary(BaseModel):
             started_at=ms_to_datetime(int(started_ms)) if started_ms else None,
             ended_at=ms_to_datetime(int(ended_ms)) if ended_ms else None,
         )
-
-
-DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 
 
 class FlowStats(BaseModel):

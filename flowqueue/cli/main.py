@@ -258,8 +258,7 @@ def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
 @click.pass_context
 def signal(ctx: click.Context, name: str, data_json: str | None) -> None:
     """Send signal NAME, an event from outside any run (wakes the waits it matches)."""
-    app, value = app_of(ctx), parse_json(data_json, "--data")
-    check_broker(app)
+    app, value = writing(ctx, data_json)
     woken = send_signal(name, value, app=app)
     click.echo(f"sent {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
 
@@ -271,11 +270,19 @@ def signal(ctx: click.Context, name: str, data_json: str | None) -> None:
 )
 @click.pass_context
 def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
-    """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event)."""
+    """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event).
+
+    A trigger resumes its await once; a second resume says what happened to it."""
+    app, value = writing(ctx, data_json)
+    click.echo(f"resumed {resume_trigger(trigger_id, value, app=app)}")
+
+
+def writing(ctx: click.Context, data_json: str | None) -> tuple[Any, Any]:
+    """The app and the parsed ``--data`` of a command that writes, once the broker
+    answers (a down broker writes nothing at all)."""
     app, value = app_of(ctx), parse_json(data_json, "--data")
     check_broker(app)
-    run_id = resume_trigger(trigger_id, value, app=app)
-    click.echo(f"resumed {run_id}")
+    return app, value
 
 
 @main.command()

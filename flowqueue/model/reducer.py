@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -266,26 +266,12 @@ def _step(state: RunState, event: Event) -> None:
         state.awaits.pop(str(data.get("key")), None)
         step.status, step.awaiting = StepStatus.QUEUED, None
     elif kind == EventKind.LOG:
-        state.logs.append(
-            LogEntry.model_construct(
-                id=event.id,
-                ts=event.ts,
-                step=event.step,
-                level=str(data.get("level", "info")),
-                msg=str(data.get("msg", "")),
-                fields=data.get("fields") or {},
-            )
-        )
+        level, msg = str(data.get("level", "info")), str(data.get("msg", ""))
+        fields = data.get("fields") or {}
+        state.logs.append(_entry(LogEntry, event, level=level, msg=msg, fields=fields))
     elif kind == EventKind.EMIT:
-        state.emitted.append(
-            EmittedEvent.model_construct(
-                id=event.id,
-                ts=event.ts,
-                step=event.step,
-                name=str(data.get("name", "")),
-                payload=data.get("payload"),
-            )
-        )
+        name, payload = str(data.get("name", "")), data.get("payload")
+        state.emitted.append(_entry(EmittedEvent, event, name=name, payload=payload))
     elif kind == EventKind.STATE_SET:
         state.state[str(data.get("key"))] = data.get("value")
     elif kind == EventKind.STATE_DELETE:
@@ -299,3 +285,11 @@ def _step_state(state: RunState, name: str) -> StepState:
     if step is None:
         step = state.steps[name] = StepState(name=name)
     return step
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _entry(model: type[M], event: Event, **fields: Any) -> M:
+    """A log line or an emission of the run, unvalidated (the event was checked)."""
+    return model.model_construct(id=event.id, ts=event.ts, step=event.step, **fields)

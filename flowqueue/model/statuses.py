@@ -1,8 +1,32 @@
-"""Step statuses and outcomes as the coordinator's Lua scripts write them."""
+"""What the coordinator's Lua scripts and Python share, defined once: step statuses, what
+appending each event kind does, the step-duration buckets and the slots Lua fills in
+(``flowqueue/backend/redis/scripts.py`` writes them into the scripts)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from flowqueue.model import events
+from flowqueue.model.events import EventKind
+
 Outcome = Literal["completed", "failed", "retry"]
-STEP_STATUSES = ("queued", "running", "waiting", "awaiting", "completed", "failed", "cancelled")
+# A step in an active status keeps its run going; a finished step never changes again.
+ACTIVE_STATUSES = ("queued", "running", "retrying", "awaiting")
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+STEP_STATUSES = ACTIVE_STATUSES + FINISHED_STATUSES
+# What appending an event of each kind does besides writing the run's log: "log" nothing;
+# "feed" mirrors it to the lifecycle feed; the others mirror it too and "status" sets the
+# run's status (RUN_STATUS_BY_KIND), "await" / "resume" count a step awaiting / no longer
+# awaiting, "duration" counts its data.duration_ms in the step-duration histogram.
+APPEND_CODES: dict[str, str] = (
+    dict.fromkeys(map(str, EventKind), "log")
+    | dict.fromkeys(events.LIFECYCLE_KINDS, "feed")
+    | dict.fromkeys(events.AWAIT_KINDS, "await")
+    | dict.fromkeys(events.AWAIT_END_KINDS, "resume")
+    | dict.fromkeys((EventKind.STEP_COMPLETED.value, EventKind.STEP_FAILED.value), "duration")
+    | dict.fromkeys(events.RUN_STATUS_BY_KIND, "status")
+)
+# Upper bounds (ms) of the step-duration histogram; a last bucket, "inf", takes the rest.
+DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+# JSON strings Python writes in an event body where the script supplies the value.
+SLOTS = {name: f"${name}" for name in ("attempt", "result", "duration_ms")}

@@ -83,31 +83,28 @@ class StepAwaits:
         if record is not None:
             return replayed(record, key)
         due_ms, timer = self._timeout(key, timeout_ms, name=name)
-        header = self._header
-        wake = {"kind": "event", "run_id": header.run_id, "flow": header.flow}
-        wake |= {"step": header.step, "key": key}
+        run_id, wkey = self._header.run_id, self._backend.keys.waiters(name)
         pending = AwaitRecord(
             kind="event",
             name=name,
             state="pending",
             timer=timer,
-            wkey=self._backend.keys.waiters(name),
-            waiter=f"{header.run_id}|{key}",
+            wkey=wkey,
+            waiter=f"{run_id}|{key}",
         )
-        data: dict[str, Any] = {"key": key, "name": name, "match": match}
-        if due_ms:
-            data["timeout_at"] = iso_of_ms(due_ms)
-        suspension = Suspension(
-            key,
-            pending,
-            self._event(EventKind.STEP_AWAIT_EVENT, **data),
-            self._arg,
-            due_ms=due_ms,
-            waiter=encode({"match": match, "timer": wake}, "waiter"),
-            match=match,
-            resumed=self._event(EventKind.STEP_RESUMED, key=key, result="$result"),
+        wake = {"kind": "event"} | self._where(key)
+        return self._suspend(
+            Suspension(
+                key,
+                pending,
+                self._awaiting(EventKind.STEP_AWAIT_EVENT, key, due_ms, name=name, match=match),
+                self._arg,
+                due_ms=due_ms,
+                waiter=encode({"match": match, "timer": wake}, "waiter"),
+                match=match,
+                resumed=self._event(EventKind.STEP_RESUMED, key=key, result="$result"),
+            )
         )
-        return self._suspend(suspension)
 
     def wait_for_trigger(
         self,
@@ -120,27 +117,14 @@ class StepAwaits:
             return replayed(record, key)
         trigger_id = new_trigger_id()
         due_ms, timer = self._timeout(key, timeout_ms, trigger=trigger_id)
-        header = self._header
+        tkey = self._backend.keys.trigger(trigger_id)
         pending = AwaitRecord(
-            kind="trigger",
-            name="trigger",
-            state="pending",
-            timer=timer,
-            tkey=self._backend.keys.trigger(trigger_id),
+            kind="trigger", name="trigger", state="pending", timer=timer, tkey=tkey
         )
-        data: dict[str, Any] = {"key": key, "trigger_id": trigger_id, "info": info}
-        if due_ms:
-            data["timeout_at"] = iso_of_ms(due_ms)
-        trigger = {"run_id": header.run_id, "flow": header.flow, "step": header.step}
-        trigger |= {"key": key, "state": "pending"}
-        suspension = Suspension(
-            key,
-            pending,
-            self._event(EventKind.STEP_AWAIT_TRIGGER, **data),
-            self._arg,
-            due_ms=due_ms,
-            trigger=encode(trigger, "trigger"),
-        )
+        data = {"trigger_id": trigger_id, "info": info}
+        event = self._awaiting(EventKind.STEP_AWAIT_TRIGGER, key, due_ms, **data)
+        trigger = encode(self._where(key) | {"state": "pending"}, "trigger")
+        suspension = Suspension(key, pending, event, self._arg, due_ms=due_ms, trigger=trigger)
         return self._suspend(suspension, lambda: on_trigger(trigger_id) if on_trigger else None)
 
     def once(self, name: str, fn: Callable[[], T]) -> Any:
@@ -181,18 +165,23 @@ class StepAwaits:
         return key, record
 
     def _timer(self, kind: str, key: str, **fields: Any) -> str:
-        header = self._header
-        spec = TimerSpec.model_validate(
-            {"kind": kind, "run_id": header.run_id, "flow": header.flow, "step": header.step}
-            | {"key": key, **fields}
-        )
-        return spec.member()
+        return TimerSpec.model_validate({"kind": kind} | self._where(key) | fields).member()
 
     def _timeout(self, key: str, timeout_ms: int | None, **fields: Any) -> tuple[int, str]:
         if timeout_ms is None:
             return 0, ""
         due_ms = now_ms() + timeout_ms
         return due_ms, self._timer("timeout", key, due_ms=due_ms, **fields)
+
+    def _where(self, key: str) -> dict[str, str]:
+        header = self._header
+        return {"run_id": header.run_id, "flow": header.flow, "step": header.step, "key": key}
+
+    def _awaiting(self, kind: str, key: str, due_ms: int, **data: Any) -> NewEvent:
+        """A step.await.* event; ``timeout_at`` when the await has a timeout."""
+        if due_ms:
+            data["timeout_at"] = iso_of_ms(due_ms)
+        return self._event(kind, key=key, **data)
 
     def _event(self, kind: str, **data: Any) -> NewEvent:
         return self._header.event(kind, self._attempt, **data)

@@ -15,21 +15,10 @@ from flowqueue.backend.checks import check_cursor, check_limit, encode_batch, un
 from flowqueue.backend.live import HasId
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import FeedEntry, FlowStats, RunSummary
-from flowqueue.model.events import (
-    AWAIT_END_KINDS,
-    AWAIT_KINDS,
-    LIFECYCLE_KINDS,
-    RUN_STATUS_BY_KIND,
-    Event,
-    EventKind,
-    NewEvent,
-    decode_event,
-    unreadable,
-)
+from flowqueue.model.events import Event, NewEvent, decode_event, unreadable
 from flowqueue.model.ids import U64_MAX, is_stream_id, parse_stream_id
 from flowqueue.settings import Settings
 
-Call = tuple[list[str], list[Any]]  # (KEYS, ARGV) of a script call
 # One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
 RangeRequest = tuple[bool, str, str, str, int]
 # redis-py types replies loosely; decode_entries checks the shape it relies on.
@@ -37,16 +26,6 @@ T = TypeVar("T", bound=HasId)
 Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
 Plan = Generator[RangeRequest, Any, list[T]]
 RangePlan = Plan[Event]
-
-# append.lua's one-letter instruction per event: feed it, and which run status it sets.
-_STATUS_CODE = {"running": "R", "completed": "C", "failed": "F", "cancelled": "X"}
-APPEND_CODE = (
-    {kind: "f" for kind in LIFECYCLE_KINDS}
-    | {kind: "a" for kind in AWAIT_KINDS}
-    | {kind: "r" for kind in AWAIT_END_KINDS}
-    | {EventKind.STEP_COMPLETED: "d", EventKind.STEP_FAILED: "d"}
-    | {kind: _STATUS_CODE[status] for kind, status in RUN_STATUS_BY_KIND.items()}
-)
 
 
 class RedisCommands:
@@ -56,34 +35,29 @@ class RedisCommands:
         self.feed_maxlen = settings.feed_maxlen
         self.page_size = settings.read_page_size
 
-    def run_call(self, run_id: str, flow: str) -> Call:
-        """The KEYS and ARGV every per-run script starts with (see run_lib.lua); the
-        caller adds its own keys, then ``flow_stats`` last."""
-        keys = [
-            self.keys.run_stream(run_id),
-            self.keys.run_meta(run_id),
-            self.keys.flow_runs(flow),
-            self.keys.feed,
-        ]
-        argv: list[Any] = [
-            self.keys.run_live(run_id),
-            self.keys.feed_live,
-            self.feed_maxlen,
-            run_id,
-            flow,
-        ]
-        return keys, argv
+    def run_call(self, run_id: str, flow: str) -> dict[str, Any]:
+        """The keys and arguments of run_lib.lua, which every per-run script starts with."""
+        keys = self.keys
+        return {
+            "stream": keys.run_stream(run_id),
+            "meta": keys.run_meta(run_id),
+            "runs": keys.flow_runs(flow),
+            "feed": keys.feed,
+            "stats": keys.flow_stats(flow),
+            "run_live": keys.run_live(run_id),
+            "feed_live": keys.feed_live,
+            "feed_maxlen": self.feed_maxlen,
+            "run_id": run_id,
+            "flow": flow,
+        }
 
-    def append_call(self, events: Sequence[NewEvent]) -> Call:
-        """Validate and encode a batch for append.lua; raises before anything is sent."""
+    def append_call(self, events: Sequence[NewEvent]) -> dict[str, Any]:
+        """append.lua's names for a batch ({} for none); raises before anything is sent."""
         bodies = encode_batch(events, self.max_payload)
         if not bodies:
-            return [], []
-        keys, argv = self.run_call(events[0].run_id, events[0].flow)
-        keys.append(self.keys.flow_stats(events[0].flow))  # run_lib.lua: always the last key
-        argv.append("".join([APPEND_CODE.get(event.kind, "-") for event in events]))
-        argv += bodies
-        return keys, argv
+            return {}
+        kinds = " ".join([event.kind for event in events])
+        return self.run_call(events[0].run_id, events[0].flow) | {"kinds": kinds, "bodies": bodies}
 
     @staticmethod
     def appended(events: Sequence[NewEvent], ids: Sequence[bytes]) -> list[Event]:
@@ -158,10 +132,10 @@ class RedisCommands:
             near = f"({page[-1].id}"
         return out
 
-    def list_runs_call(self, flow: str, limit: int, before: str | None) -> Call:
+    def list_runs_call(self, flow: str, limit: int, before: str | None) -> dict[str, Any]:
         check_limit(limit)
-        template = self.keys.run_meta("%s")
-        return [self.keys.flow_runs(flow)], [limit, before or "", template]
+        runs, meta = self.keys.flow_runs(flow), self.keys.run_meta("%s")
+        return {"runs": runs, "limit": limit, "before": before or "", "meta_template": meta}
 
     @staticmethod
     def list_runs_result(rows: Sequence[Sequence[bytes]]) -> list[RunSummary]:

@@ -1,4 +1,5 @@
-"""The run coordinator on Redis: one Lua script per transition, one round trip each."""
+"""The run coordinator on Redis: one Lua script per transition, one round trip each; this
+module builds each call by name (``scripts.py`` declares them) and decodes the reply."""
 
 from __future__ import annotations
 
@@ -8,26 +9,56 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from flowqueue.backend.coordinator import Candidate, Claim, Emitted, StepFinish, StepStart
-from flowqueue.backend.redis._coordinator_awaits import RedisAwaitOps
-from flowqueue.backend.redis.scripts import LuaScript
-from flowqueue.model.events import Event, NewEvent
+from flowqueue.backend.coordinator import (
+    Cancelled,
+    Candidate,
+    Claim,
+    Emitted,
+    ResumeResult,
+    StepFinish,
+    StepStart,
+    Suspension,
+    TriggerInfo,
+)
+from flowqueue.backend.redis import scripts
+from flowqueue.backend.redis.store import RedisEventStore
+from flowqueue.errors import PayloadTooLarge
+from flowqueue.model.awaits import AwaitOutcome, AwaitRecord
+from flowqueue.model.events import Event, NewEvent, encode_body
 from flowqueue.model.statuses import Outcome
 from flowqueue.model.timers import TimerSpec
 from flowqueue.model.validation import check_json
 
-START_RUN = LuaScript.per_run("start_run.lua")
-BEGIN_STEP = LuaScript.per_run("begin_step.lua", "trigger_lib.lua")
-EMIT = LuaScript.per_run("emit.lua", "signal_lib.lua")
-FINISH_STEP = LuaScript.per_run("finish_step.lua")
-RENEW_LEASE = LuaScript.load("renew_lease.lua")
-TAKE_DUE = LuaScript.load("take_due.lua")
 
+class RedisRunCoordinator:
+    def __init__(self, store: RedisEventStore) -> None:
+        self.client = store.client
+        self.settings = settings = store.settings
+        self._cmd = store.commands
+        self.keys = keys = store.commands.keys
+        # What the settings fix, by name (each script picks the names it declares).
+        self._fixed: dict[str, Any] = {
+            "timers": keys.timers,
+            "handed": keys.timers_handed,
+            "payloads": keys.timer_payloads,
+            "grace_ms": int(settings.timer_rehand_seconds * 1000),
+            "retention_ms": int(settings.trigger_retention_seconds * 1000),
+            "maxlen": settings.signal_maxlen,  # of a signal stream, and how long it is kept
+            "ttl_ms": int(settings.signal_retention_seconds * 1000),
+        }
 
-class RedisRunCoordinator(RedisAwaitOps):
+    def _run(self, run_id: str, flow: str, **named: Any) -> dict[str, Any]:
+        """``named`` and every name of the run the per-run scripts take."""
+        steps, emits = self.keys.run_steps(run_id), self.keys.run_emits(run_id)
+        named.update(steps=steps, emits=emits, awaits=self.keys.run_awaits(run_id))
+        return self._cmd.run_call(run_id, flow) | self._fixed | named
+
+    def _body(self, event: NewEvent | None) -> bytes:
+        return b"" if event is None else encode_body(event, self._cmd.max_payload)
+
     def start_run(self, started: NewEvent, entry_steps: Sequence[str]) -> Event | None:
-        keys, argv = self._call(started.run_id, started.flow)
-        reply = START_RUN.run(self.client, keys, [*argv, self._body(started), *entry_steps])
+        named = self._run(started.run_id, started.flow, started=self._body(started))
+        reply = scripts.START_RUN.run(self.client, **named, entry=entry_steps)
         if reply[0] == b"exists":
             return None
         return Event.stamped(started, reply[1].decode())
@@ -40,18 +71,14 @@ class RedisRunCoordinator(RedisAwaitOps):
         timer: str = "",
         on_claim: NewEvent | None = None,
     ) -> StepStart:
-        waiters = trigger = self.keys.timers  # placeholders unless a timeout names them
-        if timer:
-            spec = TimerSpec.model_validate_json(timer)
-            if spec.name:
-                waiters = self.keys.waiters(spec.name)
-            if spec.trigger:
-                trigger = self.keys.trigger(spec.trigger)
-        keys, argv = self._call(started.run_id, started.flow, waiters, trigger)
-        claim_body = self._body(on_claim) if on_claim is not None else b""
-        argv += [started.step, lease_ms, self._body(started), timer, claim_body]
-        argv.append(self._trigger_retention_ms)
-        reply = BEGIN_STEP.run(self.client, keys, argv)
+        spec = TimerSpec.model_validate_json(timer) if timer else None
+        # Only a timeout's claim needs these: its event wait's waiters, its trigger.
+        waiters = self.keys.waiters(spec.name) if spec and spec.name else None
+        trigger = self.keys.trigger(spec.trigger) if spec and spec.trigger else None
+        named = self._run(started.run_id, started.flow, waiters=waiters, trigger=trigger)
+        named.update(step=started.step, lease_ms=lease_ms, timer=timer, started=self._body(started))
+        named.update(on_claim=self._body(on_claim), claim_kind=on_claim.kind if on_claim else "")
+        reply = scripts.BEGIN_STEP.run(self.client, **named)
         decision = reply[0].decode()
         if decision == "run":
             return StepStart("run", attempt=int(reply[1]))
@@ -60,8 +87,8 @@ class RedisRunCoordinator(RedisAwaitOps):
         return StepStart(decision)
 
     def renew_lease(self, run_id: str, step: str, lease_ms: int) -> bool:
-        key = self.keys.run_steps(run_id)
-        return bool(RENEW_LEASE.run(self.client, [key], [step, lease_ms]))
+        steps = self.keys.run_steps(run_id)
+        return bool(scripts.RENEW_LEASE.run(self.client, steps=steps, step=step, lease_ms=lease_ms))
 
     def emit(
         self,
@@ -72,18 +99,12 @@ class RedisRunCoordinator(RedisAwaitOps):
         republish: bool = False,
     ) -> Emitted:
         check_json(payload, "payload")
-        body = self._body(event)  # validates size before anything is sent
         name = event.data["name"]
-        keys, argv = self._call(
-            event.run_id, event.flow, self.keys.signals(name), self.keys.waiters(name)
-        )
-        settings = self.settings
-        ttl_ms = int(settings.signal_retention_seconds * 1000)
-        argv += [name, body, to_json(payload), int(republish), settings.signal_maxlen, ttl_ms]
-        argv += [self._rehand_ms, len(candidates)]
-        for candidate in candidates:
-            argv += [candidate.step, len(candidate.subscribes), *candidate.subscribes]
-        reply = EMIT.run(self.client, keys, argv)
+        named = self._run(event.run_id, event.flow, name=name, event=self._body(event))
+        named.update(signals=self.keys.signals(name), waiters=self.keys.waiters(name))
+        named.update(payload=to_json(payload), republish=int(republish))
+        named["candidates"] = to_json([[c.step, list(c.subscribes)] for c in candidates])
+        reply = scripts.EMIT.run(self.client, **named)
         claims = []
         for claimed in reply[2:]:
             step, payloads = claimed[0].decode(), claimed[1:]
@@ -92,6 +113,85 @@ class RedisRunCoordinator(RedisAwaitOps):
             claims.append(Claim(step, inputs))
         woken = [member.decode() for member in reply[1]]
         return Emitted(Event.stamped(event, reply[0].decode()), claims, woken)
+
+    def signal(self, name: str, payload: Any) -> tuple[str, list[str]]:
+        check_json(payload, "payload")
+        raw = to_json(payload)
+        if len(raw) > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"payload of event {name!r} is {len(raw)} bytes encoded; the limit is "
+                f"{self.settings.max_payload_bytes} (FLOWQUEUE_MAX_PAYLOAD_BYTES). Store large "
+                "data elsewhere and send a reference."
+            )
+        names = {"signals": self.keys.signals(name), "waiters": self.keys.waiters(name)}
+        reply = scripts.SIGNAL.run(self.client, **self._fixed, **names, payload=raw)
+        return reply[0].decode(), [member.decode() for member in reply[1]]
+
+    def suspend(self, s: Suspension, *, run_id: str, flow: str, step: str) -> AwaitOutcome:
+        name = s.event.data.get("name") or ""
+        named = self._run(run_id, flow, step=step, key=s.key, record=s.record.encoded())
+        named.update(event=self._body(s.event), kind=s.event.kind, due_ms=s.due_ms)
+        named.update(arg=to_json(s.arg), waiter=s.waiter, match=to_json(s.match))
+        named.update(resumed=self._body(s.resumed), trigger_json=s.trigger)
+        # An event wait's waiters and signal stream, a trigger wait's trigger; else absent.
+        named["waiters"] = self.keys.waiters(name) if s.waiter else None
+        named["signals"] = self.keys.signals(name) if s.waiter else None
+        named["trigger"] = s.record.tkey or None
+        reply = scripts.SUSPEND.run(self.client, **named)
+        record = AwaitRecord.model_validate_json(reply[1]) if len(reply) > 1 else None
+        return AwaitOutcome(reply[0].decode(), record)
+
+    def record_once(self, key: str, record: AwaitRecord, event: NewEvent) -> AwaitRecord:
+        named = self._run(event.run_id, event.flow, key=key, record=record.encoded())
+        reply = scripts.ONCE.run(self.client, **named, event=self._body(event))
+        return AwaitRecord.model_validate_json(reply)
+
+    def await_records(self, run_id: str, step: str) -> dict[str, AwaitRecord]:
+        raw, prefix = self._awaits(run_id), f"{step}#"
+        return {
+            k: AwaitRecord.model_validate_json(v) for k, v in raw.items() if k.startswith(prefix)
+        }
+
+    def _awaits(self, run_id: str) -> dict[str, bytes]:
+        raw: dict[bytes, bytes] = self.client.hgetall(self.keys.run_awaits(run_id))  # type: ignore[assignment]
+        return {key.decode(): value for key, value in raw.items()}
+
+    def read_trigger(self, trigger_id: str) -> TriggerInfo | None:
+        raw = self.client.get(self.keys.trigger(trigger_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return TriggerInfo(data["run_id"], data["flow"], data["step"], data["key"], data["state"])
+
+    def resume(
+        self, trigger_id: str, info: TriggerInfo, payload: Any, resumed: NewEvent, timer: str
+    ) -> ResumeResult:
+        body = self._body(resumed)  # checks the size before anything is written
+        named = self._run(info.run_id, info.flow, step=info.step, key=info.key, timer=timer)
+        named.update(trigger=self.keys.trigger(trigger_id), payload=to_json(payload), resumed=body)
+        reply = scripts.RESUME.run(self.client, **named)
+        outcome = reply[0].decode()
+        if outcome == "ok":
+            return ResumeResult("ok", arg=json.loads(reply[1]))
+        return ResumeResult(outcome, state=reply[1].decode() if len(reply) > 1 else "")
+
+    def cancel(self, run_id: str, flow: str, cancelled: NewEvent | None) -> Cancelled:
+        named = self._run(run_id, flow, cancelled=self._body(cancelled))
+        while True:
+            # Pass the waiters hashes and triggers of pending awaits as KEYS; an await
+            # registered meanwhile makes the script ask again.
+            pending = self._pending_await_keys(run_id)
+            reply = scripts.CANCEL.run(self.client, **named, pending=pending)
+            outcome = reply[0].decode()
+            if outcome == "ended":
+                return Cancelled("ended", status=reply[1].decode())
+            if outcome == "ok":
+                return Cancelled("cancelled", queued=[step.decode() for step in reply[1:]])
+
+    def _pending_await_keys(self, run_id: str) -> list[str]:
+        records = [AwaitRecord.model_validate_json(v) for v in self._awaits(run_id).values()]
+        pending = [r for r in records if r.state == "pending"]
+        return sorted({key for r in pending for key in (r.wkey, r.tkey) if key})
 
     def finish_step(
         self,
@@ -103,11 +203,9 @@ class RedisRunCoordinator(RedisAwaitOps):
         due_ms: int = 0,
         arg: Any = None,
     ) -> StepFinish:
-        keys, argv = self._call(event.run_id, event.flow)
-        terminal_body = self._body(terminal) if terminal is not None else b""
-        argv += [event.step, outcome, self._body(event), terminal_body, timer, due_ms]
-        argv.append(to_json(arg))
-        reply = FINISH_STEP.run(self.client, keys, argv)
+        named = self._run(event.run_id, event.flow, step=event.step, outcome=outcome, timer=timer)
+        named.update(event=self._body(event), kind=event.kind, terminal=self._body(terminal))
+        reply = scripts.FINISH_STEP.run(self.client, **named, due_ms=due_ms, arg=to_json(arg))
         if reply[0] == b"dup":
             return StepFinish(duplicate=True)
         return StepFinish(duplicate=False, terminal=bool(reply[2]))
@@ -117,8 +215,8 @@ class RedisRunCoordinator(RedisAwaitOps):
         return {k.decode(): v.decode() for k, v in raw.items() if b"|" not in k}
 
     def take_due(self, horizon_ms: int, limit: int, grace_ms: int) -> list[tuple[str, int]]:
-        keys = [self.keys.timers, self.keys.timers_handed]
-        reply = TAKE_DUE.run(self.client, keys, [horizon_ms, limit, grace_ms])
+        named = self._fixed | {"horizon_ms": horizon_ms, "limit": limit, "grace_ms": grace_ms}
+        reply = scripts.TAKE_DUE.run(self.client, **named)
         return [(reply[i].decode(), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     def step_arg(self, run_id: str, step: str) -> Any:

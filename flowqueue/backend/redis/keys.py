@@ -26,9 +26,9 @@ class Keys:
         return f"{self.prefix}:run:{{{run_id}}}:meta"
 
     def run_steps(self, run_id: str) -> str:
-        """Hash: ``<step>`` -> status (queued, running, waiting, awaiting, completed, failed,
-        cancelled), and per step ``<step>|attempts``, ``<step>|lease`` (ms until which a
-        running attempt is live), ``<step>|arg`` (input kept while it waits),
+        """Hash: ``<step>`` -> status (``STEP_STATUSES``: queued, running, retrying, awaiting,
+        completed, failed, cancelled), and per step ``<step>|attempts``, ``<step>|lease`` (ms
+        until which a running attempt is live), ``<step>|arg`` (input kept while it waits),
         ``<step>|timer`` (its pending timer) and ``<step>|since`` (where its next event
         wait starts looking in the signal streams)."""
         return f"{self.prefix}:run:{{{run_id}}}:steps"

@@ -37,11 +37,14 @@ def client_name(settings: Settings) -> str:
     return f"flowqueue:{settings.key_prefix}"
 
 
+def _settings(settings: Settings | None, url: str | None) -> Settings:
+    settings = settings or Settings()
+    return settings if url is None else settings.model_copy(update={"redis_url": url})
+
+
 class RedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
-        self.settings = settings or Settings()
-        if url is not None:
-            self.settings = self.settings.model_copy(update={"redis_url": url})
+        self.settings = _settings(settings, url)
         self._cmd = RedisCommands(self.settings)
         self.client = redis.Redis.from_url(
             self.settings.redis_url, client_name=client_name(self.settings)
@@ -58,10 +61,8 @@ class RedisEventStore:
         return self.append_many((event,))[0]
 
     def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
-        keys, argv = self._cmd.append_call(events)
-        if not keys:
-            return []
-        return self._cmd.appended(events, APPEND.run(self.client, keys, argv))
+        call = self._cmd.append_call(events)
+        return self._cmd.appended(events, APPEND.run(self.client, **call)) if call else []
 
     def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
         return self._run_plan(self._cmd.range_plan(run_id, after, limit, reverse=False))
@@ -92,9 +93,9 @@ class RedisEventStore:
         return int(self.client.xlen(self._cmd.keys.run_stream(run_id)))
 
     def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
-        keys, argv = self._cmd.list_runs_call(flow, limit, before)
+        call = self._cmd.list_runs_call(flow, limit, before)
         try:
-            rows = LIST_RUNS.run(self.client, keys, argv)
+            rows = LIST_RUNS.run(self.client, **call)
         except ResponseError as exc:
             raise self._cmd.list_runs_error(exc, before) from exc
         return self._cmd.list_runs_result(rows)
@@ -123,9 +124,7 @@ class RedisEventStore:
 
 class AsyncRedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
-        self.settings = settings or Settings()
-        if url is not None:
-            self.settings = self.settings.model_copy(update={"redis_url": url})
+        self.settings = _settings(settings, url)
         self._cmd = RedisCommands(self.settings)
         # Many concurrent readers (SSE backfills) queue for a connection instead of
         # failing with "Too many connections".
@@ -142,10 +141,10 @@ class AsyncRedisEventStore:
         return (await self.append_many((event,)))[0]
 
     async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
-        keys, argv = self._cmd.append_call(events)
-        if not keys:
-            return []
-        return self._cmd.appended(events, await APPEND.run_async(self.client, keys, argv))
+        call = self._cmd.append_call(events)
+        return (
+            self._cmd.appended(events, await APPEND.run_async(self.client, **call)) if call else []
+        )
 
     async def read(
         self, run_id: str, after: str | None = None, limit: int | None = None
@@ -183,9 +182,9 @@ class AsyncRedisEventStore:
     async def list_runs(
         self, flow: str, limit: int = 50, before: str | None = None
     ) -> list[RunSummary]:
-        keys, argv = self._cmd.list_runs_call(flow, limit, before)
+        call = self._cmd.list_runs_call(flow, limit, before)
         try:
-            rows = await LIST_RUNS.run_async(self.client, keys, argv)
+            rows = await LIST_RUNS.run_async(self.client, **call)
         except ResponseError as exc:
             raise self._cmd.list_runs_error(exc, before) from exc
         return self._cmd.list_runs_result(rows)

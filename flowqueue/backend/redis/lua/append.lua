@@ -1,8 +1,8 @@
--- append(events): ARGV 6 one append code per event, 7.. the events' JSON bodies.
-local codes = ARGV[6]
+-- append(events): A.kinds the events' kinds (space-separated), A.bodies their JSON bodies.
 local ids = {}
-for j = 1, #codes do
-  ids[j] = append(ARGV[6 + j], string.sub(codes, j, j))
+for kind in string.gmatch(A.kinds, '%S+') do
+  local i = #ids + 1
+  ids[i] = append(A.bodies[i], kind)
 end
 flush()
 return ids

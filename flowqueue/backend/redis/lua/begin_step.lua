@@ -1,29 +1,28 @@
--- begin_step: KEYS 5 steps hash, 7 timers, 8 handed timers, 9 awaits hash, 10 timer
--- payloads, 11 waiters hash of the timed-out event wait, 12 trigger of the timed-out
--- trigger wait (11 and 12 only matter for a timeout timer).
--- ARGV 6 step, 7 lease ms, 8 step.started body ("$attempt"), 9 timer that sent this
--- delivery ('' for none), 10 body appended when the timer's claim wins ("$attempt" for
--- step.retry, "$result" for step.resumed), 11 trigger retention ms.
--- A step waiting for a retry or awaiting starts only for a delivery whose timer it can
--- claim (ZREM from the timer sets): a timer handed over twice, a timeout racing a resume
--- and a duplicate delivery all meet the same claim, and exactly one wins.
+-- begin_step: K.steps, K.awaits (the run's), K.timers, K.handed, K.payloads (of wake
+-- timers); a timeout's K.waiters (event wait) or K.trigger (trigger wait), else absent.
+-- A.step, A.lease_ms, A.started the step.started body ("$attempt"), A.timer that sent this
+-- delivery ('' for none), A.on_claim appended when its claim wins (step.retry "$attempt",
+-- step.resumed "$result"), A.claim_kind its kind, A.retention_ms of a settled trigger.
+-- A step retrying or awaiting starts only for a delivery whose timer it can claim (ZREM
+-- from the timer sets): a timer handed over twice, a timeout racing a resume and a
+-- duplicate delivery all meet the same claim, and exactly one wins.
 -- Returns {'done'} (finished already: a duplicate delivery), {'ended'} (the run is over),
 -- {'busy', ms left} (another delivery holds a live lease), {'wait'} (the step waits for a
 -- timer and this delivery is not it), {'stale'} (its timer fired already) or
 -- {'run', attempt}.
-local step, timer = ARGV[6], ARGV[9]
-local status = redis.call('HGET', KEYS[5], step)
+local step, timer = A.step, A.timer
+local status = redis.call('HGET', K.steps, step)
 
 -- A delivery that will never use its timer removes it, so the pump stops sending it.
 local function drop_timer()
   if timer ~= '' then
-    redis.call('ZREM', KEYS[7], timer)
-    redis.call('ZREM', KEYS[8], timer)
-    redis.call('HDEL', KEYS[10], timer)
+    redis.call('ZREM', K.timers, timer)
+    redis.call('ZREM', K.handed, timer)
+    redis.call('HDEL', K.payloads, timer)
   end
 end
 
-if status == 'completed' or status == 'failed' or status == 'cancelled' then
+if FINISHED[status] then
   drop_timer()
   return {'done'}
 end
@@ -32,39 +31,39 @@ if run_ended() then
   return {'ended'}
 end
 local now = now_ms()
-if status == 'running' then
-  local lease = tonumber(redis.call('HGET', KEYS[5], step .. '|lease') or '0')
+if status == STATUS.running then
+  local lease = tonumber(redis.call('HGET', K.steps, step .. '|lease') or '0')
   if lease > now then
     return {'busy', tostring(lease - now)}
   end
 end
-local attempts = tonumber(redis.call('HGET', KEYS[5], step .. '|attempts') or '0')
+local attempts = tonumber(redis.call('HGET', K.steps, step .. '|attempts') or '0')
 local attempt = attempts + 1
 local since = nil
-if status == 'waiting' or status == 'awaiting' then
+if status == STATUS.retrying or status == STATUS.awaiting then
   if timer == '' then
     return {'wait'}
   end
-  if redis.call('ZREM', KEYS[7], timer) + redis.call('ZREM', KEYS[8], timer) == 0 then
+  if redis.call('ZREM', K.timers, timer) + redis.call('ZREM', K.handed, timer) == 0 then
     return {'stale'}
   end
   local spec = cjson.decode(timer)
   local payload = nil
   if spec.kind == 'event' then
-    payload = redis.call('HGET', KEYS[10], timer)
-    redis.call('HDEL', KEYS[10], timer)
+    payload = redis.call('HGET', K.payloads, timer)
+    redis.call('HDEL', K.payloads, timer)
   end
   if spec.kind == 'retry' then
-    if status ~= 'waiting' then
+    if status ~= STATUS.retrying then
       return {'stale'}
     end
-    append(fill(ARGV[10], 'attempt', attempt), 'f')
+    append(fill(A.on_claim, SLOT.attempt, attempt), A.claim_kind)
   else
-    if status ~= 'awaiting' then
+    if status ~= STATUS.awaiting then
       return {'stale'}
     end
     attempt = attempts -- a resumed step goes on with the same attempt
-    local raw = redis.call('HGET', KEYS[9], spec.key)
+    local raw = redis.call('HGET', K.awaits, spec.key)
     local rec = raw and cjson.decode(raw)
     if spec.kind == 'resume' then
       if not rec or rec.state ~= 'resumed' then
@@ -76,12 +75,7 @@ if status == 'waiting' or status == 'awaiting' then
       end
       if spec.kind == 'timeout' then
         rec.state = 'timeout'
-        if rec.waiter ~= '' then
-          redis.call('HDEL', KEYS[11], rec.waiter)
-        end
-        if rec.tkey ~= '' then
-          settle_trigger(KEYS[12], 'timeout', ARGV[11])
-        end
+        release(rec, K.waiters, K.trigger, 'timeout', A.retention_ms)
         since = tostring(spec.due_ms)
       elseif spec.kind == 'wake' then
         rec.state = 'resumed'
@@ -90,26 +84,26 @@ if status == 'waiting' or status == 'awaiting' then
         rec.state = 'resumed'
         rec.result = payload
         if rec.timer ~= '' then -- its timeout lost the race
-          redis.call('ZREM', KEYS[7], rec.timer)
-          redis.call('ZREM', KEYS[8], rec.timer)
+          redis.call('ZREM', K.timers, rec.timer)
+          redis.call('ZREM', K.handed, rec.timer)
         end
         since = '(' .. spec.signal
       else
         return {'stale'}
       end
-      redis.call('HSET', KEYS[9], spec.key, cjson.encode(rec))
-      append(fill(ARGV[10], 'result', payload or 'null'), 'r')
+      redis.call('HSET', K.awaits, spec.key, cjson.encode(rec))
+      append(fill(A.on_claim, SLOT.result, payload or 'null'), A.claim_kind)
     end
   end
-  redis.call('HDEL', KEYS[5], step .. '|timer')
+  redis.call('HDEL', K.steps, step .. '|timer')
 end
 if since then
-  redis.call('HSET', KEYS[5], step .. '|since', since)
+  redis.call('HSET', K.steps, step .. '|since', since)
 else
-  redis.call('HSETNX', KEYS[5], step .. '|since', tostring(now))
+  redis.call('HSETNX', K.steps, step .. '|since', tostring(now))
 end
-redis.call('HSET', KEYS[5], step .. '|attempts', attempt)
-redis.call('HSET', KEYS[5], step, 'running', step .. '|lease', now + tonumber(ARGV[7]))
-append(fill(ARGV[8], 'attempt', attempt), 'f')
+redis.call('HSET', K.steps, step .. '|attempts', attempt)
+redis.call('HSET', K.steps, step, STATUS.running, step .. '|lease', now + tonumber(A.lease_ms))
+append(fill(A.started, SLOT.attempt, attempt), 'step.started')
 flush()
 return {'run', tostring(attempt)}

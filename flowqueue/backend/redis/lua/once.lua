@@ -1,8 +1,8 @@
--- once (a memoised block finished): KEYS 9 awaits hash. ARGV 6 key, 7 record JSON,
--- 8 step.once body. The first record wins; returns the record that holds.
-if redis.call('HSETNX', KEYS[9], ARGV[6], ARGV[7]) == 0 then
-  return redis.call('HGET', KEYS[9], ARGV[6])
+-- once (a memoised block finished): K.awaits the run's awaits. A.key, A.record (JSON),
+-- A.event the step.once body. The first record wins; returns the record that holds.
+if redis.call('HSETNX', K.awaits, A.key, A.record) == 0 then
+  return redis.call('HGET', K.awaits, A.key)
 end
-append(ARGV[8], '-')
+append(A.event, 'step.once')
 flush()
-return ARGV[7]
+return A.record

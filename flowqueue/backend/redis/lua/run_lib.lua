@@ -1,40 +1,36 @@
--- Shared head of every per-run script: appends events exactly as append.lua always has.
--- KEYS: 1 run stream, 2 run meta hash, 3 flow run index, 4 lifecycle feed stream, and
--- last (KEYS[#KEYS], after any keys of the script) the flow's counters hash
--- ARGV: 1 run live channel, 2 feed live channel, 3 feed maxlen, 4 run id, 5 flow
--- Append codes: '-' log only; 'f' also to the lifecycle feed; 'R' 'C' 'F' 'X' also to the
--- feed and set the run's status (running, completed, failed, cancelled); 'a' / 'r' also
--- to the feed and count a step awaiting / no longer awaiting; 'd' also to the feed and
--- count a finished attempt's data.duration_ms in the flow's step-duration histogram.
--- The flow's counters: events appended, runs by current status, steps awaiting in runs
--- not yet ended (a run's end takes its awaiting steps off the count), and the
--- step-duration histogram (step_ms_le_<bound>, step_ms_sum).
--- Live messages carry one "<id> <body>" line per event (JSON bodies hold no raw newline),
--- feed messages "<feed id> <id> <body>";
--- flush() publishes once per channel per call, so a batch is one message per subscriber.
-local STATUS = {R = 'running', C = 'completed', F = 'failed', X = 'cancelled'}
-local STATS = KEYS[#KEYS]
+-- Shared head of every per-run script: K.stream (the run's log), K.meta, K.runs (the flow's
+-- run index), K.feed, K.stats (the flow's counters); A.run_live, A.feed_live (channels),
+-- A.feed_maxlen, A.run_id, A.flow. append(body, kind) writes an event to the run's log and
+-- does what CODE[kind] says (APPEND_CODES in flowqueue/model/statuses.py).
+-- The flow's counters are those of Keys.flow_stats (a run's end takes its awaiting steps
+-- off the count). Live messages carry one "<id> <body>" line per event (JSON bodies hold no
+-- raw newline), feed messages "<feed id> <id> <body>"; flush() publishes once per channel
+-- per call, so a batch is one message per subscriber.
 local live, feed = {}, {}
 
-local function count_status(status)
-  local prev = redis.call('HGET', KEYS[2], 'status')
+local function set_status(kind, id)
+  local status, ms = RUN_STATUS[kind], string.match(id, '^(%d+)')
+  local prev = redis.call('HGET', K.meta, 'status')
   if prev ~= status then
     if prev then
-      redis.call('HINCRBY', STATS, prev, -1)
+      redis.call('HINCRBY', K.stats, prev, -1)
     end
-    redis.call('HINCRBY', STATS, status, 1)
+    redis.call('HINCRBY', K.stats, status, 1)
   end
-  if status ~= 'running' then -- the run's awaits end with it
-    local waiting = tonumber(redis.call('HGET', KEYS[2], 'awaiting') or '0')
-    if waiting ~= 0 then
-      redis.call('HINCRBY', STATS, 'awaiting', -waiting)
-      redis.call('HSET', KEYS[2], 'awaiting', 0)
+  if kind == 'flow.started' then
+    if redis.call('HSETNX', K.meta, 'started_ms', ms) == 1 then
+      redis.call('ZADD', K.runs, 0, string.rep('0', 13 - #ms) .. ms .. ':' .. A.run_id)
     end
+    redis.call('HSET', K.meta, 'flow', A.flow, 'status', status)
+    return
   end
+  local awaiting = tonumber(redis.call('HGET', K.meta, 'awaiting') or '0')
+  if awaiting ~= 0 then -- the run's awaits end with it
+    redis.call('HINCRBY', K.stats, 'awaiting', -awaiting)
+    redis.call('HSET', K.meta, 'awaiting', 0)
+  end
+  redis.call('HSET', K.meta, 'flow', A.flow, 'status', status, 'ended_ms', ms)
 end
-
--- Upper bounds (ms) of the step-duration histogram; flowqueue/backend/store.py has the same.
-local DURATION_BUCKETS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000}
 
 local function count_duration(body)
   local ok, event = pcall(cjson.decode, body)
@@ -49,42 +45,33 @@ local function count_duration(body)
       break
     end
   end
-  redis.call('HINCRBY', STATS, 'step_ms_le_' .. bucket, 1)
-  redis.call('HINCRBY', STATS, 'step_ms_sum', math.floor(ms))
+  redis.call('HINCRBY', K.stats, 'step_ms_le_' .. bucket, 1)
+  redis.call('HINCRBY', K.stats, 'step_ms_sum', math.floor(ms))
 end
 
 local function count_awaiting(delta)
-  if redis.call('HEXISTS', KEYS[2], 'ended_ms') == 0 then
-    redis.call('HINCRBY', KEYS[2], 'awaiting', delta)
-    redis.call('HINCRBY', STATS, 'awaiting', delta)
+  if redis.call('HEXISTS', K.meta, 'ended_ms') == 0 then
+    redis.call('HINCRBY', K.meta, 'awaiting', delta)
+    redis.call('HINCRBY', K.stats, 'awaiting', delta)
   end
 end
 
-local function append(body, code)
-  local id = redis.call('XADD', KEYS[1], '*', 'e', body)
+local function append(body, kind)
+  local code = CODE[kind] or error('no append code for event kind ' .. tostring(kind))
+  local id = redis.call('XADD', K.stream, '*', 'e', body)
   local line = id .. ' ' .. body
   live[#live + 1] = line
-  if code ~= '-' then
-    local status = STATUS[code]
-    if status then
-      count_status(status)
-      local ms = string.match(id, '^(%d+)')
-      if code == 'R' then
-        if redis.call('HSETNX', KEYS[2], 'started_ms', ms) == 1 then
-          redis.call('ZADD', KEYS[3], 0, string.rep('0', 13 - #ms) .. ms .. ':' .. ARGV[4])
-        end
-        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status)
-      else
-        redis.call('HSET', KEYS[2], 'flow', ARGV[5], 'status', status, 'ended_ms', ms)
-      end
-    elseif code == 'a' then
+  if code ~= 'log' then
+    if code == 'status' then
+      set_status(kind, id)
+    elseif code == 'await' then
       count_awaiting(1)
-    elseif code == 'r' then
+    elseif code == 'resume' then
       count_awaiting(-1)
-    elseif code == 'd' then
+    elseif code == 'duration' then
       count_duration(body)
     end
-    local fid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'e', body, 'id', id)
+    local fid = redis.call('XADD', K.feed, 'MAXLEN', '~', A.feed_maxlen, '*', 'e', body, 'id', id)
     feed[#feed + 1] = fid .. ' ' .. line
   end
   return id
@@ -92,11 +79,11 @@ end
 
 local function flush()
   if #live > 0 then
-    redis.call('HINCRBY', STATS, 'events', #live)
-    redis.call('PUBLISH', ARGV[1], table.concat(live, '\n'))
+    redis.call('HINCRBY', K.stats, 'events', #live)
+    redis.call('PUBLISH', A.run_live, table.concat(live, '\n'))
   end
   if #feed > 0 then
-    redis.call('PUBLISH', ARGV[2], table.concat(feed, '\n'))
+    redis.call('PUBLISH', A.feed_live, table.concat(feed, '\n'))
   end
 end
 
@@ -106,13 +93,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Python writes "$name" as a JSON string where the script supplies a value (a number or
--- raw JSON; a function replacement, so '%' in the value is not a pattern escape).
-local function fill(body, name, value)
+-- Python writes a SLOT's "$name" as a JSON string where the script supplies a value (a
+-- number or raw JSON; a function replacement, so '%' in the value is not a pattern escape).
+local function fill(body, slot, value)
   local text = tostring(value)
-  return (string.gsub(body, '"%$' .. name .. '"', function() return text end))
+  return (string.gsub(body, slot, function() return text end))
 end
 
 local function run_ended()
-  return redis.call('HEXISTS', KEYS[2], 'ended_ms') == 1
+  return redis.call('HEXISTS', K.meta, 'ended_ms') == 1
 end

@@ -1,6 +1,6 @@
--- signal (flowqueue.emit from outside any run): KEYS 1 signal stream, 2 waiters hash,
--- 3 handed timers, 4 timer payloads. ARGV 1 payload JSON, 2 stream maxlen, 3 ttl ms,
--- 4 grace ms. Returns {signal id, {woken timer, ...}}.
-local sid, woken = signal(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], '', ARGV[2], ARGV[3],
-  ARGV[4])
+-- signal (from outside any run): K.signals, K.waiters (of the name), K.handed, K.payloads.
+-- A.payload (JSON), A.maxlen and A.ttl_ms of the signal stream, A.grace_ms.
+-- Returns {signal id, {woken timer, ...}}.
+local sid, woken = signal(K.signals, K.waiters, K.handed, K.payloads, A.payload, '', A.maxlen,
+  A.ttl_ms, A.grace_ms)
 return {sid, woken}

@@ -1,11 +1,11 @@
--- start_run: KEYS 5 steps hash. ARGV 6 flow.started body, 7.. entry step names.
+-- start_run: K.steps. A.started the flow.started body, A.entry the entry step names.
 -- Returns {'exists'} when the run id is taken, else {'started', event id}.
-if redis.call('EXISTS', KEYS[1]) == 1 then
+if redis.call('EXISTS', K.stream) == 1 then
   return {'exists'}
 end
-local id = append(ARGV[6], 'R')
-for i = 7, #ARGV do
-  redis.call('HSET', KEYS[5], ARGV[i], 'queued')
+local id = append(A.started, 'flow.started')
+for _, step in ipairs(A.entry) do
+  redis.call('HSET', K.steps, step, STATUS.queued)
 end
 flush()
 return {'started', id}
