@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from flowqueue.backend.coordinator import Candidate, RunCoordinator
+from flowqueue.backend.coordinator import Candidate
+from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import NonJsonPayload
 from flowqueue.model.events import NewEvent
@@ -20,7 +21,7 @@ FLOW = "f"
 
 
 @pytest.fixture
-def pair(make_coordinator) -> tuple[EventStore, RunCoordinator]:
+def pair(make_coordinator) -> tuple[EventStore, RedisRunCoordinator]:
     return make_coordinator()
 
 
@@ -44,14 +45,19 @@ def started(run: str, step: str) -> NewEvent:
 
 
 def emit(
-    coordinator: RunCoordinator, run: str, step: str, name: str, cands: list[Candidate], **kw: Any
+    coordinator: RedisRunCoordinator,
+    run: str,
+    step: str,
+    name: str,
+    cands: list[Candidate],
+    **kw: Any,
 ):
     event = step_event(run, step, "emit", name=name, payload={"from": step})
     emitted = coordinator.emit(event, {"from": step}, cands, **kw)
     return emitted.event, emitted.claims
 
 
-def finish(coordinator: RunCoordinator, run: str, step: str, outcome: str = "completed"):
+def finish(coordinator: RedisRunCoordinator, run: str, step: str, outcome: str = "completed"):
     kind = "step.completed" if outcome == "completed" else "step.failed"
     terminal = (
         run_event(run, "flow.completed", duration_ms="$duration_ms")

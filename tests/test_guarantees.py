@@ -24,7 +24,8 @@ import pytest
 import redis
 
 from flowqueue import create_app, start_flow
-from flowqueue.backend.coordinator import RunCoordinator, StepStart
+from flowqueue.backend.coordinator import StepStart
+from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import PayloadTooLarge
@@ -48,7 +49,7 @@ LIMIT = 2048  # a small FLOWQUEUE_MAX_PAYLOAD_BYTES, so the edge is cheap to rea
 
 
 @pytest.fixture
-def coordinators(make_coordinator) -> tuple[EventStore, RunCoordinator]:
+def coordinators(make_coordinator) -> tuple[EventStore, RedisRunCoordinator]:
     return make_coordinator(max_payload_bytes=LIMIT)
 
 
@@ -56,7 +57,7 @@ def step_event(run: str, step: str, kind: str, **data: Any) -> NewEvent:
     return NewEvent(kind=kind, run_id=run, flow=FLOW, step=step, data=data)
 
 
-def begin(coordinator: RunCoordinator, run: str, step: str, timer: str = "") -> StepStart:
+def begin(coordinator: RedisRunCoordinator, run: str, step: str, timer: str = "") -> StepStart:
     """One delivery of ``step``, as the step runner makes it (a timer's delivery appends
     step.retry when its claim wins)."""
     attempt = {"attempt": "$attempt"}
@@ -72,7 +73,7 @@ def begin(coordinator: RunCoordinator, run: str, step: str, timer: str = "") -> 
 
 
 def fail_for_retry(
-    coordinator: RunCoordinator, run: str, step: str, attempt: int, due_ms: int
+    coordinator: RedisRunCoordinator, run: str, step: str, attempt: int, due_ms: int
 ) -> str:
     """Attempt ``attempt`` fails and the step waits for a retry; returns its timer."""
     timer = TimerSpec(kind="retry", run_id=run, flow=FLOW, step=step, attempt=attempt + 1)
@@ -84,12 +85,12 @@ def fail_for_retry(
     return timer.member()
 
 
-def complete(coordinator: RunCoordinator, run: str, step: str) -> Any:
+def complete(coordinator: RedisRunCoordinator, run: str, step: str) -> Any:
     terminal = NewEvent(kind="flow.completed", run_id=run, flow=FLOW, data={"duration_ms": 0})
     return coordinator.finish_step(step_event(run, step, "step.completed"), "completed", terminal)
 
 
-def start(coordinator: RunCoordinator, run: str, steps: list[str]) -> None:
+def start(coordinator: RedisRunCoordinator, run: str, steps: list[str]) -> None:
     assert coordinator.start_run(NewEvent(kind="flow.started", run_id=run, flow=FLOW), steps)
 
 

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from flowqueue.api import routes_events, routes_flows, routes_ops
 from flowqueue.api.auth import install_auth, require_token_or_cookie
+from flowqueue.api.body import JSON_VALUE_SCHEMA
 from flowqueue.api.context import ApiContext
 from flowqueue.api.problems import Problem, install_handlers
 from flowqueue.errors import ConfigurationError
@@ -121,7 +122,8 @@ def _add_cors(api: FastAPI, settings: Settings) -> None:
 
 
 def _add_problem_schema(api: FastAPI) -> None:
-    """Error responses refer to ``#/components/schemas/Problem``; make sure it exists."""
+    """Error responses refer to ``#/components/schemas/Problem`` and JSON bodies to
+    ``JsonValue``; make sure both exist."""
     build = api.openapi
 
     def openapi() -> dict[str, Any]:
@@ -129,6 +131,7 @@ def _add_problem_schema(api: FastAPI) -> None:
             schema = build()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas.setdefault("Problem", Problem.model_json_schema())
+            schemas.setdefault("JsonValue", JSON_VALUE_SCHEMA)
             api.openapi_schema = schema
         return api.openapi_schema
 

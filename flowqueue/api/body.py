@@ -11,14 +11,30 @@ from pydantic_core import from_json
 
 from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
-from flowqueue.model.validation import MAX_JSON_DEPTH
+from flowqueue.model.validation import INT_MAX, INT_MIN, MAX_JSON_DEPTH
 
 PAYLOAD_LIMIT = "FLOWQUEUE_MAX_PAYLOAD_BYTES"
+# A JSON value within the limits every way in checks (model/validation.py), so that a
+# client generating from the schema stays inside them; the depth limit is in the text.
+JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": f"Any JSON value nested at most {MAX_JSON_DEPTH} levels, with integers "
+    "within 64 bits (send larger ones as strings) and valid Unicode text.",
+    "anyOf": [
+        {"type": "object", "additionalProperties": JSON_VALUE_REF},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX},
+        {"type": "number", "not": {"type": "integer"}},
+    ],
+}
 ANY_JSON_BODY: dict[str, Any] = {
     "requestBody": {
         "required": False,
-        "content": {"application/json": {"schema": {}}},
-        "description": "Any JSON value.",
+        "content": {"application/json": {"schema": JSON_VALUE_REF}},
+        "description": "Any JSON value (within the limits of JsonValue).",
     }
 }
 

@@ -51,7 +51,7 @@ class SignalIn(BaseModel):
         pattern=IDENT_PATTERN,
         description="Event name: 1-128 of letters, digits and '_.:-'.",
     )
-    payload: Any = None
+    payload: Any = None  # documented as JsonValue (routes_events.SIGNAL_SCHEMA)
 
 
 class SignalSent(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from flowqueue.api.auth import require_token, require_token_or_cookie
-from flowqueue.api.body import json_body
+from flowqueue.api.body import JSON_VALUE_REF, json_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import SignalIn, SignalSent
 from flowqueue.api.problems import ApiError, problem_responses
@@ -20,6 +20,8 @@ from flowqueue.api.routes_flows import EVENT_ID, SSE_RESPONSES
 from flowqueue.api.sse import EventStream
 from flowqueue.backend.checks import check_cursor
 
+SIGNAL_SCHEMA = SignalIn.model_json_schema()
+SIGNAL_SCHEMA["properties"]["payload"] = JSON_VALUE_REF
 router = APIRouter(dependencies=[Depends(require_token)])
 streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
 
@@ -32,7 +34,7 @@ streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": SignalIn.model_json_schema()}},
+            "content": {"application/json": {"schema": SIGNAL_SCHEMA}},
         }
     },
 )

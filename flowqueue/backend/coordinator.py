@@ -1,4 +1,5 @@
-"""The run coordinator: the atomic step transitions that orchestration is built on.
+"""What the run coordinator answers (``backend/redis/coordinator.py`` holds the atomic
+step transitions that orchestration is built on, one Lua script each).
 
 Each operation appends its events and updates the run's step table in one atomic step,
 so concurrent workers agree on who enqueues a step (exactly once), which delivery of a
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from flowqueue.model.awaits import AwaitOutcome, AwaitRecord, Match
+from flowqueue.model.awaits import AwaitRecord, Match
 from flowqueue.model.events import Event, NewEvent
-from flowqueue.model.statuses import Outcome
 
 
 @dataclass(frozen=True)
@@ -106,102 +106,3 @@ class Cancelled:
     outcome: Literal["cancelled", "ended"]
     status: str = ""
     queued: list[str] = field(default_factory=list)
-
-
-class RunCoordinator(Protocol):
-    def start_run(self, started: NewEvent, entry_steps: Sequence[str]) -> Event | None:
-        """Append flow.started and queue the entry steps; None if the run id exists."""
-        ...
-
-    def begin_step(
-        self,
-        started: NewEvent,
-        lease_ms: int,
-        *,
-        timer: str = "",
-        on_claim: NewEvent | None = None,
-    ) -> StepStart:
-        """Claim a delivery of ``started.step``; appends step.started when it runs.
-
-        ``started.data["attempt"]`` / ``meta["attempt"]`` hold ``"$attempt"``; the coordinator
-        writes the real attempt number there. A step waiting for a retry or awaiting
-        starts only for the delivery whose ``timer`` it claims, which also appends
-        ``on_claim`` (step.retry with "$attempt"; step.resumed with "$result", filled with
-        the waking event's payload; step.await.timeout) and resolves the await.
-        """
-        ...
-
-    def renew_lease(self, run_id: str, step: str, lease_ms: int) -> bool: ...
-
-    def emit(
-        self,
-        event: NewEvent,
-        payload: Any,
-        candidates: Sequence[Candidate],
-        *,
-        republish: bool = False,
-    ) -> Emitted:
-        """Append an emit event, claim every candidate it makes ready (once), and wake the
-        event waits it matches in any run."""
-        ...
-
-    def signal(self, name: str, payload: Any) -> tuple[str, list[str]]:
-        """An event from outside any run: (its signal id, the wake timers it set)."""
-        ...
-
-    def suspend(self, suspension: Suspension, *, run_id: str, flow: str, step: str) -> AwaitOutcome:
-        """Record a pending await, park the step as awaiting and set its timer, waiter or
-        trigger; an event wait first looks through emissions since the step began waiting."""
-        ...
-
-    def record_once(self, key: str, record: AwaitRecord, event: NewEvent) -> AwaitRecord:
-        """Keep a ``once`` block's result (the first one recorded wins)."""
-        ...
-
-    def await_records(self, run_id: str, step: str) -> dict[str, AwaitRecord]:
-        """The awaits and ``once`` blocks ``step`` has reached, by key."""
-        ...
-
-    def read_trigger(self, trigger_id: str) -> TriggerInfo | None: ...
-
-    def resume(
-        self, trigger_id: str, info: TriggerInfo, payload: Any, resumed: NewEvent, timer: str
-    ) -> ResumeResult:
-        """The trigger's one claim: resolve its await with ``payload`` and park ``timer``
-        (which the caller sends) to run the step again."""
-        ...
-
-    def cancel(self, run_id: str, flow: str, cancelled: NewEvent | None) -> Cancelled:
-        """Append ``cancelled`` (flow.cancelled) and stop everything the run still holds:
-        steps, timers, waiters, triggers. With ``None``, only release what an ended run
-        holds."""
-        ...
-
-    def finish_step(
-        self,
-        event: NewEvent,
-        outcome: Outcome,
-        terminal: NewEvent | None,
-        *,
-        timer: str = "",
-        due_ms: int = 0,
-        arg: Any = None,
-    ) -> StepFinish:
-        """Record a step's end once; append ``terminal`` if this ends the run.
-
-        A flow.completed ``terminal`` holds ``"$duration_ms"`` for the coordinator to fill in.
-        ``retry`` parks the step until the durable ``timer`` falls due at ``due_ms``,
-        keeping ``arg`` (its input) for the retried delivery.
-        """
-        ...
-
-    def take_due(self, horizon_ms: int, limit: int, grace_ms: int) -> list[tuple[str, int]]:
-        """Timers due within ``horizon_ms`` (and handed ones never claimed), moved to the
-        handed set: ``[(timer, due ms)]``."""
-        ...
-
-    def step_arg(self, run_id: str, step: str) -> Any:
-        """The input kept for a step that waits for a retry."""
-        ...
-
-    def step_statuses(self, run_id: str) -> dict[str, str]: ...

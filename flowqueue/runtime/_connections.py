@@ -11,7 +11,6 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flowqueue.backend.coordinator import RunCoordinator
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.keys import Keys
@@ -25,7 +24,7 @@ from flowqueue.settings import MEMORY_URL, Settings
 class _Opened:
     pid: int
     store: EventStore
-    coordinator: RunCoordinator
+    coordinator: RedisRunCoordinator
     leases: LeaseKeeper
 
 
@@ -48,7 +47,7 @@ class Connections:
         return self._open().store
 
     @property
-    def coordinator(self) -> RunCoordinator:
+    def coordinator(self) -> RedisRunCoordinator:
         return self._open().coordinator
 
     @property

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flowqueue.backend.coordinator import RunCoordinator
+from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 class LeaseKeeper:
     def __init__(self, lease_ms: int) -> None:
         self.lease_ms = lease_ms
-        self._held: dict[tuple[str, str], RunCoordinator] = {}
+        self._held: dict[tuple[str, str], RedisRunCoordinator] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def holding(self, coordinator: RunCoordinator, run_id: str, step: str) -> Iterator[None]:
+    def holding(self, coordinator: RedisRunCoordinator, run_id: str, step: str) -> Iterator[None]:
         with self._lock:
             self._held[(run_id, step)] = coordinator
             if self._thread is None or not self._thread.is_alive():

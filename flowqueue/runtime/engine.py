@@ -11,7 +11,7 @@ from flowqueue.authoring.context import FlowContext
 from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
 from flowqueue.authoring.step import FlowTask
-from flowqueue.backend.coordinator import RunCoordinator
+from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import ConfigurationError
@@ -68,7 +68,7 @@ class Flowqueue:
         return self.connections.store
 
     @property
-    def coordinator(self) -> RunCoordinator:
+    def coordinator(self) -> RedisRunCoordinator:
         return self.connections.coordinator
 
     def backend_settings(self) -> Settings:

@@ -57,6 +57,7 @@ class RedisRunCoordinator:
         return b"" if event is None else encode_body(event, self._cmd.max_payload)
 
     def start_run(self, started: NewEvent, entry_steps: Sequence[str]) -> Event | None:
+        """Append flow.started and queue the entry steps; None if the run id exists."""
         named = self._run(started.run_id, started.flow, started=self._body(started))
         reply = scripts.START_RUN.run(self.client, **named, entry=entry_steps)
         if reply[0] == b"exists":
@@ -71,6 +72,14 @@ class RedisRunCoordinator:
         timer: str = "",
         on_claim: NewEvent | None = None,
     ) -> StepStart:
+        """Claim a delivery of ``started.step``; appends step.started when it runs.
+
+        ``started.data["attempt"]`` / ``meta["attempt"]`` hold ``"$attempt"``; the coordinator
+        writes the real attempt number there. A step waiting for a retry or awaiting
+        starts only for the delivery whose ``timer`` it claims, which also appends
+        ``on_claim`` (step.retry with "$attempt"; step.resumed with "$result", filled with
+        the waking event's payload; step.await.timeout) and resolves the await.
+        """
         spec = TimerSpec.model_validate_json(timer) if timer else None
         # Only a timeout's claim needs these: its event wait's waiters, its trigger.
         waiters = self.keys.waiters(spec.name) if spec and spec.name else None
@@ -98,6 +107,8 @@ class RedisRunCoordinator:
         *,
         republish: bool = False,
     ) -> Emitted:
+        """Append an emit event, claim every candidate it makes ready (once), and wake the
+        event waits it matches in any run."""
         check_json(payload, "payload")
         name = event.data["name"]
         named = self._run(event.run_id, event.flow, name=name, event=self._body(event))
@@ -115,6 +126,7 @@ class RedisRunCoordinator:
         return Emitted(Event.stamped(event, reply[0].decode()), claims, woken)
 
     def signal(self, name: str, payload: Any) -> tuple[str, list[str]]:
+        """An event from outside any run: (its signal id, the wake timers it set)."""
         check_json(payload, "payload")
         raw = to_json(payload)
         if len(raw) > self.settings.max_payload_bytes:
@@ -128,6 +140,8 @@ class RedisRunCoordinator:
         return reply[0].decode(), [member.decode() for member in reply[1]]
 
     def suspend(self, s: Suspension, *, run_id: str, flow: str, step: str) -> AwaitOutcome:
+        """Record a pending await, park the step as awaiting and set its timer, waiter or
+        trigger; an event wait first looks through emissions since the step began waiting."""
         name = s.event.data.get("name") or ""
         named = self._run(run_id, flow, step=step, key=s.key, record=s.record.encoded())
         named.update(event=self._body(s.event), kind=s.event.kind, due_ms=s.due_ms)
@@ -142,11 +156,13 @@ class RedisRunCoordinator:
         return AwaitOutcome(reply[0].decode(), record)
 
     def record_once(self, key: str, record: AwaitRecord, event: NewEvent) -> AwaitRecord:
+        """Keep a ``once`` block's result (the first one recorded wins)."""
         named = self._run(event.run_id, event.flow, key=key, record=record.encoded())
         reply = scripts.ONCE.run(self.client, **named, event=self._body(event))
         return AwaitRecord.model_validate_json(reply)
 
     def await_records(self, run_id: str, step: str) -> dict[str, AwaitRecord]:
+        """The awaits and ``once`` blocks ``step`` has reached, by key."""
         raw, prefix = self._awaits(run_id), f"{step}#"
         return {
             k: AwaitRecord.model_validate_json(v) for k, v in raw.items() if k.startswith(prefix)
@@ -166,6 +182,8 @@ class RedisRunCoordinator:
     def resume(
         self, trigger_id: str, info: TriggerInfo, payload: Any, resumed: NewEvent, timer: str
     ) -> ResumeResult:
+        """The trigger's one claim: resolve its await with ``payload`` and park ``timer``
+        (which the caller sends) to run the step again."""
         body = self._body(resumed)  # checks the size before anything is written
         named = self._run(info.run_id, info.flow, step=info.step, key=info.key, timer=timer)
         named.update(trigger=self.keys.trigger(trigger_id), payload=to_json(payload), resumed=body)
@@ -176,6 +194,9 @@ class RedisRunCoordinator:
         return ResumeResult(outcome, state=reply[1].decode() if len(reply) > 1 else "")
 
     def cancel(self, run_id: str, flow: str, cancelled: NewEvent | None) -> Cancelled:
+        """Append ``cancelled`` (flow.cancelled) and stop everything the run still holds:
+        steps, timers, waiters, triggers. With ``None``, only release what an ended run
+        holds."""
         named = self._run(run_id, flow, cancelled=self._body(cancelled))
         while True:
             # Pass the waiters hashes and triggers of pending awaits as KEYS; an await
@@ -203,6 +224,12 @@ class RedisRunCoordinator:
         due_ms: int = 0,
         arg: Any = None,
     ) -> StepFinish:
+        """Record a step's end once; append ``terminal`` if this ends the run.
+
+        A flow.completed ``terminal`` holds ``"$duration_ms"`` for the coordinator to fill in.
+        ``retry`` parks the step until the durable ``timer`` falls due at ``due_ms``,
+        keeping ``arg`` (its input) for the retried delivery.
+        """
         named = self._run(event.run_id, event.flow, step=event.step, outcome=outcome, timer=timer)
         named.update(event=self._body(event), kind=event.kind, terminal=self._body(terminal))
         reply = scripts.FINISH_STEP.run(self.client, **named, due_ms=due_ms, arg=to_json(arg))
@@ -215,10 +242,13 @@ class RedisRunCoordinator:
         return {k.decode(): v.decode() for k, v in raw.items() if b"|" not in k}
 
     def take_due(self, horizon_ms: int, limit: int, grace_ms: int) -> list[tuple[str, int]]:
+        """Timers due within ``horizon_ms`` (and handed ones never claimed), moved to the
+        handed set: ``[(timer, due ms)]``."""
         named = self._fixed | {"horizon_ms": horizon_ms, "limit": limit, "grace_ms": grace_ms}
         reply = scripts.TAKE_DUE.run(self.client, **named)
         return [(reply[i].decode(), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     def step_arg(self, run_id: str, step: str) -> Any:
+        """The input kept for a step that waits for a retry."""
         raw = self.client.hget(self.keys.run_steps(run_id), f"{step}|arg")
         return None if raw is None else json.loads(raw)

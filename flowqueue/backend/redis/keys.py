@@ -6,12 +6,27 @@ Redis Cluster slot. The cross-run keys (flow index, lifecycle feed) live in othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
 class Keys:
-    prefix: str = "fq"
+    def __init__(self, prefix: str = "fq") -> None:
+        self.prefix = prefix
+        # Capped stream of every run's lifecycle events (dashboards, run lists).
+        self.feed = f"{prefix}:events"
+        # Pub/Sub channel mirroring ``feed``: one message per append call, a ``<feed id> <event id>
+        # <body-json>`` line per lifecycle event.
+        self.feed_live = f"{prefix}:events:live"
+        # Sorted set: durable timers (``TimerSpec`` JSON) by due time in ms.
+        self.timers = f"{prefix}:timers"
+        # Sorted set: timers handed to Celery, by the time to hand them over again if they have not
+        # fired (their worker died holding the countdown message).
+        self.timers_handed = f"{prefix}:timers:handed"
+        # Hash: event-wake timer -> the payload of the event that woke the wait.
+        self.timer_payloads = f"{prefix}:timers:payloads"
+        # Key prefix of the login rate limit's moving windows (one per client, kept by the
+        # ``limits`` library).
+        self.login_limit = f"{prefix}:login-limit"
+        # Stream: worker.registered / worker.heartbeat / worker.deregistered.
+        self.registry = f"{prefix}:registry"
 
     def run_stream(self, run_id: str) -> str:
         """Stream: the run's log, the source of truth."""
@@ -53,33 +68,6 @@ class Keys:
         (``step_ms_le_<bound>``, ``step_ms_sum``)."""
         return f"{self.prefix}:stats:{flow}"
 
-    @property
-    def feed(self) -> str:
-        """Capped stream of every run's lifecycle events (dashboards, run lists)."""
-        return f"{self.prefix}:events"
-
-    @property
-    def feed_live(self) -> str:
-        """Pub/Sub channel mirroring ``feed``: one message per append call, a
-        ``<feed id> <event id> <body-json>`` line per lifecycle event."""
-        return f"{self.prefix}:events:live"
-
-    @property
-    def timers(self) -> str:
-        """Sorted set: durable timers (``TimerSpec`` JSON) by due time in ms."""
-        return f"{self.prefix}:timers"
-
-    @property
-    def timers_handed(self) -> str:
-        """Sorted set: timers handed to Celery, by the time to hand them over again if
-        they have not fired (their worker died holding the countdown message)."""
-        return f"{self.prefix}:timers:handed"
-
-    @property
-    def timer_payloads(self) -> str:
-        """Hash: event-wake timer -> the payload of the event that woke the wait."""
-        return f"{self.prefix}:timers:payloads"
-
     def signals(self, name: str) -> str:
         """Capped stream of recent emissions of event ``name`` (from any run or outside),
         so a wait registered just after an emission still sees it."""
@@ -92,14 +80,3 @@ class Keys:
     def trigger(self, trigger_id: str) -> str:
         """String: trigger JSON (run, step, await key, state); expires once used."""
         return f"{self.prefix}:trigger:{trigger_id}"
-
-    @property
-    def login_limit(self) -> str:
-        """Key prefix of the login rate limit's moving windows (one per client, kept by
-        the ``limits`` library)."""
-        return f"{self.prefix}:login-limit"
-
-    @property
-    def registry(self) -> str:
-        """Stream: worker.registered / worker.heartbeat / worker.deregistered."""
-        return f"{self.prefix}:registry"
