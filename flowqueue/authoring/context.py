@@ -21,7 +21,6 @@ from flowqueue.model.validation import MAX_JSON_DEPTH, check_json
 _current: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar(
     "flowqueue_step", default=None
 )
-LEVELS = ("debug", "info", "warning", "error")
 T = TypeVar("T")
 
 

@@ -50,6 +50,3 @@ class Retry:
         if self.jitter:
             base *= (rng or random).uniform(0.5, 1.0)
         return base
-
-
-NO_RETRY = Retry(attempts=1)

@@ -116,21 +116,6 @@ def check_match(match: Any) -> Match | None:
     return match or None
 
 
-def matches(payload: Any, match: Match | None) -> bool:
-    """The same rule as the Lua ``matches``: every match field equals the payload's
-    (booleans equal only booleans, as in JSON)."""
-    if not match:
-        return True
-    if not isinstance(payload, dict):
-        return False
-    missing = object()
-    for key, want in match.items():
-        got = payload.get(key, missing)
-        if got is missing or isinstance(got, bool) != isinstance(want, bool) or got != want:
-            return False
-    return True
-
-
 def new_trigger_id() -> str:
     """Unguessable (192 random bits), so the id alone authorises a resume."""
     return "trg_" + secrets.token_urlsafe(24)

@@ -63,10 +63,6 @@ def is_stream_id(value: str) -> bool:
     return _STREAM_ID.fullmatch(value) is not None
 
 
-def format_stream_id(sid: StreamId) -> str:
-    return f"{sid[0]}-{sid[1]}"
-
-
 def stream_id_ms(value: str) -> int:
     return int(value.partition("-")[0])
 

@@ -109,10 +109,6 @@ class RedisLiveHub:
                 with contextlib.suppress(*_LOST):
                     await self._pubsub.unsubscribe(key)
 
-    @property
-    def channel_count(self) -> int:
-        return len(self._subscribers)
-
     def _start_reader(self) -> None:
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(
