@@ -57,3 +57,24 @@ def test_one_import_up_a_layer_or_round_a_cycle_breaks_the_check(tmp_path, modul
     assert result.returncode != 0
     assert f"{broken}" in result.stdout
     assert "BROKEN" in result.stdout
+
+
+def test_the_readme_layout_and_architecture_name_every_folder_and_public_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("```\nflowqueue/") : readme.index("### Breaking it on purpose")]
+    picture = (ROOT / "ARCHITECTURE.md").read_text()
+    package = ROOT / "flowqueue"
+    for folder in sorted(
+        p for p in package.rglob("*") if p.is_dir() and "__pycache__" not in p.parts
+    ):
+        if "docs" in folder.relative_to(package).parts:
+            continue
+        name = f"{folder.name}/"
+        assert name in layout, f"README's layout does not show {folder.relative_to(ROOT)}"
+        if folder.parent == package:
+            assert name in picture, f"ARCHITECTURE.md's layers do not show {name}"
+    for module in sorted(package.rglob("*.py")):
+        inside = module.relative_to(package).parts
+        if module.name.startswith("_") or inside[0] == "api":
+            continue  # private modules are described in words; api/ lists its kinds
+        assert module.name in layout, f"README's layout does not name {module.relative_to(ROOT)}"

@@ -143,3 +143,37 @@ def test_memory_mode_is_a_redis_server_of_the_apps_own_that_stops_with_it():
     second.flowqueue.close()
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+
+
+def test_a_memory_servers_dies_with_a_process_killed_outright(tmp_path):
+    """SIGKILL leaves no cleanup to run; the server must not be left behind anyway."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import redis
+
+    code = (
+        "from flowqueue import create_app\n"
+        "from flowqueue.settings import Settings\n"
+        "app = create_app(Settings(redis_url='memory://', workers='workers'))\n"
+        "print(app.flowqueue.backend_settings().redis_url, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        url = child.stdout.readline().strip()
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        assert client.ping()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 10  # the watchdog looks once a second
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+        except redis.ConnectionError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the memory:// server at {url} outlived its killed process")

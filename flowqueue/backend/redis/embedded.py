@@ -60,6 +60,8 @@ class EmbeddedRedis:
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
 
     @property
     def url(self) -> str:
@@ -98,6 +100,29 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
+        self._watch()
+
+    def _watch(self) -> None:
+        """The server must not outlive this process, even one killed with SIGKILL (a test
+        run cut short, a killed worker using ``memory://``): a small ``sh`` loop stops it
+        once this process is gone."""
+        self._unwatch()
+        assert self._process is not None
+        loop = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill {self._process.pid}"
+        )
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", loop],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches this process, not it
+        )
+
+    def _unwatch(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -115,6 +140,9 @@ class EmbeddedRedis:
             client.close()
 
     def stop(self, *, keep_files: bool = False) -> None:
+        if self._owner != os.getpid():
+            return  # a forked child's copy: the server belongs to the parent
+        self._unwatch()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -129,6 +157,7 @@ class EmbeddedRedis:
 
     def kill(self) -> None:
         """SIGKILL the server (data not yet fsynced may be lost, as in a real crash)."""
+        self._unwatch()
         if self._process is not None:
             self._process.kill()
             self._process.wait()
