@@ -5,6 +5,7 @@ and runs each delivery of a step (the ``StepHost`` that ``FlowTask`` calls)."""
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from flowqueue.authoring.context import FlowContext
@@ -77,6 +78,8 @@ class Flowqueue:
     def _opened(self) -> None:
         if self.connections.memory:
             self.timer_pump.start()  # no worker pumps this process's timers: it does
+            # Finalizers run newest first at exit: the pump stops before its server does.
+            weakref.finalize(self, self.timer_pump.stop)
 
     def reset_after_fork(self) -> None:
         self.connections.reset_after_fork()
