@@ -57,6 +57,11 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def run_event(kind: str, run_id: str, flow: str, **data: Any) -> NewEvent:
+    """An event of the run itself (no step)."""
+    return NewEvent(kind=kind, run_id=run_id, flow=flow, data=data)
+
+
 def validate_run_input(graph: FlowGraph, value: Any) -> Any:
     """Check a run's input against every entry step's model before anything is written."""
     try:
@@ -105,9 +110,7 @@ class Orchestrator:
         graph = self.flows.flow(flow)
         value = validate_run_input(graph, input)
         run_id = run_id or new_run_id()
-        started = NewEvent(
-            kind=EventKind.FLOW_STARTED, run_id=run_id, flow=flow, data={"input": value}
-        )
+        started = run_event(EventKind.FLOW_STARTED, run_id, flow, input=value)
         entries = graph.entry_steps
         if self.connections.coordinator.start_run(started, [s.name for s in entries]) is None:
             raise RunAlreadyExists(
@@ -118,9 +121,7 @@ class Orchestrator:
                 self.enqueue(run_id, flow, entry, value, new_run=True)
         except Exception as exc:  # the broker refused: end the run rather than strand it
             reason = f"its first step could not be sent to the Celery broker ({exc})"
-            ended = NewEvent(
-                kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
-            )
+            ended = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
             self.connections.coordinator.cancel(run_id, flow, ended)
             raise BrokerUnavailable(
                 f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
@@ -143,14 +144,7 @@ class Orchestrator:
                 step=header.step,
             )
         payload = to_jsonable(payload, f"payload of {name!r}")
-        event = NewEvent(
-            kind=EventKind.EMIT,
-            run_id=header.run_id,
-            flow=header.flow,
-            step=header.step,
-            data={"name": name, "payload": payload},
-            meta={"attempt": attempt},
-        )
+        event = header.event(EventKind.EMIT, attempt, name=name, payload=payload)
         # A retried emitter re-sends steps it claimed before, in case it died first.
         emitted = self.connections.coordinator.emit(
             event, payload, graph.candidates(name), republish=attempt > 1
@@ -237,9 +231,7 @@ class Orchestrator:
                 f"run {run_id!r} has no events; check the id (flowqueue show RUN).", run_id=run_id
             )
         flow = first[0].flow
-        event = NewEvent(
-            kind=EventKind.FLOW_CANCELLED, run_id=run_id, flow=flow, data={"reason": reason}
-        )
+        event = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
         outcome = self.connections.coordinator.cancel(run_id, flow, event)
         if outcome.outcome == "ended":
             raise RunAlreadyEnded(
@@ -272,7 +264,9 @@ class Orchestrator:
         event = header.event(
             EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
         )
-        terminal = self._run_event(header, EventKind.FLOW_COMPLETED, duration_ms="$duration_ms")
+        terminal = run_event(
+            EventKind.FLOW_COMPLETED, header.run_id, header.flow, duration_ms="$duration_ms"
+        )
         return self.connections.coordinator.finish_step(event, "completed", terminal)
 
     def fail_step(
@@ -295,7 +289,9 @@ class Orchestrator:
             duration_ms=duration_ms,
         )
         summary = {"type": error["type"], "message": error["message"]}
-        terminal = self._run_event(header, EventKind.FLOW_FAILED, error=summary, step=header.step)
+        terminal = run_event(
+            EventKind.FLOW_FAILED, header.run_id, header.flow, error=summary, step=header.step
+        )
         finish = self.connections.coordinator.finish_step(event, "failed", terminal)
         if finish.terminal:  # other steps may still hold timers, waiters or triggers
             self.connections.coordinator.cancel(header.run_id, header.flow, None)
@@ -358,7 +354,3 @@ class Orchestrator:
             countdown=countdown,
             priority=priorities.new_run if new_run else priorities.in_flight,
         )
-
-    @staticmethod
-    def _run_event(header: StepHeader, kind: str, **data: Any) -> NewEvent:
-        return NewEvent(kind=kind, run_id=header.run_id, flow=header.flow, data=data)

@@ -1,4 +1,5 @@
-"""The middleware every app runs, in this order: the claim, log capture, the lease,
+"""The middleware every app runs, in this order: the claim, log capture (standard
+``logging`` calls inside a step recorded in the run's log), the lease,
 suspension at an await, retries, and the record of a completed step.
 
 Celery delivers a step at least once; the coordinator makes the effects count once: a
@@ -9,18 +10,19 @@ for a retry or an await runs only for the delivery whose timer it claims.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from contextlib import AbstractContextManager
 from typing import Any
 
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
+from flowqueue.authoring.context import current_context
 from flowqueue.authoring.retry import Retry
 from flowqueue.model.awaits import Suspended
 from flowqueue.model.events import EventKind, NewEvent
 from flowqueue.model.header import StepHeader
 from flowqueue.model.timers import TimerSpec
-from flowqueue.runtime import _logcapture
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._orchestrator import Orchestrator
 from flowqueue.runtime.middleware import Delivery, Middleware, SkipDelivery
@@ -37,13 +39,12 @@ class Claim(Middleware):
 
     def before_step(self, delivery: Delivery) -> None:
         header, request = delivery.header, delivery.task.request
-        started = NewEvent(
-            kind=EventKind.STEP_STARTED,
-            run_id=header.run_id,
-            flow=header.flow,
-            step=header.step,
-            data={"attempt": "$attempt", "task_id": request.id, "worker": request.hostname},
-            meta={"attempt": "$attempt"},
+        started = header.event(
+            EventKind.STEP_STARTED,
+            "$attempt",  # the coordinator writes the attempt it claims
+            attempt="$attempt",
+            task_id=request.id,
+            worker=request.hostname,
         )
         start = self.connections.coordinator.begin_step(
             started, self.connections.lease_ms, timer=header.timer, on_claim=claim_event(header)
@@ -89,10 +90,46 @@ _CLAIM_EVENTS: dict[str, tuple[str | None, dict[str, Any]]] = {
 
 
 class LogCapture(Middleware):
-    """Standard ``logging`` calls inside a step go to the run's log too."""
+    """Standard ``logging`` calls inside a step go to the run's log too (one
+    ``RunLogHandler`` on the root logger)."""
 
     def before_step(self, delivery: Delivery) -> None:
-        _logcapture.ensure_installed()
+        root = logging.getLogger()
+        if not any(isinstance(h, RunLogHandler) for h in root.handlers):
+            root.addHandler(RunLogHandler())
+
+
+# Loggers of the machinery itself: recording them would recurse or flood runs with noise.
+_IGNORED = ("flowqueue", "celery", "kombu", "amqp", "redis", "billiard", "urllib3", "asyncio")
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("fq_log_writing", default=False)
+
+
+class RunLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        ctx = current_context()
+        if (
+            ctx is None
+            or ctx.replaying
+            or _writing.get()
+            or getattr(record, "flowqueue_recorded", False)
+            or record.name.startswith(_IGNORED)
+        ):
+            return
+        token = _writing.set(True)
+        try:
+            fields = {"logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                fields["exception"] = repr(record.exc_info[1])
+            ctx.append(
+                EventKind.LOG,
+                level=record.levelname.lower(),
+                msg=record.getMessage(),
+                fields=fields,
+            )
+        except Exception:
+            self.handleError(record)
+        finally:
+            _writing.reset(token)
 
 
 class Lease(Middleware):
