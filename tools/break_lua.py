@@ -1,16 +1,13 @@
 """Break the Lua scripts on purpose, one line at a time, and check that the tests notice.
 
-Each entry of ``BREAKS`` names a script under ``flowqueue/backend/redis/lua/``, one exact
-line of it, the broken line, the tests expected to catch the break and why the line matters. For
-each entry the harness writes the broken line, runs the selection with pytest and counts the
-break caught when the selection fails. The script is restored after every run (in a
-``finally``, also on Ctrl-C, SIGTERM and SIGHUP) and its SHA-256 checked against the
-original; a restore that does not match stops the harness loudly.
+Each entry of ``BREAKS`` names a script in ``flowqueue/backend/redis/lua/``, one exact line
+of it, the broken line, the tests expected to catch the break (by failing) and why the line
+matters. The script is restored after every run (in a ``finally``, also on Ctrl-C, SIGTERM
+and SIGHUP) and checked against its original SHA-256; a mismatch stops the harness loudly.
 
-By default the breaks are made in a scratch copy of the tree (with PYTHONPATH pointing
-at it, so the celery workers and API processes the tests start load the broken script
-too): anyone running tests in the working tree meanwhile never sees a broken script.
-``--in-place`` breaks the working tree itself.
+The breaks are made in a scratch copy of the tree (PYTHONPATH points at it, so the celery
+workers and API processes the tests start load the broken script too), so anyone testing
+the working tree meanwhile never sees a broken script; ``--in-place`` breaks the tree itself.
 
     make mutate-lua                       # every break, then a score table
     python tools/break_lua.py --list      # the table, without running anything
@@ -67,8 +64,8 @@ BREAKS: tuple[Break, ...] = (
     Break(
         "begin_step.done_check",
         "begin_step.lua",
-        "if FINISHED[status] then",
-        "if FINISHED[status] and status ~= STATUS.completed then",
+        "local done = FINISHED[status]",
+        "local done = FINISHED[status] and status ~= STATUS.completed",
         (G, *FAST),
         "a completed step redelivered while its run is still active would run twice",
     ),

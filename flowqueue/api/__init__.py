@@ -2,7 +2,7 @@
 
 Install with ``pip install 'flowqueue[api]'`` and run ``flowqueue api``. Routes by
 topic (``routes_*``), problem responses (``problems``), SSE (``sse``, ``frames``),
-request limits (``body``, ``server``), auth (``auth``, ``login_limit``), the vendored
+request limits (``body``, ``server``), auth (``auth``), the vendored
 Swagger UI (``docs/``).
 
 May import: ``runtime``, ``authoring``, ``backend``, ``model``, ``settings``,

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from flowqueue.api import routes_events, routes_flows, routes_ops
-from flowqueue.api.auth import install_auth, require_token_or_cookie
+from flowqueue.api.auth import Auth, require_token_or_cookie
 from flowqueue.api.body import JSON_VALUE_SCHEMA
 from flowqueue.api.context import ApiContext
 from flowqueue.api.problems import Problem, install_handlers
@@ -26,6 +26,7 @@ from flowqueue.settings import Settings
 
 # What a browser sends as Origin: scheme, host (or [IPv6]) and an optional port.
 ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?")
+PROBLEM_SCHEMA = Problem.model_json_schema()
 
 
 def create_api(app: Any | None = None) -> FastAPI:
@@ -36,23 +37,22 @@ def create_api(app: Any | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        ctx = ApiContext.open(fq)
-        api.state.flowqueue = ctx
+        api.state.flowqueue = ctx = ApiContext.open(fq)
         try:
             yield
         finally:
-            await ctx.aclose()
+            await ctx.store.aclose()
 
     api = FastAPI(
         title="flowqueue",
         summary="Event-sourced flows on Celery: runs, live streams, triggers, workers.",
-        version=_version(),
+        version=version("flowqueue"),
         lifespan=lifespan,
         openapi_url=None,  # served below, behind the token (or the login cookie)
         docs_url=None,
         redoc_url=None,
     )
-    install_auth(api, fq.settings)
+    api.state.auth = Auth.from_settings(fq.settings)  # ConfigurationError now, not later
     _add_cors(api, fq.settings)
     install_handlers(api)
     for module in (routes_ops, routes_flows, routes_events):
@@ -68,13 +68,10 @@ DOCS_DIR = Path(__file__).with_name("docs")
 # style, so only our own files run and load, nothing is sent elsewhere and nobody frames it
 # (tests/test_docs_browser.py renders it and calls a route under this policy). data: images:
 # Swagger UI's icons.
-DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'"
-)
 DOCS_HEADERS = {
-    "Content-Security-Policy": DOCS_CSP,
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -127,16 +124,9 @@ def _add_problem_schema(api: FastAPI) -> None:
     build = api.openapi
 
     def openapi() -> dict[str, Any]:
-        if api.openapi_schema is None:
-            schema = build()
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            schemas.setdefault("Problem", Problem.model_json_schema())
-            schemas.setdefault("JsonValue", JSON_VALUE_SCHEMA)
-            api.openapi_schema = schema
-        return api.openapi_schema
+        schema = build()  # FastAPI's: built on the first call, then cached
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(Problem=PROBLEM_SCHEMA, JsonValue=JSON_VALUE_SCHEMA)
+        return schema
 
     api.openapi = openapi  # type: ignore[method-assign]
-
-
-def _version() -> str:
-    return version("flowqueue")

@@ -5,6 +5,12 @@ unguessable, single-use id) requires ``Authorization: Bearer <token>``. Browsers
 ``EventSource`` cannot send headers, so the SSE routes (and the docs) also accept the
 session cookie ``POST /api/_login`` sets: a timestamped signature (itsdangerous), never
 the token itself, keyed by a secret every API process derives from the same settings.
+
+Login attempts are rate-limited per client IP (the ``limits`` library), counted in Redis
+(a moving window, one atomic Lua call per attempt, on the API process's own connection
+pool) so every API process shares them. Every attempt counts, right or wrong: it is
+counted atomically before the token is looked at, so concurrent guesses cannot slip past
+the limit, and a browser logs in rarely (once per session).
 """
 
 from __future__ import annotations
@@ -12,14 +18,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Request, Response
 from itsdangerous import BadData, URLSafeTimedSerializer
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 
-from flowqueue.api.login_limit import LoginLimiter
+from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
 from flowqueue.errors import ConfigurationError
 from flowqueue.settings import Settings
@@ -32,6 +44,7 @@ MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 # cookies; tolerate their clocks disagreeing this much (a cookie "from the future").
 CLOCK_SKEW_SECONDS = 60
 _KEY_CONTEXT = b"flowqueue-session-v1"
+COOKIE_FLAGS: dict[str, Any] = {"path": "/", "httponly": True, "samesite": "strict"}
 
 log = logging.getLogger("flowqueue.api")
 
@@ -43,27 +56,27 @@ class Auth:
     token: bytes | None
     ttl_seconds: int
     sessions: URLSafeTimedSerializer | None
+    login_limiter: LoginLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Auth:
+        """``ConfigurationError`` for a guessable token (``check_auth_settings``)."""
+        check_auth_settings(settings)
+        ttl, limiter = settings.session_ttl_seconds, LoginLimiter(settings)
         if settings.api_token is None:
-            return cls(None, settings.session_ttl_seconds, None)
+            return cls(None, ttl, None, limiter)
         token = settings.api_token.get_secret_value()
         secret = settings.session_secret
         key = session_key(token, None if secret is None else secret.get_secret_value())
         serializer = URLSafeTimedSerializer(key, salt="flowqueue.session")
-        return cls(token.encode(), settings.session_ttl_seconds, serializer)
+        return cls(token.encode(), ttl, serializer, limiter)
 
     def bearer_ok(self, authorization: str) -> bool:
-        if self.token is None:
-            return True
         scheme, _, given = authorization.partition(" ")
-        return scheme.lower() == "bearer" and self.token_ok(given.strip())
+        return self.token is None or (scheme.lower() == "bearer" and self.token_ok(given.strip()))
 
     def token_ok(self, given: str) -> bool:
-        if self.token is None:
-            return True
-        return secrets.compare_digest(given.encode(), self.token)
+        return self.token is None or secrets.compare_digest(given.encode(), self.token)
 
     def new_session(self) -> str:
         assert self.sessions is not None
@@ -76,11 +89,9 @@ class Auth:
             _, signed_at = self.sessions.loads(value, return_timestamp=True)
         except BadData:  # bad signature, garbage, or another key (a rotated token or secret)
             return False
-        # The signed timestamp is checked here rather than with loads(max_age=...), which
-        # also refuses a cookie signed a second "in the future" by a process whose clock
-        # is slightly ahead.
-        signed = float(signed_at.timestamp())
-        age = (time.time() if now is None else now) - signed
+        # Not loads(max_age=...): it also refuses a cookie signed a second "in the future"
+        # by a process whose clock is slightly ahead.
+        age: float = (time.time() if now is None else now) - signed_at.timestamp()
         return -CLOCK_SKEW_SECONDS <= age <= self.ttl_seconds
 
 
@@ -134,24 +145,55 @@ def check_auth_settings(settings: Settings) -> None:
         )
 
 
-def install_auth(api: FastAPI, settings: Settings) -> None:
-    """Check the auth settings (``ConfigurationError`` at start) and keep what the
-    routes check against on the app."""
-    check_auth_settings(settings)
-    api.state.auth = Auth.from_settings(settings)
-    api.state.login_limiter = LoginLimiter(settings)
+class LoginLimiter:
+    """The rate limit of ``POST /api/_login`` (``FLOWQUEUE_API_LOGIN_RATE_LIMIT``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            self.items: list[RateLimitItem] = parse_many(settings.api_login_rate_limit)
+        except ValueError:
+            raise ConfigurationError(
+                f"FLOWQUEUE_API_LOGIN_RATE_LIMIT={settings.api_login_rate_limit!r} is not a "
+                "rate; write e.g. '10/minute' or '10/minute;100/hour'."
+            ) from None
+        self._limiter: MovingWindowRateLimiter | None = None
+
+    async def hit(self, request: Request) -> None:
+        """Count one attempt from the request's client; 429 when over the limit."""
+        if self._limiter is None:  # the Redis pool exists only once the app's lifespan runs
+            ctx = context_of(request)
+            storage = RedisStorage(
+                "async+redis://",  # unused: the connection pool below is
+                implementation="redispy",
+                # documented, but typed as **options: float | str | bool
+                connection_pool=ctx.redis.connection_pool,  # type: ignore[arg-type]
+                key_prefix=ctx.fq.keys.login_limit,
+            )
+            self._limiter = MovingWindowRateLimiter(storage)
+        client = request.client.host if request.client else "unknown"
+        waits = []
+        try:
+            for item in self.items:
+                if not await self._limiter.hit(item, "login", client):
+                    stats = await self._limiter.get_window_stats(item, "login", client)
+                    waits.append(stats.reset_time - time.time())
+        except RedisError:
+            raise ApiError(
+                503, "the login rate limit cannot reach Redis; try again when it is back."
+            ) from None
+        if waits:
+            retry = max(1, math.ceil(max(waits)))
+            raise ApiError(
+                429,
+                f"too many login attempts from {client}; try again in {retry} s.",
+                {"Retry-After": str(retry)},
+            )
 
 
 def auth_of(request: Request) -> Auth:
     auth = request.app.state.auth
     assert isinstance(auth, Auth)
     return auth
-
-
-def login_limiter_of(request: Request) -> LoginLimiter:
-    limiter = request.app.state.login_limiter
-    assert isinstance(limiter, LoginLimiter)
-    return limiter
 
 
 def token_matches(request: Request, *, cookie: bool = False) -> bool:
@@ -161,30 +203,19 @@ def token_matches(request: Request, *, cookie: bool = False) -> bool:
     return cookie and auth.session_ok(request.cookies.get(COOKIE, ""))
 
 
+# uvicorn takes the scheme from X-Forwarded-Proto only from trusted proxies
+# (--forwarded-allow-ips), so a client cannot talk its way into or out of `secure`.
 def set_session_cookie(request: Request, response: Response) -> None:
     auth = auth_of(request)
+    secure = request.url.scheme == "https"
+    ttl = auth.ttl_seconds
     response.set_cookie(
-        COOKIE,
-        auth.new_session(),
-        max_age=auth.ttl_seconds,
-        expires=auth.ttl_seconds,
-        path="/",
-        secure=_https(request),
-        httponly=True,
-        samesite="strict",
+        COOKIE, auth.new_session(), max_age=ttl, expires=ttl, secure=secure, **COOKIE_FLAGS
     )
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
-    response.delete_cookie(
-        COOKIE, path="/", secure=_https(request), httponly=True, samesite="strict"
-    )
-
-
-def _https(request: Request) -> bool:
-    # uvicorn takes the scheme from X-Forwarded-Proto only from trusted proxies
-    # (--forwarded-allow-ips), so a client cannot talk its way into or out of this.
-    return request.url.scheme == "https"
+    response.delete_cookie(COOKIE, secure=request.url.scheme == "https", **COOKIE_FLAGS)
 
 
 async def require_token(request: Request) -> None:

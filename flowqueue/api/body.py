@@ -13,7 +13,6 @@ from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError
 from flowqueue.model.validation import INT_MAX, INT_MIN, MAX_JSON_DEPTH
 
-PAYLOAD_LIMIT = "FLOWQUEUE_MAX_PAYLOAD_BYTES"
 # A JSON value within the limits every way in checks (model/validation.py), so that a
 # client generating from the schema stays inside them; the depth limit is in the text.
 JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
@@ -30,24 +29,35 @@ JSON_VALUE_SCHEMA: dict[str, Any] = {
         {"type": "number", "not": {"type": "integer"}},
     ],
 }
-ANY_JSON_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/json": {"schema": JSON_VALUE_REF}},
-        "description": "Any JSON value (within the limits of JsonValue).",
-    }
-}
+
+
+def request_body(schema: dict[str, Any], *, required: bool = True, **extra: Any) -> dict[str, Any]:
+    """``openapi_extra`` documenting the JSON body a route reads itself with ``json_body``."""
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content, **extra}}
+
+
+ANY_JSON_BODY = request_body(
+    JSON_VALUE_REF, required=False, description="Any JSON value (within the limits of JsonValue)."
+)
 
 
 async def json_body(
-    request: Request, limit: int, *, default: Any = None, limit_name: str = PAYLOAD_LIMIT
+    request: Request,
+    *,
+    default: Any = None,
+    limit: int | None = None,
+    limit_name: str = "FLOWQUEUE_MAX_PAYLOAD_BYTES",
 ) -> Any:
-    """The request's JSON body (``default`` when empty); 413 past ``limit`` bytes, 408
-    when it does not arrive within FLOWQUEUE_API_BODY_TIMEOUT_SECONDS."""
+    """The request's JSON body (``default`` when empty); 413 past ``limit`` bytes (default
+    FLOWQUEUE_MAX_PAYLOAD_BYTES), 408 when it does not arrive within
+    FLOWQUEUE_API_BODY_TIMEOUT_SECONDS."""
+    settings = context_of(request).settings
+    limit = settings.max_payload_bytes if limit is None else limit
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, too_large(int(declared), limit, limit_name))
-    seconds = context_of(request).settings.api_body_timeout_seconds
+    seconds = settings.api_body_timeout_seconds
     body = bytearray()
     try:
         async with asyncio.timeout(seconds):
@@ -77,7 +87,7 @@ async def json_body(
         raise ApiError(422, f"the body is not valid JSON: {exc}") from None
 
 
-def too_large(size: int, limit: int, limit_name: str = PAYLOAD_LIMIT) -> str:
+def too_large(size: int, limit: int, limit_name: str) -> str:
     return (
         f"the body is {size} bytes or more; the limit is {limit} ({limit_name}). "
         "Store large data elsewhere and send a reference."

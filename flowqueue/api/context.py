@@ -47,9 +47,6 @@ class ApiContext:
         store = AsyncRedisEventStore(limited)
         return cls(fq, settings, store, store.client)
 
-    async def aclose(self) -> None:
-        await self.store.aclose()
-
 
 def context_of(request: Request) -> ApiContext:
     ctx: Any = request.app.state.flowqueue

@@ -33,10 +33,6 @@ def error_frame(exc: BaseException) -> bytes:
     return b"retry: %d\nevent: problem\ndata: %s\n\n" % (ERROR_RETRY_MS, body)
 
 
-def frame(sse_id: str, data: bytes) -> bytes:
-    return b"id: " + sse_id.encode() + b"\ndata: " + data + b"\n\n"
-
-
 class FrameCache:
     """The frames of recently sent events, by (SSE id, run, event id); bounded (LRU).
     The SSE id is part of the key: a feed position can equal another event's id."""
@@ -46,12 +42,13 @@ class FrameCache:
         self._frames: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 
     def event_frame(self, event: Event, sse_id: str | None = None) -> bytes:
-        key = (sse_id or event.id, event.run_id, event.id)
+        sse_id = sse_id or event.id
+        key = (sse_id, event.run_id, event.id)
         cached = self._frames.get(key)
         if cached is not None:
             self._frames.move_to_end(key)
             return cached
-        encoded = frame(sse_id or event.id, event.to_json())
+        encoded = b"id: " + sse_id.encode() + b"\ndata: " + event.to_json() + b"\n\n"
         self._frames[key] = encoded
         if len(self._frames) > self._size:
             self._frames.popitem(last=False)

@@ -7,11 +7,12 @@ place without touching the routes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -44,20 +45,13 @@ TITLES = {
     503: "Unavailable",
 }
 # Most specific first: PayloadTooLarge is an InvalidEvent too.
-STATUS_OF_ERROR: list[tuple[type[FlowqueueError], int]] = [
-    (UnknownFlow, 404),
-    (UnknownRun, 404),
-    (UnknownTrigger, 404),
-    (TriggerAlreadyUsed, 409),
-    (RunAlreadyEnded, 409),
-    (RunAlreadyExists, 409),
-    (BrokerUnavailable, 503),
-    (PayloadTooLarge, 413),
-    (InvalidInput, 422),
-    (InvalidEvent, 422),
+STATUS_OF_ERROR: list[tuple[tuple[type[FlowqueueError], ...], int]] = [
+    ((UnknownFlow, UnknownRun, UnknownTrigger), 404),
+    ((TriggerAlreadyUsed, RunAlreadyEnded, RunAlreadyExists), 409),
+    ((BrokerUnavailable,), 503),
+    ((PayloadTooLarge,), 413),
+    ((InvalidInput, InvalidEvent), 422),
 ]
-
-
 HINTS = {  # what to do, for the parameters whose rules are not obvious
     "after": "; pass an event id such as '1719667845123-0' taken from an event (each half "
     "within 64 bits)",
@@ -84,30 +78,15 @@ class Problem(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
-class ApiError(Exception):
-    """An error a route raises on purpose, with its status and what to do."""
-
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers
+class ApiError(StarletteHTTPException):
+    """An error a route raises on purpose: its status, what to do (``detail``), headers."""
 
 
 def problem(
-    status: int,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    about: dict[str, str] | None = None,
-) -> JSONResponse:
-    title = TITLES.get(status, "Error")
-    body = Problem(title=title, status=status, detail=detail, **(about or {}))
-    return JSONResponse(
-        body.model_dump(exclude_none=True),
-        status_code=status,
-        media_type=PROBLEM_JSON,
-        headers=headers,
-    )
+    status: int, detail: str, headers: Mapping[str, str] | None = None, /, **about: str
+) -> Response:
+    body = Problem(title=TITLES.get(status, "Error"), status=status, detail=detail, **about)
+    return Response(body.encoded(), status, headers, PROBLEM_JSON)
 
 
 def status_of(exc: FlowqueueError) -> int:
@@ -129,15 +108,11 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install_handlers(api: FastAPI) -> None:
-    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return problem(exc.status, exc.detail, exc.headers)
-
-    async def on_flowqueue_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_flowqueue_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FlowqueueError)
-        return problem(status_of(exc), str(exc), about=exc.about)
+        return problem(status_of(exc), str(exc), **exc.about)
 
-    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         parts = []
         for error in exc.errors():
@@ -149,12 +124,10 @@ def install_handlers(api: FastAPI) -> None:
             parts.append(f"{'.'.join(loc)}: {message}{hint}")
         return problem(422, "; ".join(parts) or "the request does not fit the API schema")
 
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        headers = dict(exc.headers) if exc.headers else None
-        return problem(exc.status_code, str(exc.detail), headers)
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # ApiError is one too
+        return problem(exc.status_code, str(exc.detail), exc.headers)
 
-    api.add_exception_handler(ApiError, on_api_error)
     api.add_exception_handler(FlowqueueError, on_flowqueue_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
     api.add_exception_handler(StarletteHTTPException, on_http_error)

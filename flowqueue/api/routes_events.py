@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from flowqueue.api.auth import require_token, require_token_or_cookie
-from flowqueue.api.body import JSON_VALUE_REF, json_body
+from flowqueue.api.body import JSON_VALUE_REF, json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import SignalIn, SignalSent
 from flowqueue.api.problems import ApiError, problem_responses
-from flowqueue.api.routes_flows import EVENT_ID, SSE_RESPONSES
+from flowqueue.api.routes_flows import SSE_RESPONSES, After, LastEventId
 from flowqueue.api.sse import EventStream
 from flowqueue.backend.checks import check_cursor
 
@@ -31,20 +30,14 @@ streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
     response_model=SignalSent,
     status_code=202,
     responses=problem_responses(401, 408, 413, 422),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": SIGNAL_SCHEMA}},
-        }
-    },
+    openapi_extra=request_body(SIGNAL_SCHEMA),
 )
 async def signal(request: Request) -> SignalSent:
     """Send a signal (an event from outside any run): it wakes every waiting step whose match its
     payload fits (and waits registered just after it still see it)."""
     ctx = context_of(request)
-    raw = await json_body(request, ctx.settings.max_payload_bytes)
     try:
-        body = SignalIn.model_validate(raw)
+        body = SignalIn.model_validate(await json_body(request))
     except ValidationError as exc:
         raise ApiError(
             422, f'send {{"name": "...", "payload": ...}}: {exc.errors()[0]["msg"]}'
@@ -59,11 +52,7 @@ async def signal(request: Request) -> SignalSent:
     responses={**SSE_RESPONSES, **problem_responses(401, 422)},
 )
 async def feed(
-    request: Request,
-    after: Annotated[
-        str | None, Query(pattern=EVENT_ID, description="Resume after this id.")
-    ] = None,
-    last_event_id: Annotated[str | None, Header(pattern=EVENT_ID)] = None,
+    request: Request, after: After = None, last_event_id: LastEventId = None
 ) -> Response:
     """Every run's lifecycle events (flow.* and step.*), live, for dashboards and run
     lists. SSE ids are positions in the capped feed (``FLOWQUEUE_FEED_MAXLEN``)."""

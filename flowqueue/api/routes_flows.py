@@ -11,12 +11,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from flowqueue.api.auth import require_token, require_token_or_cookie
-from flowqueue.api.body import ANY_JSON_BODY, json_body
+from flowqueue.api.body import ANY_JSON_BODY, json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import Cancelled, EventPage, FlowOut, Resumed, RunPage, Started
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.api.sse import EventStream
-from flowqueue.authoring.flows import FlowGraph
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
@@ -34,12 +33,10 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "The run has ended and nothing follows Last-Event-ID."},
 }
 MAX_PAGE = 10_000
-EVENT_ID = STREAM_ID_PATTERN  # a stream id, as events carry them (each half in 64 bits)
 STATUS_SCAN_PAGES = 20  # pages looked through to fill one ?status= page
-
-
-def _graph(ctx: ApiContext, flow: str) -> FlowGraph:
-    return ctx.fq.flows.flow(flow)  # UnknownFlow -> 404
+# Cursors are stream ids, as events carry them (each half within 64 bits).
+After = Annotated[str | None, Query(pattern=STREAM_ID_PATTERN, description="Resume after this id.")]
+LastEventId = Annotated[str | None, Header(pattern=STREAM_ID_PATTERN)]
 
 
 async def _run_events(ctx: ApiContext, flow: str, run_id: str, limit: int | None) -> list[Event]:
@@ -55,11 +52,10 @@ async def _run_events(ctx: ApiContext, flow: str, run_id: str, limit: int | None
 async def flows(request: Request) -> list[FlowOut]:
     """Every flow with its steps, edges (from emits / subscribes) and live counters."""
     ctx = context_of(request)
-    out = []
-    for graph in ctx.fq.flows.flows.values():
-        stats = await ctx.store.flow_stats(graph.name)
-        out.append(FlowOut(**graph.info().model_dump(), stats=stats))
-    return out
+    return [
+        FlowOut(**graph.info().model_dump(), stats=await ctx.store.flow_stats(graph.name))
+        for graph in ctx.fq.flows.flows.values()
+    ]
 
 
 @router.get(
@@ -74,7 +70,7 @@ async def runs(
 ) -> RunPage:
     """The flow's runs, newest first; ``next_before`` pages to older ones."""
     ctx = context_of(request)
-    _graph(ctx, flow)
+    ctx.fq.flows.flow(flow)  # UnknownFlow: 404
     found: list[RunSummary] = []
     cursor: str | None = before
     for _ in range(STATUS_SCAN_PAGES):
@@ -101,8 +97,8 @@ async def start(request: Request, flow: Flow) -> Started:
     """Start a run with the JSON body as its input (checked against the entry step's
     model before anything is written)."""
     ctx = context_of(request)
-    _graph(ctx, flow)
-    value = await json_body(request, ctx.settings.max_payload_bytes)
+    ctx.fq.flows.flow(flow)  # UnknownFlow: 404
+    value = await json_body(request)
     run_id = await run_in_threadpool(ctx.fq.orchestrator.start_run, flow, value)
     return Started(flow=flow, run_id=run_id)
 
@@ -126,7 +122,7 @@ async def run_events(
     request: Request,
     flow: Flow,
     run_id: RunId,
-    after: Annotated[str | None, Query(pattern=EVENT_ID, description="Event id cursor.")] = None,
+    after: After = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
 ) -> EventPage:
     """A page of the run's log after ``after``."""
@@ -146,11 +142,9 @@ async def stream(
     request: Request,
     flow: Flow,
     run_id: RunId,
-    after: Annotated[
-        str | None, Query(pattern=EVENT_ID, description="Resume after this id.")
-    ] = None,
+    after: After = None,
     keep_open: Annotated[bool, Query(description="Stay open after the run ends.")] = False,
-    last_event_id: Annotated[str | None, Header(pattern=EVENT_ID)] = None,
+    last_event_id: LastEventId = None,
 ) -> Response:
     """Every event of the run after ``Last-Event-ID`` (or ``?after=``), exactly once and
     in order: the whole log, then live. Ends after the run's terminal event unless
@@ -181,21 +175,14 @@ async def _run_frames(
     "/api/_flows/{flow}/runs/{run_id}/cancel",
     response_model=Cancelled,
     responses=problem_responses(401, 404, 408, 409, 413, 422),
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {
-                    "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}
-                }
-            },
-        }
-    },
+    openapi_extra=request_body(
+        {"type": "object", "properties": {"reason": {"type": "string"}}}, required=False
+    ),
 )
 async def cancel(request: Request, flow: Flow, run_id: RunId) -> Cancelled:
     """Cancel the run: flow.cancelled; its timers, waits and queued steps are dropped."""
     ctx = context_of(request)
-    body = await json_body(request, ctx.settings.max_payload_bytes, default={})
+    body = await json_body(request, default={})
     reason = body.get("reason", "") if isinstance(body, dict) else None
     if not isinstance(reason, str):
         raise ApiError(422, 'the body must be a JSON object like {"reason": "why"} (optional).')
@@ -216,7 +203,7 @@ async def resume_trigger(
     """Resume the step awaiting this trigger with the JSON body (once; the id is in the
     run's step.await.trigger event)."""
     ctx = context_of(request)
-    payload = await json_body(request, ctx.settings.max_payload_bytes)
+    payload = await json_body(request)
     run_id = await run_in_threadpool(ctx.fq.orchestrator.resume, trigger_id, payload)
     return Resumed(run_id=run_id)
 

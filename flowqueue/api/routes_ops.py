@@ -10,22 +10,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from flowqueue.api.auth import (
-    auth_of,
-    clear_session_cookie,
-    login_limiter_of,
-    require_token,
-    set_session_cookie,
-)
-from flowqueue.api.body import json_body
+from flowqueue.api.auth import auth_of, clear_session_cookie, require_token, set_session_cookie
+from flowqueue.api.body import json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
-from flowqueue.api.metrics import render_metrics
 from flowqueue.api.models import Health, LoginIn, QueueOut
 from flowqueue.api.problems import ApiError, problem_responses
+from flowqueue.backend.store import DURATION_BUCKETS_MS, FlowStats
 from flowqueue.runtime.workers import WorkerInfo, read_workers_async
 
 router = APIRouter(dependencies=[Depends(require_token)])
 public = APIRouter()
+RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 
 
 @router.get("/api/_workers", response_model=list[WorkerInfo], responses=problem_responses(401))
@@ -80,8 +75,61 @@ def _queue_depths(ctx: ApiContext) -> list[QueueOut]:
 async def metrics(request: Request) -> PlainTextResponse:
     """Prometheus text: events appended, runs by status, steps awaiting, step durations,
     SSE clients of this process."""
-    text = await render_metrics(context_of(request))
+    ctx = context_of(request)
+    lines = [
+        "# HELP flowqueue_events_appended_total Events appended to the runs of a flow.",
+        "# TYPE flowqueue_events_appended_total counter",
+    ]
+    runs = ["# HELP flowqueue_runs Runs of a flow by status.", "# TYPE flowqueue_runs gauge"]
+    awaiting = [
+        "# HELP flowqueue_steps_awaiting Steps awaiting a time, an event or a trigger.",
+        "# TYPE flowqueue_steps_awaiting gauge",
+    ]
+    durations = [
+        "# HELP flowqueue_step_duration_seconds How long finished step attempts took.",
+        "# TYPE flowqueue_step_duration_seconds histogram",
+    ]
+    for flow in sorted(ctx.fq.flows.flows):
+        # Kept in Redis by every append, so every API process reports the same numbers.
+        stats = await ctx.store.flow_stats(flow)
+        name = _label(flow)
+        lines.append(f'flowqueue_events_appended_total{{flow="{name}"}} {stats.events}')
+        for status in RUN_STATUSES:
+            count = getattr(stats, status)
+            runs.append(f'flowqueue_runs{{flow="{name}",status="{status}"}} {count}')
+        awaiting.append(f'flowqueue_steps_awaiting{{flow="{name}"}} {stats.awaiting}')
+        durations += _histogram(name, stats)
+    m = ctx.metrics
+    process = [
+        "# HELP flowqueue_sse_clients SSE clients connected to this process.",
+        "# TYPE flowqueue_sse_clients gauge",
+        f"flowqueue_sse_clients {m.sse_clients}",
+        "# HELP flowqueue_sse_events_sent_total Events sent to SSE clients by this process.",
+        "# TYPE flowqueue_sse_events_sent_total counter",
+        f"flowqueue_sse_events_sent_total {m.sse_events_sent}",
+        "# HELP flowqueue_sse_slow_disconnects_total SSE clients disconnected for falling behind.",
+        "# TYPE flowqueue_sse_slow_disconnects_total counter",
+        f"flowqueue_sse_slow_disconnects_total {m.sse_disconnected_slow}",
+    ]
+    text = "\n".join([*lines, *runs, *awaiting, *durations, *process]) + "\n"
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _histogram(flow: str, stats: FlowStats) -> list[str]:
+    """The stored buckets are per range; Prometheus buckets are cumulative."""
+    metric, out, total = "flowqueue_step_duration_seconds", [], 0
+    for bound in DURATION_BUCKETS_MS:
+        total += stats.step_ms_buckets.get(str(bound), 0)
+        out.append(f'{metric}_bucket{{flow="{flow}",le="{bound / 1000:g}"}} {total}')
+    total += stats.step_ms_buckets.get("inf", 0)
+    out.append(f'{metric}_bucket{{flow="{flow}",le="+Inf"}} {total}')
+    out.append(f'{metric}_sum{{flow="{flow}"}} {stats.step_ms_sum / 1000:g}')
+    out.append(f'{metric}_count{{flow="{flow}"}} {total}')
+    return out
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 @public.get("/healthz", response_model=Health, responses={503: {"model": Health}})
@@ -101,22 +149,17 @@ async def healthz(request: Request) -> Any:
     status_code=204,
     response_class=Response,
     responses=problem_responses(401, 408, 413, 422, 429),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": LoginIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=request_body(LoginIn.model_json_schema()),
 )
 async def login(request: Request) -> Response:
     """Set the signed, expiring HttpOnly session cookie that lets a browser's EventSource
     open the SSE routes (and the docs). Rate-limited per client IP."""
     auth = auth_of(request)
     if auth.token is not None:  # every attempt counts, before anything is checked
-        await login_limiter_of(request).hit(request)
+        await auth.login_limiter.hit(request)
     try:
         body = LoginIn.model_validate(
-            await json_body(request, 4096, limit_name="a login body's fixed limit")
+            await json_body(request, limit=4096, limit_name="a login body's fixed limit")
         )
     except ValidationError:
         raise ApiError(422, 'send {"token": "<FLOWQUEUE_API_TOKEN>"}.') from None

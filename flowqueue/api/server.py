@@ -1,16 +1,5 @@
-"""``serve``: run the API under uvicorn with flowqueue's server settings.
-
-The one place that starts uvicorn (``flowqueue api`` calls it), with flowqueue's
-timeouts and shutdown bound.
-
-uvicorn has no bound on how long a request head may take to arrive (its keep-alive
-timer stops at the first byte), so a client sending a few bytes now and then holds a
-connection forever. ``HeadTimeoutProtocol`` adds that bound to uvicorn's httptools
-protocol: a timer armed when the connection opens and when a response completes,
-cancelled when a request's headers are complete. Bodies are bounded by the JSON body
-reader (``flowqueue.api.body``); a body a route never reads is bounded by this timer,
-which starts again once the response is sent.
-"""
+"""``serve``: the one place that starts uvicorn (``flowqueue api``), with flowqueue's
+timeouts and shutdown bound."""
 
 from __future__ import annotations
 
@@ -19,12 +8,10 @@ import logging
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from flowqueue.api.app import create_api
-from flowqueue.api.problems import PROBLEM_JSON, TITLES, Problem
+from flowqueue.api.problems import problem
 from flowqueue.runtime.engine import flowqueue_of
 
 logger = logging.getLogger("flowqueue.api")
@@ -32,23 +19,22 @@ logger = logging.getLogger("flowqueue.api")
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request head (request
-    line and headers) does not arrive within ``head_timeout`` seconds."""
+    line and headers) does not arrive within ``head_timeout`` seconds. uvicorn has no such
+    bound (its keep-alive timer stops at the first byte): a client sending a few bytes now
+    and then would hold a connection forever.
+
+    The timer is armed when the connection opens and when a response completes, and
+    cancelled when a request's headers are complete. Bodies are bounded by the JSON body
+    reader (``flowqueue.api.body``); a body a route never reads, by this timer, which
+    starts again once the response is sent."""
 
     head_timeout: ClassVar[float] = 10.0
     max_head_bytes: ClassVar[int] = 64 * 1024  # httptools itself sets no bound
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._head_started = False  # part of a head arrived since the timer was armed
-        self._head_bytes = 0  # bytes of chunks that began while a head was due
-        self._head_due = True  # no request in progress: the next bytes are a head
+    # Per connection (set on the instance once they change):
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_started = False  # part of a head arrived since the timer was armed
+    _head_bytes = 0  # bytes of chunks that began while a head was due
+    _head_due = True  # no request in progress: the next bytes are a head
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -112,39 +98,22 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             return
         if self._head_started:  # a silent idle connection is just closed
             logger.info("closing a connection whose request head stalled (%s)", self.client)
-            self.transport.write(self._timeout_response())
+            detail = (
+                f"the request line and headers did not arrive within {self.head_timeout:g} s "
+                "(FLOWQUEUE_API_HEADER_TIMEOUT_SECONDS); send the whole request head at once."
+            )
+            self.transport.write(_problem(408, detail, self.server_state.default_headers))
         self.transport.close()
-
-    def _timeout_response(self) -> bytes:
-        detail = (
-            f"the request line and headers did not arrive within {self.head_timeout:g} s "
-            "(FLOWQUEUE_API_HEADER_TIMEOUT_SECONDS); send the whole request head at once."
-        )
-        return _problem(408, detail, self.server_state.default_headers)
 
 
 def _problem(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
-    """A whole problem+json response (the API's ``Problem``), written before any ASGI app
+    """A whole problem+json response (the API's ``problem``), written before any ASGI app
     sees the request."""
-    body = Problem(title=TITLES[status], status=status, detail=detail).encoded()
+    response = problem(status, detail)
+    fields = [*(headers or []), *response.raw_headers, (b"connection", b"close")]
     lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
-    lines += [name + b": " + value for name, value in headers or []]
-    lines += [
-        b"content-type: " + PROBLEM_JSON.encode(),
-        b"content-length: " + str(len(body)).encode(),
-        b"connection: close",
-    ]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def protocol_with(head_timeout: float) -> type[HeadTimeoutProtocol]:
-    """``HeadTimeoutProtocol`` with its bound set (uvicorn builds protocols itself)."""
-
-    class Configured(HeadTimeoutProtocol):
-        pass
-
-    Configured.head_timeout = head_timeout
-    return Configured
+    lines += [name + b": " + value for name, value in fields]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + response.body
 
 
 def serve(app: Any, host: str, port: int, log_level: str) -> None:
@@ -152,6 +121,10 @@ def serve(app: Any, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
     settings = flowqueue_of(app).settings
+
+    class Protocol(HeadTimeoutProtocol):  # with its bound set (uvicorn builds protocols itself)
+        head_timeout = settings.api_header_timeout_seconds
+
     # Open SSE streams would hold a graceful shutdown forever; their clients reconnect
     # elsewhere with Last-Event-ID and lose nothing.
     uvicorn.run(
@@ -159,7 +132,7 @@ def serve(app: Any, host: str, port: int, log_level: str) -> None:
         host=host,
         port=port,
         log_level=log_level,
-        http=protocol_with(settings.api_header_timeout_seconds),
+        http=Protocol,
         timeout_keep_alive=settings.api_keep_alive_seconds,
         timeout_graceful_shutdown=5,
     )

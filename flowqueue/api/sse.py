@@ -67,9 +67,8 @@ class EventStream(Response):
                 await producer
 
     async def _produce(self) -> None:
-        source = self._source
         try:
-            async for item in source:
+            async for item in self._source:
                 await self._queue.put(item)  # a full queue pauses the subscription
         except Exception as exc:
             # One problem frame, then a clean end: never a cut body that the client
@@ -82,36 +81,34 @@ class EventStream(Response):
         finally:
             self._ended = True
             with contextlib.suppress(Exception):
-                await source.aclose()  # detaches from the store's live hub
+                await self._source.aclose()  # detaches from the store's live hub
             if not self._queue.full():
                 self._queue.put_nowait(b"")  # wakes the writer to see the end
 
     async def _write(self, send: Send) -> bool:
         """Write frames until the source ends (True) or the client must go (False)."""
-        settings = self._ctx.settings
-        metrics = self._ctx.metrics
-        timeout = settings.sse_send_timeout_seconds
-        if not await self._send(send, RECONNECT_MS, timeout):
+        if not await self._send(send, RECONNECT_MS):
             return False
         while True:
             try:
-                async with asyncio.timeout(settings.sse_heartbeat_seconds):
+                async with asyncio.timeout(self._ctx.settings.sse_heartbeat_seconds):
                     first = await self._queue.get()
             except TimeoutError:
-                if not await self._send(send, HEARTBEAT, timeout):
+                if not await self._send(send, HEARTBEAT):
                     return False
                 continue
             batch = [first]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             chunk = b"".join(batch)
-            if chunk and not await self._send(send, chunk, timeout):
+            if chunk and not await self._send(send, chunk):
                 return False
-            metrics.sse_events_sent += sum(1 for frame in batch if frame)
+            self._ctx.metrics.sse_events_sent += sum(1 for frame in batch if frame)
             if self._queue.empty() and self._ended:
                 return True
 
-    async def _send(self, send: Send, data: bytes, timeout: float) -> bool:
+    async def _send(self, send: Send, data: bytes) -> bool:
+        timeout = self._ctx.settings.sse_send_timeout_seconds
         message: dict[str, Any] = {"type": "http.response.body", "body": data, "more_body": True}
         try:
             async with asyncio.timeout(timeout):  # no task per send, unlike wait_for

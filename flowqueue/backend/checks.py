@@ -35,9 +35,3 @@ def encode_batch(events: Sequence[NewEvent], max_bytes: int) -> list[bytes]:
                 f"{run_id!r}/{flow!r}; appends are atomic per run, so call it once per run."
             )
     return [encode_body(event, max_bytes) for event in events]
-
-
-def unknown_cursor_run(before: str) -> InvalidEvent:
-    return InvalidEvent(
-        f"before={before!r} is not a run of this flow; pass a run id from a previous page."
-    )

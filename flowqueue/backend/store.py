@@ -1,7 +1,7 @@
 """The event store interfaces, sync and async, and the models they return.
 
-The implementation lives beside this module: ``redis.py`` (``memory://`` runs it on a
-``redis-server`` of the app's own).
+The implementation is ``redis/store.py`` (``memory://`` runs it on a ``redis-server`` of
+the app's own).
 """
 
 from __future__ import annotations
@@ -56,13 +56,6 @@ class FlowStats(BaseModel):
     # cumulative) and the sum of their durations in ms.
     step_ms_buckets: dict[str, int] = {}
     step_ms_sum: int = 0
-
-    @classmethod
-    def from_counters(cls, counters: dict[str, int]) -> FlowStats:
-        """From the counters hash (``step_ms_le_<bucket>`` fields form the histogram)."""
-        prefix = "step_ms_le_"
-        buckets = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
-        return cls.model_validate({**counters, "step_ms_buckets": buckets})
 
 
 class FeedEntry(BaseModel):
@@ -147,6 +140,5 @@ class AsyncEventStore(Protocol):
         """The feed after ``after``, in order, exactly once: backfill, then live. The
         feed is capped (``feed_maxlen``): a cursor older than what it keeps resumes at
         its oldest entry."""
-        ...
 
     async def aclose(self) -> None: ...

@@ -10,11 +10,13 @@ import logging
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import click
 import redis.exceptions
+from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
@@ -26,13 +28,11 @@ MAX_MESSAGE = 600  # a message quoting a huge value stays readable
 EXIT_FAILED = 1  # bad input, unknown ids, unreachable services
 EXIT_UNEXPECTED = 2  # a bug or a case not mapped here
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_PYDANTIC_LINK = "For further information visit"  # the last line of pydantic's errors
 
 
 def show_tracebacks() -> bool:
     return os.environ.get(TRACEBACK_VAR, "") not in ("", "0")
-
-
-_PYDANTIC_LINK = "For further information visit"
 
 
 def one_line(text: str) -> str:
@@ -49,11 +49,9 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         if parts.password is None:
             return url
-        user = parts.username or ""
-        host = parts.hostname or ""
         port = f":{parts.port}" if parts.port is not None else ""
-        netloc = f"{user}:***@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
+        return parts._replace(netloc=netloc).geturl()
     except ValueError:
         return "<unparsable URL>" if "@" in url else url
 
@@ -91,21 +89,21 @@ class UnexpectedError(CliError):
         )
 
 
+@dataclass
 class Urls:
     """Where the command's Redis and broker are, for messages (passwords redacted)."""
 
-    def __init__(self, app: Any = None) -> None:
-        self.app = app
+    app: Any = None
 
     @property
     def redis(self) -> str:
-        fq = getattr(self.app, "flowqueue", None)
-        url = getattr(getattr(fq, "settings", None), "redis_url", None)
+        settings = getattr(getattr(self.app, "flowqueue", None), "settings", None)
+        url = getattr(settings, "redis_url", None)
         if not isinstance(url, str):
             url = (
                 os.environ.get("FLOWQUEUE_REDIS_URL") or Settings.model_fields["redis_url"].default
             )
-        return redact_url(str(url))
+        return redact_url(url)
 
     @property
     def broker(self) -> str:
@@ -132,7 +130,7 @@ def describe(exc: BaseException, urls: Urls) -> CliError:
             f"Redis at {urls.redis} has no such database ({exc}); use a database number "
             "the server has (redis://host:port/0) in FLOWQUEUE_REDIS_URL"
         )
-    if _is_broker_error(exc):
+    if isinstance(exc, OperationalError):  # kombu's: the Celery broker
         return broker_unreachable(exc, urls)
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
         return CliError(describe_settings_error(exc))
@@ -177,22 +175,12 @@ def describe_settings_error(exc: ValidationError) -> str:
     return "; ".join(problems) + "; fix it or unset it to use the default"
 
 
-def _is_broker_error(exc: BaseException) -> bool:
-    try:
-        from kombu.exceptions import OperationalError
-    except ImportError:  # pragma: no cover - kombu comes with celery
-        return False
-    return isinstance(exc, OperationalError)
-
-
 def _raised_in(exc: BaseException, prefix: str) -> bool:
     """Whether any frame of ``exc``'s traceback is in a module named ``prefix``..."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(prefix):
-            return True
-        tb = tb.tb_next
-    return False
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith(prefix)
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 def check_broker(app: Any) -> None:
@@ -260,13 +248,9 @@ class OneLineFormatter(logging.Formatter):
 def quiet_logging() -> None:
     """Warnings logged during a command (e.g. a step message that could not be sent and
     will be sent again) print as one line; FLOWQUEUE_TRACEBACK=1 keeps the traceback."""
-    root = logging.getLogger()
-    if root.handlers:
-        return
     handler = logging.StreamHandler()
-    if show_tracebacks():
-        handler.setFormatter(logging.Formatter("flowqueue: %(levelname)s: %(message)s"))
-    else:
-        handler.setFormatter(OneLineFormatter())
     handler.setLevel(logging.WARNING)
-    root.addHandler(handler)
+    if not show_tracebacks():
+        handler.setFormatter(OneLineFormatter())
+    # Does nothing if logging is configured already; the format is for a plain handler.
+    logging.basicConfig(format="flowqueue: %(levelname)s: %(message)s", handlers=[handler])

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import pydantic_core
@@ -16,9 +16,8 @@ from celery.utils.imports import symbol_by_name
 
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.cli._friendly import FriendlyGroup, check_broker, one_line, quiet_logging
-from flowqueue.model.events import TERMINAL_KINDS, EventKind
-from flowqueue.model.ids import stream_id_ms
-from flowqueue.model.lines import format_line
+from flowqueue.model.events import EventKind
+from flowqueue.model.lines import timeline
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.model.validation import MAX_JSON_DEPTH
 from flowqueue.runtime.app import default_app
@@ -113,12 +112,18 @@ def main(ctx: click.Context, app_path: str | None) -> None:
 
 
 def app_of(ctx: click.Context) -> Any:
-    state = ctx.find_object(CliState)
-    if state is None:  # a command invoked outside the group
-        return load_app(None)
+    state: CliState = ctx.obj
     if state.app is None:
         state.app = load_app(state.app_path)
     return state.app
+
+
+def writing(ctx: click.Context, value_json: str | None, option: str) -> tuple[Any, Any]:
+    """The app and the parsed JSON ``option`` of a command that writes, once the broker
+    answers (a down broker writes nothing at all)."""
+    app, value = app_of(ctx), parse_json(value_json, option)
+    check_broker(app)
+    return app, value
 
 
 @main.command()
@@ -137,16 +142,13 @@ def flows(ctx: click.Context, as_json: bool) -> None:
 
 
 def render_flow(info: FlowInfo) -> str:
-    lines = [f"{info.name}"]
+    lines = [info.name]
     for step in info.steps:
         mark = "entry" if step.entry else "on " + " + ".join(step.subscribes)
         lines.append(f"  {step.name:<16} {mark}")
-        targets: dict[str, list[str]] = {}
-        for edge in info.edges:
-            if edge.source == step.name:
-                targets.setdefault(edge.event, []).append(edge.target)
         for event in step.emits:
-            lines.append(f"    emits {event} -> {', '.join(targets.get(event, [])) or '(none)'}")
+            targets = [e.target for e in info.edges if (e.source, e.event) == (step.name, event)]
+            lines.append(f"    emits {event} -> {', '.join(targets) or '(none)'}")
     return "\n".join(lines)
 
 
@@ -158,27 +160,22 @@ def render_flow(info: FlowInfo) -> str:
 @click.pass_context
 def start(ctx: click.Context, flow: str, input_json: str | None, wait: bool, as_json: bool) -> None:
     """Start a run of FLOW and print its id (with --wait: exit 0 if it completed)."""
-    app = app_of(ctx)
-    value = parse_json(input_json, "--input")
-    check_broker(app)
+    app, value = writing(ctx, input_json, "--input")
     run_id = start_flow(flow, value, app=app)
     click.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
     if wait:
-        status = follow(app, run_id, as_json)
-        sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)
+        follow(app, run_id, as_json)
 
 
-def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> str:
-    """Print the run's events live until its terminal event; return that event's kind.
+def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> NoReturn:
+    """Print the run's events live until its terminal event; exit 0 if it completed.
     The subscription resumes after the last event printed when Redis drops the
     connection, so nothing is skipped or printed twice."""
-    origin: int | None = None
-    for event in flowqueue_of(app).store.subscribe(run_id, after=after):
-        origin = stream_id_ms(event.id) if origin is None else origin
-        click.echo(event.to_json().decode() if as_json else format_line(event, origin))
-        if event.kind in TERMINAL_KINDS:
-            return event.kind
-    return ""
+    kind = ""
+    for event, line in timeline(flowqueue_of(app).store.subscribe(run_id, after=after)):
+        click.echo(event.to_json().decode() if as_json else line)
+        kind = event.kind
+    sys.exit(0 if kind == EventKind.FLOW_COMPLETED else 1)
 
 
 @main.command()
@@ -258,7 +255,7 @@ def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
 @click.pass_context
 def signal(ctx: click.Context, name: str, data_json: str | None) -> None:
     """Send signal NAME, an event from outside any run (wakes the waits it matches)."""
-    app, value = writing(ctx, data_json)
+    app, value = writing(ctx, data_json, "--data")
     woken = send_signal(name, value, app=app)
     click.echo(f"sent {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
 
@@ -273,16 +270,8 @@ def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
     """Resume the step waiting on TRIGGER_ID (from its step.await.trigger event).
 
     A trigger resumes its await once; a second resume says what happened to it."""
-    app, value = writing(ctx, data_json)
+    app, value = writing(ctx, data_json, "--data")
     click.echo(f"resumed {resume_trigger(trigger_id, value, app=app)}")
-
-
-def writing(ctx: click.Context, data_json: str | None) -> tuple[Any, Any]:
-    """The app and the parsed ``--data`` of a command that writes, once the broker
-    answers (a down broker writes nothing at all)."""
-    app, value = app_of(ctx), parse_json(data_json, "--data")
-    check_broker(app)
-    return app, value
 
 
 @main.command()
@@ -331,5 +320,4 @@ def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> N
     app = app_of(ctx)
     if not flowqueue_of(app).store.read(run_id, limit=1):
         raise no_run(run_id)
-    status = follow(app, run_id, as_json, after)
-    sys.exit(0 if status == EventKind.FLOW_COMPLETED else 1)
+    follow(app, run_id, as_json, after)

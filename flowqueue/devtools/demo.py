@@ -21,9 +21,8 @@ import redis
 
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.devtools.worker import WorkerProcess
-from flowqueue.model.events import TERMINAL_KINDS, Event, EventKind
-from flowqueue.model.ids import stream_id_ms
-from flowqueue.model.lines import format_line
+from flowqueue.model.events import Event, EventKind
+from flowqueue.model.lines import timeline
 from flowqueue.runtime.app import create_app
 from flowqueue.runtime.client import get_run, resume, signal, start_flow
 from flowqueue.runtime.engine import flowqueue_of
@@ -87,12 +86,8 @@ def redis_for_demo() -> Iterator[str]:
 
 
 def follow(app: Any, run_id: str, nudge: Nudge | None) -> None:
-    origin: int | None = None
-    for event in flowqueue_of(app).store.subscribe(run_id):
-        origin = stream_id_ms(event.id) if origin is None else origin
-        print("  " + format_line(event, origin), flush=True)
-        if event.kind in TERMINAL_KINDS:
-            return
+    for event, line in timeline(flowqueue_of(app).store.subscribe(run_id)):
+        print("  " + line, flush=True)
         if nudge is not None:
             nudge(event, app)
 

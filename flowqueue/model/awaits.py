@@ -10,27 +10,22 @@ one atomic claim in the coordinator; exactly one wins.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
 from flowqueue.errors import AwaitTimeout, InvalidAwait, InvalidSignal, NonDeterminismError
-from flowqueue.model.validation import check_json, shown
-
-if TYPE_CHECKING:
-    pass
+from flowqueue.model.validation import check_identifier, check_json
 
 AwaitKind = Literal["time", "event", "trigger", "once"]
 AwaitState = Literal["pending", "resumed", "timeout", "done", "cancelled"]
 Seconds = float | int | timedelta
 Match = dict[str, str | int | float | bool | None]
 
-_SIGNAL_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")  # fullmatch: "$" allows a final "\n"
 _MATCH_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -93,12 +88,7 @@ def iso_of_ms(ms: int) -> str:
 
 
 def check_signal_name(name: Any) -> str:
-    if not isinstance(name, str) or not _SIGNAL_NAME.fullmatch(name):
-        raise InvalidSignal(
-            f"event name {shown(name)} is not valid: use 1-128 characters from letters, digits "
-            "and '_.:-'."
-        )
-    return name
+    return check_identifier("event name", name, InvalidSignal)
 
 
 def check_match(match: Any) -> Match | None:

@@ -89,7 +89,7 @@ class NewEvent(BaseModel):
     def __init__(self, **fields: Any) -> None:
         # Hot path: one pass of our own checks, then the trusted construction that
         # model_construct does, minus its generic overhead (3x faster than validating).
-        _set_trusted(self, check_event_fields(fields, KNOWN_KINDS), set(fields))
+        _set_trusted(self, check_event_fields(fields, KNOWN_KINDS), fields.keys())
 
     @model_validator(mode="before")
     @classmethod
@@ -101,14 +101,7 @@ class NewEvent(BaseModel):
 
     def body(self) -> dict[str, Any]:
         """The stored part of the event (everything but id and ts)."""
-        return {
-            "kind": self.kind,
-            "run_id": self.run_id,
-            "flow": self.flow,
-            "step": self.step,
-            "data": self.data,
-            "meta": self.meta,
-        }
+        return {name: self.__dict__[name] for name in EVENT_FIELDS}
 
 
 class Event(NewEvent):
@@ -139,25 +132,9 @@ class Event(NewEvent):
         return format_ts(value)
 
     @classmethod
-    def from_stored(cls, event_id: str, body: dict[str, Any]) -> Event:
-        """Build from trusted store contents without re-validating."""
-        fields = {
-            "kind": body["kind"],
-            "run_id": body["run_id"],
-            "flow": body["flow"],
-            "step": body.get("step"),
-            "data": body.get("data") or {},
-            "meta": body.get("meta") or {},
-            "id": event_id,
-            "ts": ms_to_datetime(stream_id_ms(event_id)),
-        }
-        return _set_trusted(cls.__new__(cls), fields, _ALL_EVENT_FIELDS)
-
-    @classmethod
     def stamped(cls, event: NewEvent, event_id: str) -> Event:
         """The stored form of a ``NewEvent`` (already validated) under its new id."""
-        fields = event.__dict__ | {"id": event_id, "ts": ms_to_datetime(stream_id_ms(event_id))}
-        return _set_trusted(cls.__new__(cls), fields, _ALL_EVENT_FIELDS)
+        return _trusted_event(event_id, dict(event.__dict__))
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
@@ -175,11 +152,6 @@ def encode_body(event: NewEvent, max_bytes: int) -> bytes:
     return raw
 
 
-def decode_body(raw: bytes | str) -> dict[str, Any]:
-    body: dict[str, Any] = from_json(raw)
-    return body
-
-
 _STORED_ONLY = frozenset({"id", "ts"})
 _ALL_EVENT_FIELDS = frozenset(EVENT_FIELDS) | _STORED_ONLY
 
@@ -193,6 +165,13 @@ def _set_trusted(model: M, fields: dict[str, Any], fields_set: Set[str]) -> M:
     return model
 
 
+def _trusted_event(event_id: str, fields: dict[str, Any]) -> Event:
+    """An ``Event`` of already-checked ``fields`` under ``event_id``, stamped with its time."""
+    fields["id"] = event_id
+    fields["ts"] = ms_to_datetime(stream_id_ms(event_id))
+    return _set_trusted(Event.__new__(Event), fields, _ALL_EVENT_FIELDS)
+
+
 def decode_event(
     event_id: str | bytes, raw: bytes | str | None, key: str = "", run_id: str = ""
 ) -> Event:
@@ -203,10 +182,18 @@ def decode_event(
     try:
         if raw is None:
             raise ValueError("the record has no event field")
-        body = decode_body(raw)
+        body = from_json(raw)
         if not isinstance(body, dict):
             raise ValueError(f"the record holds a JSON {type(body).__name__}, not an event")
-        event = Event.from_stored(event_id, body)
+        fields = {
+            "kind": body["kind"],
+            "run_id": body["run_id"],
+            "flow": body["flow"],
+            "step": body.get("step"),
+            "data": body.get("data") or {},
+            "meta": body.get("meta") or {},
+        }
+        event = _trusted_event(event_id, fields)  # trusted store contents: not re-validated
         if not _well_formed(event):
             raise ValueError("the record's fields do not have an event's types")
         return event
@@ -238,10 +225,8 @@ def unreadable(event_id: str, key: str, run_id: str, error: BaseException | str)
         "step": None,
         "data": {"key": key, "error": reason[:500]},
         "meta": {},
-        "id": event_id,
-        "ts": ms_to_datetime(stream_id_ms(event_id)),
     }
-    return _set_trusted(Event.__new__(Event), fields, _ALL_EVENT_FIELDS)
+    return _trusted_event(event_id, fields)
 
 
 def event_from_json(raw: bytes | str) -> Event:

@@ -12,8 +12,6 @@ HEADER = "flowqueue"  # the Celery message header carrying a step's flow context
 
 
 class StepHeader(BaseModel):
-    """Flow context of one step message, sent as the ``flowqueue`` task header."""
-
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     run_id: str

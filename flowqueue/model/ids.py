@@ -80,6 +80,4 @@ def datetime_to_ms(value: datetime) -> int:
 
 def format_ts(value: datetime) -> str:
     """ISO-8601 UTC with milliseconds: ``2024-06-29T13:30:45.123Z``."""
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flowqueue.model.events import UNREADABLE, Event, EventKind
+from flowqueue.model.events import TERMINAL_KINDS, UNREADABLE, Event, EventKind
 from flowqueue.model.ids import stream_id_ms
 
 _DETAIL_KEYS: dict[str, tuple[str, ...]] = {
@@ -42,21 +43,23 @@ def describe(event: Event) -> str:
     if event.kind == EventKind.STATE_SET:
         return f"{data.get('key')} = {_short(data.get('value'))}"
     keys = _DETAIL_KEYS.get(event.kind, ())
-    return " ".join(
-        f"{k}={_error_text(data[k]) if k == 'error' else _short(data[k])}"
-        for k in keys
-        if data.get(k) is not None
-    )
+    return " ".join(_detail(key, data[key]) for key in keys if data.get(key) is not None)
 
 
-def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        return _short(f"{error.get('type', 'Error')}: {error.get('message', '')}")
-    return _short(error)
+def _detail(key: str, value: Any) -> str:
+    if key == "error" and isinstance(value, dict):
+        value = f"{value.get('type', 'Error')}: {value.get('message', '')}"
+    return f"{key}={_short(value)}"
 
 
-def format_line(event: Event, origin_ms: int | None) -> str:
-    """``+   12 ms  step.started     validate     attempt=1``."""
-    offset = 0 if origin_ms is None else stream_id_ms(event.id) - origin_ms
-    step = event.step or "-"
-    return f"+{offset:>6} ms  {event.kind:<18} {step:<14} {describe(event)}".rstrip()
+def timeline(events: Iterable[Event]) -> Iterator[tuple[Event, str]]:
+    """Each event with its line, ``+   12 ms  step.started     validate     attempt=1`` (ms
+    since the first event), up to the run's terminal event."""
+    origin: int | None = None
+    for event in events:
+        ms = stream_id_ms(event.id)
+        origin = ms if origin is None else origin
+        step = event.step or "-"
+        yield event, f"+{ms - origin:>6} ms  {event.kind:<18} {step:<14} {describe(event)}".rstrip()
+        if event.kind in TERMINAL_KINDS:
+            return

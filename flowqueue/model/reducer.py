@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from itertools import takewhile
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from flowqueue.model.events import UNREADABLE, Event, EventKind
+from flowqueue.model.events import AWAIT_KINDS, TERMINAL_KINDS, UNREADABLE, Event, EventKind
 from flowqueue.model.ids import datetime_to_ms, parse_stream_id, stream_id_ms
 
 
@@ -39,11 +40,7 @@ class StepStatus(StrEnum):
 
 _RUN_TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
 _STEP_TERMINAL = {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED}
-_AWAIT_KINDS = {
-    EventKind.STEP_AWAIT_TIME: "time",
-    EventKind.STEP_AWAIT_EVENT: "event",
-    EventKind.STEP_AWAIT_TRIGGER: "trigger",
-}
+_AWAIT_FIELDS = ("until", "name", "match", "trigger_id", "info", "timeout_at")
 
 
 class ErrorInfo(BaseModel):
@@ -71,23 +68,23 @@ class AwaitInfo(BaseModel):
     timeout_at: datetime | str | None = None
 
 
-class LogEntry(BaseModel):
+class _RunEntry(BaseModel):
+    """What a log line and an emission share: the event that recorded it."""
+
     model_config = ConfigDict(frozen=True)
 
     id: str
     ts: datetime
     step: str | None
+
+
+class LogEntry(_RunEntry):
     level: str
     msg: str
     fields: dict[str, Any] = {}
 
 
-class EmittedEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    ts: datetime
-    step: str | None
+class EmittedEvent(_RunEntry):
     name: str
     payload: Any = None
 
@@ -151,16 +148,9 @@ def state_at(events: Iterable[Event], at: str | datetime) -> RunState:
     """The run as it was just after event id ``at``, or at moment ``at`` (inclusive)."""
     if isinstance(at, str):
         limit = parse_stream_id(at)
-        return reduce(_takewhile(events, lambda e: parse_stream_id(e.id) <= limit))
+        return reduce(takewhile(lambda e: parse_stream_id(e.id) <= limit, events))
     limit_ms = datetime_to_ms(at)
-    return reduce(_takewhile(events, lambda e: stream_id_ms(e.id) <= limit_ms))
-
-
-def _takewhile(events: Iterable[Event], keep: Any) -> Iterable[Event]:
-    for event in events:
-        if not keep(event):
-            return
-        yield event
+    return reduce(takewhile(lambda e: stream_id_ms(e.id) <= limit_ms, events))
 
 
 def _copy(state: RunState) -> RunState:
@@ -205,7 +195,7 @@ def _step(state: RunState, event: Event) -> None:
             state.status = RunStatus.RUNNING
         state.started_at = state.started_at or event.ts
         state.input = data.get("input")
-    elif kind in (EventKind.FLOW_COMPLETED, EventKind.FLOW_FAILED, EventKind.FLOW_CANCELLED):
+    elif kind in TERMINAL_KINDS:
         if state.terminal:
             return  # the first terminal event decides
         state.ended_at = event.ts
@@ -247,18 +237,13 @@ def _step(state: RunState, event: Event) -> None:
         step.duration_ms = data.get("duration_ms", _ms_between(step.started_at, event.id))
     elif kind == EventKind.STEP_RETRY and step is not None:
         step.status = StepStatus.RETRYING
-    elif kind in _AWAIT_KINDS and step is not None:
+    elif kind in AWAIT_KINDS and step is not None:
         info = AwaitInfo(
             key=str(data.get("key", event.id)),
-            kind=_AWAIT_KINDS[EventKind(kind)],
+            kind=kind.removeprefix("step.await."),  # time | event | trigger
             step=event.step,
             since=event.ts,
-            until=data.get("until"),
-            name=data.get("name"),
-            match=data.get("match"),
-            trigger_id=data.get("trigger_id"),
-            info=data.get("info"),
-            timeout_at=data.get("timeout_at"),
+            **{name: data.get(name) for name in _AWAIT_FIELDS},
         )
         state.awaits[info.key] = info
         step.status, step.awaiting = StepStatus.AWAITING, info

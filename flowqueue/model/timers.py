@@ -1,5 +1,4 @@
-"""Durable timers as data: what a timer does when it falls due (its JSON is the member of
-the timers sorted set) and the clock they are scored by."""
+"""Durable timers as data (``TimerSpec``) and the clock that scores them (``now_ms``)."""
 
 from __future__ import annotations
 

@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from flowqueue.errors import InvalidEvent, InvalidIdentifier, NonJsonPayload, UnknownEventKind
 
 # No braces (they delimit the Redis Cluster hash tag), whitespace or control characters.
-# Matched with fullmatch: "$" would also match before a trailing newline.
-_IDENT = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-IDENT_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"  # the same rule for pydantic / OpenAPI (Rust regex)
+# Also the rule for pydantic / OpenAPI (Rust regex); Python matches it with fullmatch, as
+# "$" alone would also match before a trailing newline.
+IDENT_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+_IDENT = re.compile(IDENT_PATTERN)
 EVENT_FIELDS = ("kind", "run_id", "flow", "step", "data", "meta")
 _FIELD_SET = frozenset(EVENT_FIELDS)
 _REQUIRED = ("kind", "run_id", "flow")
@@ -34,19 +35,19 @@ INT_MIN = -(2**63)  # integers must fit in 64 bits (signed or unsigned): every J
 INT_MAX = 2**64 - 1  # reader keeps them exact
 
 
-def check_identifier(what: str, value: Any) -> str:
+def check_identifier(what: str, value: Any, error: type[InvalidEvent] = InvalidIdentifier) -> str:
     if not isinstance(value, str) or not _IDENT.fullmatch(value):
-        raise InvalidIdentifier(
+        raise error(
             f"{what} {shown(value)} is not valid: use 1-128 characters from letters, digits "
             "and '_.:-'."
         )
     return value
 
 
-def shown(value: Any, width: int = 80) -> str:
-    """``repr(value)`` cut to ``width`` characters, for messages about bad input."""
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for messages about bad input."""
     text = repr(value)
-    return text if len(text) <= width else f"{text[: width - 20]}...{text[-16:]}"
+    return text if len(text) <= 80 else f"{text[:60]}...{text[-16:]}"
 
 
 def check_json(value: Any, path: str, max_depth: int = MAX_JSON_DEPTH) -> None:

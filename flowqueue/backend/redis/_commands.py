@@ -9,23 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
-from redis.exceptions import ResponseError
-
-from flowqueue.backend.checks import check_cursor, check_limit, encode_batch, unknown_cursor_run
+from flowqueue.backend.checks import check_cursor, check_limit, encode_batch
 from flowqueue.backend.live import HasId
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import FeedEntry, FlowStats, RunSummary
+from flowqueue.errors import InvalidEvent
 from flowqueue.model.events import Event, NewEvent, decode_event, unreadable
 from flowqueue.model.ids import U64_MAX, is_stream_id, parse_stream_id
 from flowqueue.settings import Settings
 
 # One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
 RangeRequest = tuple[bool, str, str, str, int]
-# redis-py types replies loosely; decode_entries checks the shape it relies on.
 T = TypeVar("T", bound=HasId)
-Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]  # an XRANGE reply
 Plan = Generator[RangeRequest, Any, list[T]]
-RangePlan = Plan[Event]
 
 
 class RedisCommands:
@@ -63,38 +60,33 @@ class RedisCommands:
     def appended(events: Sequence[NewEvent], ids: Sequence[bytes]) -> list[Event]:
         return [Event.stamped(e, i.decode()) for e, i in zip(events, ids, strict=True)]
 
-    @staticmethod
-    def decode_entries(entries: Entries, key: str = "", run_id: str = "") -> list[Event]:
-        """XRANGE reply -> events (entries were written by append.lua: one field ``e``);
-        a record that cannot be decoded becomes a placeholder, never an exception."""
-        return [decode_event(i, fields.get(b"e"), key, run_id) for i, fields in entries]
-
     def range_plan(
         self, run_id: str, cursor: str | None, limit: int | None, *, reverse: bool
-    ) -> RangePlan:
+    ) -> Plan[Event]:
         """Page through a run's log: yields requests, is sent their replies, returns events.
 
         ``cursor`` is exclusive: events after it (forward) or before it (reverse).
         """
-        check_cursor("before" if reverse else "after", cursor)
-        check_limit(limit)
         key = self.keys.run_stream(run_id)
 
         def decode(entries: Entries) -> list[Event]:
-            return self.decode_entries(entries, key, run_id)
+            # Written by append.lua (one field ``e``); a record that cannot be decoded
+            # becomes a placeholder, never an exception.
+            return [decode_event(i, fields.get(b"e"), key, run_id) for i, fields in entries]
 
         return self._paged(key, cursor, limit, reverse, decode)
 
     def feed_plan(self, after: str | None, limit: int | None) -> Plan[FeedEntry]:
         """Page forward through the lifecycle feed after feed position ``after``."""
-        check_cursor("after", after)
-        check_limit(limit)
         return self._paged(self.keys.feed, after, limit, False, self.decode_feed)
 
     @staticmethod
     def flow_stats(raw: Any) -> FlowStats:
-        """HGETALL of the flow's counters hash."""
-        return FlowStats.from_counters({k.decode(): int(v) for k, v in raw.items()})
+        """HGETALL of the flow's counters hash (``step_ms_le_<bucket>``: the histogram)."""
+        counters = {k.decode(): int(v) for k, v in raw.items()}
+        prefix = "step_ms_le_"
+        buckets = {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
+        return FlowStats.model_validate({**counters, "step_ms_buckets": buckets})
 
     def decode_feed(self, entries: Entries) -> list[FeedEntry]:
         """Feed entries hold the event body ``e`` and its id in its run's log ``id``."""
@@ -118,6 +110,8 @@ class RedisCommands:
         reverse: bool,
         decode: Callable[[Entries], list[T]],
     ) -> Plan[T]:
+        check_cursor("before" if reverse else "after", cursor)
+        check_limit(limit)
         out: list[T] = []
         if cursor and parse_stream_id(cursor) == ((0, 0) if reverse else (U64_MAX, U64_MAX)):
             return out  # nothing lies beyond the end of the id space (Redis: an error)
@@ -138,9 +132,11 @@ class RedisCommands:
         return {"runs": runs, "limit": limit, "before": before or "", "meta_template": meta}
 
     @staticmethod
-    def list_runs_result(rows: Sequence[Sequence[bytes]]) -> list[RunSummary]:
+    def list_runs_result(
+        rows: Sequence[Sequence[bytes]] | None, before: str | None
+    ) -> list[RunSummary]:
+        if rows is None:  # list_runs.lua found no run ``before``
+            raise InvalidEvent(
+                f"before={before!r} is not a run of this flow; pass a run id from a previous page."
+            )
         return [RunSummary.from_fields(*(field.decode() for field in row)) for row in rows]
-
-    @staticmethod
-    def list_runs_error(exc: ResponseError, before: str | None) -> Exception:
-        return unknown_cursor_run(before) if "UNKNOWN_RUN" in str(exc) and before else exc

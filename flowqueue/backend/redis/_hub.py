@@ -111,9 +111,7 @@ class RedisLiveHub:
 
     def _start_reader(self) -> None:
         if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(
-                self._read_forever(), name="flowqueue-live-hub"
-            )
+            self._reader = asyncio.create_task(self._read_forever(), name="flowqueue-live-hub")
 
     async def _read_forever(self) -> None:
         backoff = 0.05

@@ -35,7 +35,7 @@ class RedisRunCoordinator:
         self.client = store.client
         self.settings = settings = store.settings
         self._cmd = store.commands
-        self.keys = keys = store.commands.keys
+        self.keys = keys = self._cmd.keys
         # What the settings fix, by name (each script picks the names it declares).
         self._fixed: dict[str, Any] = {
             "timers": keys.timers,
@@ -60,9 +60,7 @@ class RedisRunCoordinator:
         """Append flow.started and queue the entry steps; None if the run id exists."""
         named = self._run(started.run_id, started.flow, started=self._body(started))
         reply = scripts.START_RUN.run(self.client, **named, entry=entry_steps)
-        if reply[0] == b"exists":
-            return None
-        return Event.stamped(started, reply[1].decode())
+        return None if reply[0] == b"exists" else Event.stamped(started, reply[1].decode())
 
     def begin_step(
         self,
@@ -163,14 +161,11 @@ class RedisRunCoordinator:
 
     def await_records(self, run_id: str, step: str) -> dict[str, AwaitRecord]:
         """The awaits and ``once`` blocks ``step`` has reached, by key."""
-        raw, prefix = self._awaits(run_id), f"{step}#"
-        return {
-            k: AwaitRecord.model_validate_json(v) for k, v in raw.items() if k.startswith(prefix)
-        }
+        return {k: r for k, r in self._awaits(run_id).items() if k.startswith(f"{step}#")}
 
-    def _awaits(self, run_id: str) -> dict[str, bytes]:
+    def _awaits(self, run_id: str) -> dict[str, AwaitRecord]:
         raw: dict[bytes, bytes] = self.client.hgetall(self.keys.run_awaits(run_id))  # type: ignore[assignment]
-        return {key.decode(): value for key, value in raw.items()}
+        return {k.decode(): AwaitRecord.model_validate_json(v) for k, v in raw.items()}
 
     def read_trigger(self, trigger_id: str) -> TriggerInfo | None:
         raw = self.client.get(self.keys.trigger(trigger_id))
@@ -201,18 +196,14 @@ class RedisRunCoordinator:
         while True:
             # Pass the waiters hashes and triggers of pending awaits as KEYS; an await
             # registered meanwhile makes the script ask again.
-            pending = self._pending_await_keys(run_id)
-            reply = scripts.CANCEL.run(self.client, **named, pending=pending)
+            pending = [r for r in self._awaits(run_id).values() if r.state == "pending"]
+            keys = sorted({key for r in pending for key in (r.wkey, r.tkey) if key})
+            reply = scripts.CANCEL.run(self.client, **named, pending=keys)
             outcome = reply[0].decode()
             if outcome == "ended":
                 return Cancelled("ended", status=reply[1].decode())
             if outcome == "ok":
                 return Cancelled("cancelled", queued=[step.decode() for step in reply[1:]])
-
-    def _pending_await_keys(self, run_id: str) -> list[str]:
-        records = [AwaitRecord.model_validate_json(v) for v in self._awaits(run_id).values()]
-        pending = [r for r in records if r.state == "pending"]
-        return sorted({key for r in pending for key in (r.wkey, r.tkey) if key})
 
     def finish_step(
         self,

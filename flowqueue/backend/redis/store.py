@@ -7,11 +7,11 @@ asyncio API (the API server). Both encode and decode through ``RedisCommands``.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import TypeVar
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from flowqueue.backend.bridge import LoopThread
 from flowqueue.backend.checks import check_cursor
@@ -45,38 +45,33 @@ def _settings(settings: Settings | None, url: str | None) -> Settings:
 class RedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
         self.settings = _settings(settings, url)
-        self._cmd = RedisCommands(self.settings)
+        self.commands = RedisCommands(self.settings)  # shared with the run coordinator
         self.client = redis.Redis.from_url(
             self.settings.redis_url, client_name=client_name(self.settings)
         )
         self._aio: AsyncRedisEventStore | None = None
         self._bridge: tuple[LoopThread, AsyncRedisEventStore] | None = None
 
-    @property
-    def commands(self) -> RedisCommands:
-        """The store's key layout and script arguments (shared with the run coordinator)."""
-        return self._cmd
-
     def append(self, event: NewEvent) -> Event:
         return self.append_many((event,))[0]
 
     def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
-        call = self._cmd.append_call(events)
-        return self._cmd.appended(events, APPEND.run(self.client, **call)) if call else []
+        call = self.commands.append_call(events)
+        return self.commands.appended(events, APPEND.run(self.client, **call)) if call else []
 
     def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
-        return self._run_plan(self._cmd.range_plan(run_id, after, limit, reverse=False))
+        return self._run_plan(self.commands.range_plan(run_id, after, limit, reverse=False))
 
     def read_reverse(
         self, run_id: str, before: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return self._run_plan(self._cmd.range_plan(run_id, before, limit, reverse=True))
+        return self._run_plan(self.commands.range_plan(run_id, before, limit, reverse=True))
 
     def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
-        return self._run_plan(self._cmd.feed_plan(after, limit))
+        return self._run_plan(self.commands.feed_plan(after, limit))
 
     def flow_stats(self, flow: str) -> FlowStats:
-        return self._cmd.flow_stats(self.client.hgetall(self._cmd.keys.flow_stats(flow)))
+        return self.commands.flow_stats(self.client.hgetall(self.commands.keys.flow_stats(flow)))
 
     def _run_plan(self, plan: Plan[T]) -> list[T]:
         try:
@@ -90,15 +85,11 @@ class RedisEventStore:
             return items
 
     def count(self, run_id: str) -> int:
-        return int(self.client.xlen(self._cmd.keys.run_stream(run_id)))
+        return int(self.client.xlen(self.commands.keys.run_stream(run_id)))
 
     def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
-        call = self._cmd.list_runs_call(flow, limit, before)
-        try:
-            rows = LIST_RUNS.run(self.client, **call)
-        except ResponseError as exc:
-            raise self._cmd.list_runs_error(exc, before) from exc
-        return self._cmd.list_runs_result(rows)
+        rows = LIST_RUNS.run(self.client, **self.commands.list_runs_call(flow, limit, before))
+        return self.commands.list_runs_result(rows, before)
 
     def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
         check_cursor("after", after)
@@ -125,7 +116,7 @@ class RedisEventStore:
 class AsyncRedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
         self.settings = _settings(settings, url)
-        self._cmd = RedisCommands(self.settings)
+        self.commands = RedisCommands(self.settings)
         # Many concurrent readers (SSE backfills) queue for a connection instead of
         # failing with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -141,29 +132,31 @@ class AsyncRedisEventStore:
         return (await self.append_many((event,)))[0]
 
     async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
-        call = self._cmd.append_call(events)
+        call = self.commands.append_call(events)
         return (
-            self._cmd.appended(events, await APPEND.run_async(self.client, **call)) if call else []
+            self.commands.appended(events, await APPEND.run_async(self.client, **call))
+            if call
+            else []
         )
 
     async def read(
         self, run_id: str, after: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return await self._run_plan(self._cmd.range_plan(run_id, after, limit, reverse=False))
+        return await self._run_plan(self.commands.range_plan(run_id, after, limit, reverse=False))
 
     async def read_reverse(
         self, run_id: str, before: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return await self._run_plan(self._cmd.range_plan(run_id, before, limit, reverse=True))
+        return await self._run_plan(self.commands.range_plan(run_id, before, limit, reverse=True))
 
     async def read_feed(
         self, after: str | None = None, limit: int | None = None
     ) -> list[FeedEntry]:
-        return await self._run_plan(self._cmd.feed_plan(after, limit))
+        return await self._run_plan(self.commands.feed_plan(after, limit))
 
     async def flow_stats(self, flow: str) -> FlowStats:
-        raw = await self.client.hgetall(self._cmd.keys.flow_stats(flow))
-        return self._cmd.flow_stats(raw)
+        raw = await self.client.hgetall(self.commands.keys.flow_stats(flow))
+        return self.commands.flow_stats(raw)
 
     async def _run_plan(self, plan: Plan[T]) -> list[T]:
         try:
@@ -177,17 +170,14 @@ class AsyncRedisEventStore:
             return items
 
     async def count(self, run_id: str) -> int:
-        return int(await self.client.xlen(self._cmd.keys.run_stream(run_id)))
+        return int(await self.client.xlen(self.commands.keys.run_stream(run_id)))
 
     async def list_runs(
         self, flow: str, limit: int = 50, before: str | None = None
     ) -> list[RunSummary]:
-        call = self._cmd.list_runs_call(flow, limit, before)
-        try:
-            rows = await LIST_RUNS.run_async(self.client, **call)
-        except ResponseError as exc:
-            raise self._cmd.list_runs_error(exc, before) from exc
-        return self._cmd.list_runs_result(rows)
+        call = self.commands.list_runs_call(flow, limit, before)
+        rows = await LIST_RUNS.run_async(self.client, **call)
+        return self.commands.list_runs_result(rows, before)
 
     @property
     def hub(self) -> RedisLiveHub:
@@ -198,15 +188,12 @@ class AsyncRedisEventStore:
 
     def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         check_cursor("after", after)
-        return self._follow(self._cmd.keys.feed_live, decode_feed_line, self.read_feed, after)
+        return self._follow(self.commands.keys.feed_live, decode_feed_line, self.read_feed, after)
 
     def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         check_cursor("after", after)
-
-        async def read(cursor: str | None, limit: int) -> list[Event]:
-            return await self.read(run_id, after=cursor, limit=limit)
-
-        return self._follow(self._cmd.keys.run_live(run_id), decode_run_line, read, after)
+        read = partial(self.read, run_id)
+        return self._follow(self.commands.keys.run_live(run_id), decode_run_line, read, after)
 
     async def _follow(
         self,
@@ -217,7 +204,7 @@ class AsyncRedisEventStore:
     ) -> AsyncGenerator[T, None]:
         """Backfill with ``read`` (retried while Redis is unreachable), then live from
         ``channel``: every item after ``after`` once, in order."""
-        page_size = self._cmd.page_size
+        page_size = self.commands.page_size
 
         async def read_page(cursor: str | None) -> list[T]:
             return await retry_while_unreachable(

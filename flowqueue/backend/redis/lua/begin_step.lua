@@ -6,29 +6,17 @@
 -- A step retrying or awaiting starts only for a delivery whose timer it can claim (ZREM
 -- from the timer sets): a timer handed over twice, a timeout racing a resume and a
 -- duplicate delivery all meet the same claim, and exactly one wins.
--- Returns {'done'} (finished already: a duplicate delivery), {'ended'} (the run is over),
--- {'busy', ms left} (another delivery holds a live lease), {'wait'} (the step waits for a
--- timer and this delivery is not it), {'stale'} (its timer fired already) or
--- {'run', attempt}.
+-- Returns {'run', attempt}, {'busy', ms left}, {'done'}, {'ended'}, {'wait'} or {'stale'}
+-- (StepStart, in flowqueue/backend/coordinator.py, says when).
 local step, timer = A.step, A.timer
 local status = redis.call('HGET', K.steps, step)
 
--- A delivery that will never use its timer removes it, so the pump stops sending it.
-local function drop_timer()
-  if timer ~= '' then
-    redis.call('ZREM', K.timers, timer)
-    redis.call('ZREM', K.handed, timer)
-    redis.call('HDEL', K.payloads, timer)
-  end
-end
-
-if FINISHED[status] then
-  drop_timer()
-  return {'done'}
-end
-if run_ended() then
-  drop_timer()
-  return {'ended'}
+-- A delivery that will never run removes its timer, so the pump stops sending it.
+local done = FINISHED[status]
+if done or run_ended() then
+  unschedule(timer)
+  redis.call('HDEL', K.payloads, timer)
+  return {done and 'done' or 'ended'}
 end
 local now = now_ms()
 if status == STATUS.running then
@@ -48,31 +36,22 @@ if status == STATUS.retrying or status == STATUS.awaiting then
     return {'stale'}
   end
   local spec = cjson.decode(timer)
-  local payload = nil
-  if spec.kind == 'event' then
-    payload = redis.call('HGET', K.payloads, timer)
-    redis.call('HDEL', K.payloads, timer)
+  local payload = redis.call('HGET', K.payloads, timer) -- an event wake's (else false)
+  redis.call('HDEL', K.payloads, timer)
+  if status ~= (spec.kind == 'retry' and STATUS.retrying or STATUS.awaiting) then
+    return {'stale'}
   end
   if spec.kind == 'retry' then
-    if status ~= STATUS.retrying then
-      return {'stale'}
-    end
     append(fill(A.on_claim, SLOT.attempt, attempt), A.claim_kind)
   else
-    if status ~= STATUS.awaiting then
-      return {'stale'}
-    end
     attempt = attempts -- a resumed step goes on with the same attempt
     local raw = redis.call('HGET', K.awaits, spec.key)
     local rec = raw and cjson.decode(raw)
-    if spec.kind == 'resume' then
-      if not rec or rec.state ~= 'resumed' then
-        return {'stale'}
-      end
-    else
-      if not rec or rec.state ~= 'pending' then
-        return {'stale'}
-      end
+    -- resume.lua resolved a resume's await already; the other timers resolve theirs here.
+    if not rec or rec.state ~= (spec.kind == 'resume' and 'resumed' or 'pending') then
+      return {'stale'}
+    end
+    if spec.kind ~= 'resume' then
       if spec.kind == 'timeout' then
         rec.state = 'timeout'
         release(rec, K.waiters, K.trigger, 'timeout', A.retention_ms)
@@ -83,10 +62,7 @@ if status == STATUS.retrying or status == STATUS.awaiting then
       elseif spec.kind == 'event' and payload then
         rec.state = 'resumed'
         rec.result = payload
-        if rec.timer ~= '' then -- its timeout lost the race
-          redis.call('ZREM', K.timers, rec.timer)
-          redis.call('ZREM', K.handed, rec.timer)
-        end
+        unschedule(rec.timer) -- its timeout lost the race
         since = '(' .. spec.signal
       else
         return {'stale'}

@@ -34,8 +34,7 @@ for i = 1, #fields, 2 do
       end
     end
   elseif string.sub(field, -6) == '|timer' then
-    redis.call('ZREM', K.timers, value)
-    redis.call('ZREM', K.handed, value)
+    unschedule(value)
     redis.call('HDEL', K.payloads, value)
     redis.call('HDEL', K.steps, field)
   end
@@ -44,10 +43,7 @@ for _, item in ipairs(pending) do
   local key, rec = item[1], item[2]
   rec.state = 'cancelled'
   redis.call('HSET', K.awaits, key, cjson.encode(rec))
-  if rec.timer ~= '' then
-    redis.call('ZREM', K.timers, rec.timer)
-    redis.call('ZREM', K.handed, rec.timer)
-  end
+  unschedule(rec.timer)
   release(rec, rec.wkey, rec.tkey, 'cancelled', A.retention_ms) -- wkey is set with waiter
 end
 if A.cancelled ~= '' then

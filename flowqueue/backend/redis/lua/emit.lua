@@ -27,11 +27,7 @@ if not run_ended() then
     if ready then
       local claimed = redis.call('HSETNX', K.steps, step, STATUS.queued) == 1
       if claimed or (A.republish == '1' and redis.call('HGET', K.steps, step) == STATUS.queued) then
-        local claim = {step}
-        for j = 1, #names do
-          claim[j + 1] = payloads[j]
-        end
-        out[#out + 1] = claim
+        out[#out + 1] = {step, unpack(payloads)}
       end
     end
   end

@@ -5,7 +5,7 @@
 local max = '+'
 if A.before ~= '' then
   local ms = redis.call('HGET', string.format(A.meta_template, A.before), 'started_ms')
-  if not ms then return redis.error_reply('UNKNOWN_RUN') end
+  if not ms then return false end -- an unknown run: Python says what to pass instead
   max = '(' .. string.rep('0', 13 - #ms) .. ms .. ':' .. A.before
 end
 local members = redis.call('ZRANGE', K.runs, max, '-', 'BYLEX', 'REV', 'LIMIT', 0, tonumber(A.limit))

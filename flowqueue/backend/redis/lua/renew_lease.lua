@@ -2,7 +2,5 @@
 if redis.call('HGET', K.steps, A.step) ~= STATUS.running then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', K.steps, A.step .. '|lease', now + tonumber(A.lease_ms))
+redis.call('HSET', K.steps, A.step .. '|lease', now_ms() + tonumber(A.lease_ms))
 return 1

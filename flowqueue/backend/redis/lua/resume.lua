@@ -23,10 +23,7 @@ if not rec or rec.state ~= 'pending' then
   return {'used', rec and rec.state or 'unknown'}
 end
 rec.state, rec.result = 'resumed', A.payload
-if rec.timer ~= '' then
-  redis.call('ZREM', K.timers, rec.timer)
-  redis.call('ZREM', K.handed, rec.timer)
-end
+unschedule(rec.timer)
 redis.call('HSET', K.awaits, key, cjson.encode(rec))
 settle_trigger(K.trigger, 'resumed', A.retention_ms)
 local now = now_ms()

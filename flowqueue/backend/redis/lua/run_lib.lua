@@ -87,12 +87,6 @@ local function flush()
   end
 end
 
--- Server time in ms (scripts are replicated by effects, so TIME is allowed before writes).
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Python writes a SLOT's "$name" as a JSON string where the script supplies a value (a
 -- number or raw JSON; a function replacement, so '%' in the value is not a pattern escape).
 local function fill(body, slot, value)

@@ -22,7 +22,6 @@ local function decoded(payload)
   if ok then
     return value
   end
-  return nil
 end
 
 -- Appends an emission of a name to its signal stream (so a wait registered a moment
@@ -39,8 +38,7 @@ local function signal(skey, wkey, handed, payloads, payload, source, maxlen, ttl
     return sid, woken
   end
   local value = decoded(payload)
-  local t = redis.call('TIME')
-  local again = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(grace)
+  local again = now_ms() + tonumber(grace)
   for i = 1, #waiters, 2 do
     local waiter = cjson.decode(waiters[i + 1])
     if matches(value, waiter.match) then

@@ -3,8 +3,7 @@
 -- Moves timers due within the horizon to 'handed' (scored by when to hand them over
 -- again: due + grace) and returns {timer, due ms, ...}; handed timers whose time to hand
 -- over again has come (their countdown message died with a worker) are returned too.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local grace, limit = tonumber(A.grace_ms), tonumber(A.limit)
 local out = {}
 local due = redis.call('ZRANGEBYSCORE', K.timers, '-inf', now + tonumber(A.horizon_ms),
