@@ -9,8 +9,6 @@ from typing import Any
 from flowqueue.authoring.context import FlowContext
 from flowqueue.model.awaits import Match, Seconds
 
-# -- the declarative form: @step(await_before=..., await_after=...) ----------------------
-
 
 @dataclass(frozen=True)
 class Sleep:
@@ -50,4 +48,3 @@ class WaitForTrigger:
 
 
 AwaitSpec = Sleep | WaitForEvent | WaitForTrigger
-AWAIT_SPECS = (Sleep, WaitForEvent, WaitForTrigger)

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from flowqueue.authoring.awaits import AWAIT_SPECS, AwaitSpec
+from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
 from flowqueue.authoring.step import FlowTask
 from flowqueue.backend.coordinator import Candidate
-from flowqueue.errors import ConfigurationError, FlowDefinitionError, UnknownFlow
+from flowqueue.errors import ConfigurationError, FlowDefinitionError, InvalidInput, UnknownFlow
 from flowqueue.model.validation import check_identifier
 
 
@@ -61,12 +61,11 @@ class StepDef:
                 check_identifier("flow name", flow)
         except Exception as exc:
             raise FlowDefinitionError(f"{where}: {exc}") from None
-        retry = getattr(task, "flow_retry", None)
-        if retry is not None and not isinstance(retry, Retry):
+        retry, awaits = task.flow_retry, (task.await_before, task.await_after)
+        if not isinstance(retry, Retry | None):
             raise FlowDefinitionError(f"{where}: retry= takes a flowqueue.Retry(...).")
-        awaits = [getattr(task, "await_before", None), getattr(task, "await_after", None)]
         for spec in awaits:
-            if spec is not None and not isinstance(spec, AWAIT_SPECS):
+            if not isinstance(spec, AwaitSpec | None):
                 raise FlowDefinitionError(
                     f"{where}: await_before / await_after take Sleep(...), WaitForEvent(...) "
                     f"or WaitForTrigger(...) from flowqueue, not {spec!r}."
@@ -82,6 +81,20 @@ class StepDef:
             retry,
             *awaits,
         )
+
+    def parse_input(self, value: Any, flow: str) -> Any:
+        """``value`` as this step's ``input_model`` (as it is without one)."""
+        if self.input_model is None:
+            return value
+        try:
+            return self.input_model.model_validate(value)
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"input of step {self.name!r} of flow {flow!r} does not fit "
+                f"{self.input_model.__name__}: {exc}",
+                flow=flow,
+                step=self.name,
+            ) from None
 
 
 def _names(value: str | Sequence[str] | None, where: str) -> tuple[str, ...]:

@@ -37,16 +37,12 @@ class Retry:
             )
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
-        if attempt >= self.attempts or isinstance(exc, NonRetriableError):
+        if isinstance(exc, NonRetriableError) or getattr(exc, "retriable", True) is False:
             return False
-        if getattr(exc, "retriable", True) is False:
-            return False
-        return isinstance(exc, self.retry_on)
+        return attempt < self.attempts and isinstance(exc, self.retry_on)
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         base = self.delay if self.backoff == "fixed" else self.delay * 2 ** (attempt - 1)
         base = min(base, self.max_delay)
-        if self.jitter:
-            base *= (rng or random).uniform(0.5, 1.0)
-        return base
+        return base * (rng or random).uniform(0.5, 1.0) if self.jitter else base

@@ -88,10 +88,10 @@ def step(
     ``Retry`` policy (default: the app's, from ``FLOWQUEUE_RETRY_*``). ``await_before`` /
     ``await_after`` (``Sleep``, ``WaitForEvent``, ``WaitForTrigger``) pause the step
     before its function runs (the result is ``ctx.awaited``) or after it returned (the
-    function is not run again on resume). ``name`` is the step's
-    name in its flows (default: the function name), ``task_name`` the Celery task name
-    (default: ``module.function``). Other keyword arguments are Celery task options
-    (``queue``, ``soft_time_limit``, ``rate_limit``, ...).
+    function is not run again on resume). ``name`` is the step's name in its flows
+    (default: the function name), ``task_name`` the Celery task name (default:
+    ``module.function``). Other keyword arguments are Celery task options (``queue``,
+    ``soft_time_limit``, ``rate_limit``, ...).
     """
     if task_name is not None:
         task_options["name"] = task_name

@@ -83,14 +83,9 @@ class StepAwaits:
         if record is not None:
             return replayed(record, key)
         due_ms, timer = self._timeout(key, timeout_ms, name=name)
-        run_id, wkey = self._header.run_id, self._backend.keys.waiters(name)
+        wkey, waiter = self._backend.keys.waiters(name), f"{self._header.run_id}|{key}"
         pending = AwaitRecord(
-            kind="event",
-            name=name,
-            state="pending",
-            timer=timer,
-            wkey=wkey,
-            waiter=f"{run_id}|{key}",
+            kind="event", name=name, state="pending", timer=timer, wkey=wkey, waiter=waiter
         )
         wake = {"kind": "event"} | self._where(key)
         return self._suspend(

@@ -10,6 +10,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.embedded import EmbeddedRedis
@@ -62,7 +63,7 @@ class Connections:
                 if opened is None or opened.pid != os.getpid():
                     store = RedisEventStore(self.backend_settings())
                     coordinator = RedisRunCoordinator(store)
-                    leases = LeaseKeeper(self.lease_ms)
+                    leases = LeaseKeeper(coordinator, self.lease_ms)
                     opened = self._opened = _Opened(os.getpid(), store, coordinator, leases)
                     if self._on_open is not None:
                         self._on_open()
@@ -79,8 +80,9 @@ class Connections:
                 self._embedded = (server.url, weakref.finalize(self, server.stop))
         return self.settings.model_copy(update={"redis_url": self._embedded[0]})
 
-    def reset_after_fork(self) -> None:
-        """Drop connections inherited from a parent process (never shared across forks)."""
+    def reset_after_fork(self, **_: Any) -> None:
+        """Drop connections inherited from a parent process (never shared across forks);
+        the ``worker_process_init`` receiver."""
         self._opened = None
         self._lock = threading.RLock()
 

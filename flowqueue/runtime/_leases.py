@@ -18,17 +18,18 @@ log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    def __init__(self, lease_ms: int) -> None:
+    def __init__(self, coordinator: RedisRunCoordinator, lease_ms: int) -> None:
+        self.coordinator = coordinator
         self.lease_ms = lease_ms
-        self._held: dict[tuple[str, str], RedisRunCoordinator] = {}
+        self._held: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def holding(self, coordinator: RedisRunCoordinator, run_id: str, step: str) -> Iterator[None]:
+    def holding(self, run_id: str, step: str) -> Iterator[None]:
         with self._lock:
-            self._held[(run_id, step)] = coordinator
+            self._held.add((run_id, step))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._renew_forever, name="flowqueue-leases", daemon=True
@@ -38,16 +39,16 @@ class LeaseKeeper:
             yield
         finally:
             with self._lock:
-                self._held.pop((run_id, step), None)
+                self._held.discard((run_id, step))
 
     def _renew_forever(self) -> None:
         interval = self.lease_ms / 3000  # three renewals per lease
         while not self._wake.wait(interval):
             with self._lock:
-                held = list(self._held.items())
-            for (run_id, step), coordinator in held:
+                held = list(self._held)
+            for run_id, step in held:
                 try:
-                    coordinator.renew_lease(run_id, step, self.lease_ms)
+                    self.coordinator.renew_lease(run_id, step, self.lease_ms)
                 except Exception as exc:  # Redis away: the next renewal retries
                     log.warning("could not renew lease of %s/%s: %s", run_id, step, exc)
 

@@ -1,4 +1,5 @@
-"""What runs next: starting runs, emitting events, finishing steps, enqueueing steps.
+"""What runs next: starting runs, emitting events, resuming and cancelling, enqueueing steps
+(how a step ends is recorded by its middleware, ``_standard_middleware``).
 
 Every decision goes through one atomic coordinator call, so with any number of workers a
 step is enqueued once per run and a run gets exactly one terminal event.
@@ -7,15 +8,11 @@ step is enqueued once per run and a run gets exactly one terminal event.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from pydantic import ValidationError
-
 from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
-from flowqueue.backend.coordinator import StepFinish
 from flowqueue.errors import (
     BrokerUnavailable,
     FlowDefinitionError,
@@ -32,29 +29,18 @@ from flowqueue.errors import (
 from flowqueue.model.awaits import check_signal_name
 from flowqueue.model.events import Event, EventKind, NewEvent
 from flowqueue.model.header import HEADER, StepHeader
-from flowqueue.model.ids import format_ts, ms_to_datetime, new_run_id
+from flowqueue.model.ids import new_run_id
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._priorities import StepPriorities, step_priorities
-from flowqueue.settings import Settings
 
 log = logging.getLogger(__name__)
-TRACEBACK_LIMIT = 8_000  # characters of traceback kept in step.failed
 
 
 def step_task_id(run_id: str, step: str) -> str:
     """The Celery task id of a step instance: deterministic, so Flower shows run/step."""
     return f"{run_id}:{step}"
-
-
-def error_info(exc: BaseException) -> dict[str, Any]:
-    text = "".join(traceback.format_exception(exc))
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": text[-TRACEBACK_LIMIT:],
-    }
 
 
 def run_event(kind: str, run_id: str, flow: str, **data: Any) -> NewEvent:
@@ -69,31 +55,18 @@ def validate_run_input(graph: FlowGraph, value: Any) -> Any:
     except NonJsonPayload as exc:
         raise InvalidInput(str(exc), flow=graph.name) from None
     for entry in graph.entry_steps:
-        if entry.input_model is not None:
-            try:
-                entry.input_model.model_validate(value)
-            except ValidationError as exc:
-                raise InvalidInput(
-                    f"input for flow {graph.name!r} does not fit {entry.input_model.__name__} "
-                    f"(entry step {entry.name!r}): {exc}",
-                    flow=graph.name,
-                    step=entry.name,
-                ) from None
+        entry.parse_input(value, graph.name)
     return value
 
 
 class Orchestrator:
-    """Starts runs, routes emissions and signals, records how steps end, sends steps."""
+    """Starts runs, routes emissions, signals and resumes, cancels runs, sends steps."""
 
     def __init__(
-        self,
-        app: Any,
-        settings: Settings,
-        connections: Connections,
-        flows: Callable[[], FlowRegistry],
+        self, app: Any, connections: Connections, flows: Callable[[], FlowRegistry]
     ) -> None:
         self.app = app
-        self.settings = settings
+        self.settings = connections.settings
         self.connections = connections
         self._flows = flows
 
@@ -183,26 +156,17 @@ class Orchestrator:
                 "step.await.trigger event.",
                 trigger_id=trigger_id,
             )
-        resumed = NewEvent(
-            kind=EventKind.STEP_RESUMED,
-            run_id=info.run_id,
-            flow=info.flow,
-            step=info.step,
-            data={"key": info.key, "result": payload, "trigger_id": trigger_id},
-        )
-        timer = TimerSpec(
-            kind="resume", run_id=info.run_id, flow=info.flow, step=info.step, key=info.key
-        ).member()
+        where = {"run_id": info.run_id, "flow": info.flow, "step": info.step}
+        data = {"key": info.key, "result": payload, "trigger_id": trigger_id}
+        resumed = NewEvent(kind=EventKind.STEP_RESUMED, **where, data=data)
+        timer = TimerSpec(kind="resume", **where, key=info.key).member()
         result = coordinator.resume(trigger_id, info, payload, resumed, timer)
-        about = {"run_id": info.run_id, "flow": info.flow, "step": info.step}
+        about = {"trigger_id": trigger_id, **where}
         if result.outcome == "unknown":
-            raise UnknownTrigger(
-                f"trigger {trigger_id!r} is unknown or expired.", trigger_id=trigger_id, **about
-            )
+            raise UnknownTrigger(f"trigger {trigger_id!r} is unknown or expired.", **about)
         if result.outcome == "ended":
             raise TriggerAlreadyUsed(
                 f"trigger {trigger_id!r} cannot resume anything: run {info.run_id} has ended.",
-                trigger_id=trigger_id,
                 **about,
             )
         if result.outcome == "used":
@@ -210,9 +174,7 @@ class Orchestrator:
                 result.state, result.state
             )
             raise TriggerAlreadyUsed(
-                f"trigger {trigger_id!r} was {what}; a trigger resumes its await once.",
-                trigger_id=trigger_id,
-                **about,
+                f"trigger {trigger_id!r} was {what}; a trigger resumes its await once.", **about
             )
         try:
             step = self.flows.flow(info.flow).step(info.step)
@@ -257,79 +219,6 @@ class Orchestrator:
                 self.fire(member)
             except Exception:  # it waits in the handed set; the pump sends it again
                 log.exception("could not send woken step %s", member)
-
-    def complete_step(
-        self, header: StepHeader, attempt: int, result: Any, duration_ms: int
-    ) -> StepFinish:
-        event = header.event(
-            EventKind.STEP_COMPLETED, attempt, result=result, duration_ms=duration_ms
-        )
-        terminal = run_event(
-            EventKind.FLOW_COMPLETED, header.run_id, header.flow, duration_ms="$duration_ms"
-        )
-        return self.connections.coordinator.finish_step(event, "completed", terminal)
-
-    def fail_step(
-        self,
-        header: StepHeader,
-        attempt: int,
-        exc: BaseException,
-        duration_ms: int,
-        max_attempts: int = 1,
-    ) -> StepFinish:
-        """Record a failure for good: the step fails, and with it the run."""
-        error = error_info(exc)
-        event = header.event(
-            EventKind.STEP_FAILED,
-            attempt,
-            error=error,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            will_retry=False,
-            duration_ms=duration_ms,
-        )
-        summary = {"type": error["type"], "message": error["message"]}
-        terminal = run_event(
-            EventKind.FLOW_FAILED, header.run_id, header.flow, error=summary, step=header.step
-        )
-        finish = self.connections.coordinator.finish_step(event, "failed", terminal)
-        if finish.terminal:  # other steps may still hold timers, waiters or triggers
-            self.connections.coordinator.cancel(header.run_id, header.flow, None)
-        return finish
-
-    def retry_step(
-        self,
-        header: StepHeader,
-        attempt: int,
-        exc: BaseException,
-        duration_ms: int,
-        delay: float,
-        max_attempts: int,
-        arg: Any,
-    ) -> StepFinish:
-        """Record a failed attempt that will run again after ``delay`` s (a durable timer)."""
-        due_ms = now_ms() + round(delay * 1000)
-        event = header.event(
-            EventKind.STEP_FAILED,
-            attempt,
-            error=error_info(exc),
-            attempt=attempt,
-            max_attempts=max_attempts,
-            will_retry=True,
-            next_retry_at=format_ts(ms_to_datetime(due_ms)),
-            delay_s=round(delay, 3),
-            duration_ms=duration_ms,
-        )
-        timer = TimerSpec(
-            kind="retry",
-            run_id=header.run_id,
-            flow=header.flow,
-            step=header.step,
-            attempt=attempt + 1,
-        ).member()
-        return self.connections.coordinator.finish_step(
-            event, "retry", None, timer=timer, due_ms=due_ms, arg=arg
-        )
 
     def enqueue(
         self,

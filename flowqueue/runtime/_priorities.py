@@ -27,10 +27,8 @@ class StepPriorities:
 
 
 def step_priorities(broker_url: str | None, settings: Settings) -> StepPriorities:
-    scheme = urlsplit(broker_url or "").scheme.lower()
-    on_redis = scheme in REDIS_SCHEMES
-    new_run = settings.new_run_priority
-    in_flight = settings.in_flight_priority
+    on_redis = urlsplit(broker_url or "").scheme.lower() in REDIS_SCHEMES
+    new_run, in_flight = settings.new_run_priority, settings.in_flight_priority
     return StepPriorities(
         new_run=new_run if new_run is not None else (REDIS_NEW_RUN if on_redis else None),
         in_flight=in_flight if in_flight is not None else (REDIS_IN_FLIGHT if on_redis else None),

@@ -7,11 +7,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from pydantic import ValidationError
-
 from flowqueue.authoring.context import FlowContext, bound
-from flowqueue.authoring.flows import StepDef
-from flowqueue.errors import InvalidInput
 from flowqueue.model.validation import to_jsonable
 from flowqueue.runtime.middleware import Delivery, Middleware, SkipDelivery
 
@@ -45,7 +41,7 @@ def run_delivery(
 def _body(delivery: Delivery, ctx: FlowContext) -> Any:
     """The step's function between its declared awaits."""
     step, task = delivery.step, delivery.task
-    value = _step_input(step, delivery.arg)
+    value = step.parse_input(delivery.arg, delivery.header.flow)
     if step.await_before is not None:
         ctx.awaited = step.await_before.wait(ctx, value)
     if step.await_after is None:
@@ -54,15 +50,3 @@ def _body(delivery: Delivery, ctx: FlowContext) -> Any:
     result = ctx.once("__step__", lambda: to_jsonable(task.run(ctx, value), "step result"))
     step.await_after.wait(ctx, value)
     return result
-
-
-def _step_input(step: StepDef, raw: Any) -> Any:
-    if step.input_model is None:
-        return raw
-    try:
-        return step.input_model.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(
-            f"input of step {step.name!r} does not fit {step.input_model.__name__}: {exc}",
-            step=step.name,
-        ) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import traceback
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -22,12 +23,14 @@ from flowqueue.authoring.retry import Retry
 from flowqueue.model.awaits import Suspended
 from flowqueue.model.events import EventKind, NewEvent
 from flowqueue.model.header import StepHeader
-from flowqueue.model.timers import TimerSpec
+from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.runtime._connections import Connections
-from flowqueue.runtime._orchestrator import Orchestrator
+from flowqueue.runtime._orchestrator import Orchestrator, run_event
 from flowqueue.runtime.middleware import Delivery, Middleware, SkipDelivery
 
 log = logging.getLogger(__name__)
+TRACEBACK_LIMIT = 8_000  # characters of traceback kept in step.failed
 
 
 class Claim(Middleware):
@@ -64,28 +67,21 @@ class Claim(Middleware):
 
 def claim_event(header: StepHeader) -> NewEvent | None:
     """What a delivery sent by a timer appends when its claim wins."""
-    if not header.timer:
+    spec = TimerSpec.model_validate_json(header.timer) if header.timer else None
+    if spec is None or spec.kind == "resume":  # step.resumed was appended by flowqueue.resume
         return None
-    spec = TimerSpec.model_validate_json(header.timer)
-    kind, data = _CLAIM_EVENTS.get(spec.kind, (None, {}))
-    if kind is None:
-        return None
-    return NewEvent(
-        kind=kind,
-        run_id=header.run_id,
-        flow=header.flow,
-        step=header.step,
-        data={"key": spec.key, **data} if spec.kind != "retry" else dict(data),
-        meta={"attempt": "$attempt"} if spec.kind == "retry" else {},
-    )
+    if spec.kind == "retry":
+        return header.event(EventKind.STEP_RETRY, "$attempt", attempt="$attempt")
+    kind, data = _AWAIT_ENDS[spec.kind]
+    where = {"run_id": header.run_id, "flow": header.flow, "step": header.step}
+    return NewEvent(kind=kind, **where, data={"key": spec.key, **data})
 
 
-_CLAIM_EVENTS: dict[str, tuple[str | None, dict[str, Any]]] = {
-    "retry": (EventKind.STEP_RETRY, {"attempt": "$attempt"}),
+# What ends an await when the delivery its timer sent claims the step.
+_AWAIT_ENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "wake": (EventKind.STEP_RESUMED, {}),
     "event": (EventKind.STEP_RESUMED, {"result": "$result"}),
     "timeout": (EventKind.STEP_AWAIT_TIMEOUT, {}),
-    "resume": (None, {}),  # step.resumed was appended by flowqueue.resume
 }
 
 
@@ -139,8 +135,7 @@ class Lease(Middleware):
         self.connections = connections
 
     def around_step(self, delivery: Delivery) -> AbstractContextManager[Any]:
-        backend, header = self.connections, delivery.header
-        return backend.leases.holding(backend.coordinator, header.run_id, header.step)
+        return self.connections.leases.holding(delivery.header.run_id, delivery.header.step)
 
 
 class Suspension(Middleware):
@@ -154,10 +149,10 @@ class Suspension(Middleware):
 
 class Retries(Middleware):
     """A failed attempt runs again after its policy's delay (a durable timer), or the
-    step and its run fail for good."""
+    step fails for good, and with it the run."""
 
-    def __init__(self, orchestrator: Orchestrator, default: Retry) -> None:
-        self.orchestrator = orchestrator
+    def __init__(self, connections: Connections, default: Retry) -> None:
+        self.connections = connections
         self.default = default
 
     def after_failure(self, delivery: Delivery, exc: BaseException) -> None:
@@ -165,14 +160,52 @@ class Retries(Middleware):
             return
         failure = _explained(exc, delivery)
         policy = delivery.step.retry or self.default
-        header, attempt, elapsed = delivery.header, delivery.attempt, delivery.elapsed_ms
+        header, attempt = delivery.header, delivery.attempt
+        coordinator = self.connections.coordinator
+        error = error_info(failure)
+        failed = {"error": error, "attempt": attempt, "max_attempts": policy.attempts}
         if policy.should_retry(failure, attempt):
             delay = policy.delay_for(attempt)
-            self.orchestrator.retry_step(
-                header, attempt, failure, elapsed, delay, policy.attempts, delivery.arg
+            due_ms = now_ms() + round(delay * 1000)
+            event = header.event(
+                EventKind.STEP_FAILED,
+                attempt,
+                **failed,
+                will_retry=True,
+                next_retry_at=format_ts(ms_to_datetime(due_ms)),
+                delay_s=round(delay, 3),
+                duration_ms=delivery.elapsed_ms,
+            )
+            timer = TimerSpec(
+                kind="retry",
+                run_id=header.run_id,
+                flow=header.flow,
+                step=header.step,
+                attempt=attempt + 1,
+            ).member()
+            coordinator.finish_step(
+                event, "retry", None, timer=timer, due_ms=due_ms, arg=delivery.arg
             )
             raise Ignore() from exc  # the attempt is over and recorded
-        self.orchestrator.fail_step(header, attempt, failure, elapsed, policy.attempts)
+        event = header.event(
+            EventKind.STEP_FAILED,
+            attempt,
+            **failed,
+            will_retry=False,
+            duration_ms=delivery.elapsed_ms,
+        )
+        summary = {"type": error["type"], "message": error["message"]}
+        terminal = run_event(
+            EventKind.FLOW_FAILED, header.run_id, header.flow, error=summary, step=header.step
+        )
+        if coordinator.finish_step(event, "failed", terminal).terminal:
+            # Other steps of the run may still hold timers, waiters or triggers.
+            coordinator.cancel(header.run_id, header.flow, None)
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": text[-TRACEBACK_LIMIT:]}
 
 
 def _explained(exc: Exception, delivery: Delivery) -> Exception:
@@ -183,18 +216,25 @@ def _explained(exc: Exception, delivery: Delivery) -> Exception:
         failure: Exception = SoftTimeLimitExceeded(
             f"the step ran longer than its soft time limit ({limit} s)"
         )
-        failure.__traceback__ = exc.__traceback__
-        return failure
+        return failure.with_traceback(exc.__traceback__)
     return exc
 
 
 class Completion(Middleware):
     """Records the step's result once; the last step to finish ends the run."""
 
-    def __init__(self, orchestrator: Orchestrator) -> None:
-        self.orchestrator = orchestrator
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
 
     def after_step(self, delivery: Delivery, result: Any) -> None:
-        self.orchestrator.complete_step(
-            delivery.header, delivery.attempt, result, delivery.elapsed_ms
+        header = delivery.header
+        completed = header.event(
+            EventKind.STEP_COMPLETED,
+            delivery.attempt,
+            result=result,
+            duration_ms=delivery.elapsed_ms,
         )
+        terminal = run_event(
+            EventKind.FLOW_COMPLETED, header.run_id, header.flow, duration_ms="$duration_ms"
+        )
+        self.connections.coordinator.finish_step(completed, "completed", terminal)

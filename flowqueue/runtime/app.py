@@ -24,30 +24,20 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
         if sender is app:  # import the flow modules when this app's worker starts
             fq.import_workers()
 
-    def after_fork(**_: Any) -> None:
-        fq.reset_after_fork()
-
-    def start_pump(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is app:  # every worker pumps timers: no single point
-            fq.timer_pump.start()
-
-    def stop_pump(sender: Any = None, **_: Any) -> None:
-        fq.timer_pump.stop()
-
-    def register_worker(sender: Any = None, **_: Any) -> None:
+    def worker_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # sender: the worker's Consumer
+            fq.timer_pump.start()  # every worker pumps timers: no single point
             registration.start(sender.hostname, describe_worker(app, sender))
 
-    def deregister_worker(sender: Any = None, **_: Any) -> None:
+    def worker_shutdown(sender: Any = None, **_: Any) -> None:
+        fq.timer_pump.stop()
         if getattr(sender, "app", None) is app:  # sender: the WorkController
             registration.stop()
 
     signals.import_modules.connect(import_flows, weak=False)
-    signals.worker_process_init.connect(after_fork, weak=False)
-    signals.worker_ready.connect(start_pump, weak=False)
-    signals.worker_shutdown.connect(stop_pump, weak=False)
-    signals.worker_ready.connect(register_worker, weak=False)
-    signals.worker_shutdown.connect(deregister_worker, weak=False)
+    signals.worker_process_init.connect(fq.connections.reset_after_fork, weak=False)
+    signals.worker_ready.connect(worker_ready, weak=False)
+    signals.worker_shutdown.connect(worker_shutdown, weak=False)
     return fq
 
 

@@ -18,9 +18,7 @@ from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 
 
 def _fq(app: Any | None) -> Flowqueue:
-    if app is None:
-        app = default_app()
-    return flowqueue_of(app)
+    return flowqueue_of(default_app() if app is None else app)
 
 
 def start_flow(flow: str, input: Any = None, *, app: Any | None = None) -> str:

@@ -13,22 +13,14 @@ from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
 from flowqueue.authoring.step import FlowTask
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
-from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import ConfigurationError
 from flowqueue.model.header import StepHeader
+from flowqueue.runtime import _standard_middleware as standard
 from flowqueue.runtime._awaits import StepAwaits
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._orchestrator import Orchestrator
 from flowqueue.runtime._runner import run_delivery
-from flowqueue.runtime._standard_middleware import (
-    Claim,
-    Completion,
-    Lease,
-    LogCapture,
-    Retries,
-    Suspension,
-)
 from flowqueue.runtime._timers import TimerPump
 from flowqueue.runtime.middleware import Delivery, Middleware
 from flowqueue.runtime.workers import WorkerRegistration, celery_live_numbers
@@ -39,9 +31,9 @@ class Flowqueue:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
         self.connections = Connections(settings, on_open=self._opened)
-        self.orchestrator = Orchestrator(app, settings, self.connections, lambda: self.flows)
+        self.keys = self.connections.keys
+        self.orchestrator = Orchestrator(app, self.connections, lambda: self.flows)
         self.timer_pump = TimerPump(self.connections, self.orchestrator.fire, self._horizon_ms)
         # The worker's presence in the registry stream (started in the worker main process).
         self.worker_registration = WorkerRegistration(settings, live=celery_live_numbers)
@@ -51,12 +43,12 @@ class Flowqueue:
             max_delay=settings.retry_max_delay,
         )
         self.middleware: list[Middleware] = [
-            Claim(self.connections, self.orchestrator),
-            LogCapture(),
-            Lease(self.connections),
-            Suspension(),
-            Retries(self.orchestrator, default_retry),
-            Completion(self.orchestrator),
+            standard.Claim(self.connections, self.orchestrator),
+            standard.LogCapture(),
+            standard.Lease(self.connections),
+            standard.Suspension(),
+            standard.Retries(self.connections, default_retry),
+            standard.Completion(self.connections),
         ]
         self._flows: tuple[int, FlowRegistry] | None = None
         self._workers_imported = False
@@ -80,9 +72,6 @@ class Flowqueue:
             self.timer_pump.start()  # no worker pumps this process's timers: it does
             # Finalizers run newest first at exit: the pump stops before its server does.
             weakref.finalize(self, self.timer_pump.stop)
-
-    def reset_after_fork(self) -> None:
-        self.connections.reset_after_fork()
 
     def close(self) -> None:
         """Stop this process's timer pump and connections, and a ``memory://`` server."""

@@ -20,20 +20,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import redis
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.model.timers import now_ms
 from flowqueue.settings import MEMORY_URL, Settings
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,7 @@ WorkerEventKind = Literal["worker.registered", "worker.heartbeat", "worker.dereg
 WorkerStatus = Literal["online", "lost", "offline"]
 Entry = tuple[Any, Any]  # (stream id, fields or None) as redis-py returns them
 LiveNumbers = Callable[[], dict[str, Any]]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+Timestamp = Annotated[datetime, PlainSerializer(format_ts)]  # UTC, ISO 8601 with milliseconds
 
 
 class WorkerEvent(BaseModel):
@@ -58,12 +55,8 @@ class WorkerEvent(BaseModel):
 
     kind: WorkerEventKind
     hostname: str  # the Celery node name, e.g. ``w1@host``
-    ts: datetime  # UTC, milliseconds (the worker's clock)
+    ts: Timestamp  # the worker's clock
     data: dict[str, Any] = Field(default_factory=dict)
-
-    @field_serializer("ts")
-    def _ts_iso_ms(self, value: datetime) -> str:
-        return format_ts(value)
 
     @classmethod
     def new(
@@ -81,14 +74,10 @@ class WorkerInfo(BaseModel):
     flows: dict[str, list[str]] = Field(default_factory=dict)
     concurrency: int | None = None
     version: str | None = None
-    registered_at: datetime | None = None  # None: its registration was trimmed away
-    last_seen: datetime
+    registered_at: Timestamp | None = None  # None: its registration was trimmed away
+    last_seen: Timestamp
     status: WorkerStatus
     live: dict[str, Any] = Field(default_factory=dict)  # the last heartbeat's numbers
-
-    @field_serializer("registered_at", "last_seen")
-    def _ts_iso_ms(self, value: datetime | None) -> str | None:
-        return None if value is None else format_ts(value)
 
 
 # -- the reducer -------------------------------------------------------------------------
@@ -215,10 +204,8 @@ def append_event(client: redis.Redis, keys: Keys, settings: Settings, event: Wor
 def describe_worker(app: Any, consumer: Any) -> dict[str, Any]:
     """``worker.registered`` data of a Celery worker, from its app and its ``Consumer``
     (the ``worker_ready`` sender). Best effort: a missing attribute leaves a field out."""
-    task_consumer = getattr(consumer, "task_consumer", None)
-    queues = [q.name for q in getattr(task_consumer, "queues", None) or ()]
-    if not queues:
-        queues = sorted(app.amqp.queues)
+    consumed = getattr(getattr(consumer, "task_consumer", None), "queues", None) or ()
+    queues = [q.name for q in consumed] or sorted(app.amqp.queues)
     flows = {name: list(graph.steps) for name, graph in app.flowqueue.flows.flows.items()}
     controller = getattr(consumer, "controller", None)
     return {
@@ -244,7 +231,6 @@ class WorkerRegistration:
     def __init__(self, settings: Settings, live: LiveNumbers | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.enabled = settings.redis_url != MEMORY_URL
         self._live = live
         self._client: redis.Redis | None = None
         self._hostname = ""
@@ -253,19 +239,11 @@ class WorkerRegistration:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def hostname(self) -> str:
-        return self._hostname
-
     def start(self, hostname: str, info: dict[str, Any]) -> None:
-        if not self.enabled or self._thread is not None:
+        if self.settings.redis_url == MEMORY_URL or self._thread is not None:
             return
         self._hostname = hostname
-        self._info = {
-            "pid": os.getpid(),
-            **info,
-            "started_at": format_ts(ms_to_datetime(now_ms())),
-        }
+        self._info = {"pid": os.getpid(), **info, "started_at": format_ts(ms_to_datetime(now_ms()))}
         timeout = max(1.0, min(5.0, self.settings.heartbeat_seconds))  # never hang a beat
         self._client = redis.Redis.from_url(
             self.settings.redis_url,
