@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -112,7 +113,13 @@ def test_redelivered_finished_step_neither_runs_nor_writes(cluster):
 
 
 def test_inspect_registered_lists_the_step_tasks(cluster):
-    argv = [sys.executable, "-m", "celery", "-A", "flowqueue", "inspect", "registered"]
+    argv = [
+        str(Path(sys.executable).with_name("celery")),
+        "-A",
+        "flowqueue",
+        "inspect",
+        "registered",
+    ]
     out = cluster.command(*argv, "-t", "10").stdout
     for task in ("workers.orders.validate", "workers.orders.ship", "workers.fanout.pick_19"):
         assert task in out

@@ -47,7 +47,7 @@ class Cluster:
         self.prefix = f"e{uuid.uuid4().hex[:10]}"
         self.log_dir = log_dir
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # as a user runs it
             "FLOWQUEUE_REDIS_URL": self.url,
             "FLOWQUEUE_KEY_PREFIX": self.prefix,
             "FLOWQUEUE_WORKERS": "workers,tests.flows",

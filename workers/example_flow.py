@@ -11,8 +11,8 @@ log = logging.getLogger(__name__)
 
 
 @step(flow="example-flow", entry=True, emits=["step1.complete"])
-def first_step(ctx: FlowContext, input: dict[str, Any]) -> dict[str, Any]:
-    name = input.get("name", "world")
+def first_step(ctx: FlowContext, input: dict[str, Any] | None) -> dict[str, Any]:
+    name = (input or {}).get("name", "world")  # `flowqueue start example-flow` sends none
     ctx.log.info("first step running", name=name)
     ctx.state.set("greeting", f"hello, {name}")
     ctx.emit("step1.complete", {"name": name})

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery.utils.imports import cwd_in_path
 from pydantic import BaseModel, ValidationError
 
 from flowqueue.authoring.awaits import AwaitSpec
@@ -251,22 +252,25 @@ class FlowRegistry:
 def import_workers(spec: str, *, default: str) -> list[str]:
     """Import the modules named in ``spec`` (packages: all their modules); return names.
 
-    The default package may be missing (a fresh project); a package named explicitly
-    must import, or the worker would silently serve no flows.
+    They are looked for in the working directory first, as Celery looks for ``-A`` (the
+    ``celery`` console script does not put it on ``sys.path``). The default package may be
+    missing (a fresh project); a package named explicitly must import, or the worker would
+    silently serve no flows.
     """
     imported: list[str] = []
-    for name in (part.strip() for part in spec.split(",") if part.strip()):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if name == default and exc.name == name:
-                continue
-            raise ConfigurationError(
-                f"cannot import flow module {name!r} (FLOWQUEUE_WORKERS): {exc}. Run the "
-                "worker from your project directory or fix the module path."
-            ) from exc
-        imported.append(name)
-        for sub in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
-            importlib.import_module(sub.name)
-            imported.append(sub.name)
+    with cwd_in_path():
+        for name in (part.strip() for part in spec.split(",") if part.strip()):
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if name == default and exc.name == name:
+                    continue
+                raise ConfigurationError(
+                    f"cannot import flow module {name!r} (FLOWQUEUE_WORKERS): {exc}. Run the "
+                    "worker from your project directory or fix the module path."
+                ) from exc
+            imported.append(name)
+            for sub in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{name}."):
+                importlib.import_module(sub.name)
+                imported.append(sub.name)
     return imported

@@ -25,7 +25,10 @@ class WorkerProcess:
         self.log_path = log_path
         self.stopped = False  # set by stop() / kill(): the exit was asked for
         self._log = log_path.open("wb")
-        command = [sys.executable, "-m", "celery", "-A", "flowqueue", "worker", "-l", "INFO"]
+        # The console script, as the README runs it (not `python -m celery`, which puts the
+        # working directory on sys.path and so hid a worker that served no flows).
+        celery = str(Path(sys.executable).with_name("celery"))
+        command = [celery, "-A", "flowqueue", "worker", "-l", "INFO"]
         self.process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from typing import Any
 
 from celery import Celery, signals
+from celery.utils.imports import import_from_cwd
 
 from flowqueue.runtime.engine import Flowqueue
 from flowqueue.runtime.workers import describe_worker
@@ -42,13 +42,15 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
 
 
 def _config_module() -> str:
-    """The project's ``celeryconfig`` if it has one, else flowqueue's defaults."""
+    """The project's ``celeryconfig`` if it has one, else flowqueue's defaults; looked
+    for in the working directory first, as Celery looks for ``-A`` (the ``celery``
+    console script does not put the working directory on ``sys.path``)."""
     try:
-        importlib.import_module("celeryconfig")
+        import_from_cwd("celeryconfig")
     except ModuleNotFoundError as exc:
         if exc.name != "celeryconfig":
             raise
-        return "flowqueue.runtime._celery_defaults"
+        return "flowqueue.runtime.celery_defaults"
     return "celeryconfig"
 
 

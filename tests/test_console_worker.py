@@ -1,0 +1,58 @@
+"""The README's own commands, as a newcomer runs them: the ``celery`` console script from
+the project directory, nothing on PYTHONPATH, then ``flowqueue start example-flow --wait``.
+(``python -m celery`` puts the working directory on sys.path; the console script does
+not, and a worker started that way once served no flows while every test passed.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowqueue.backend.redis.embedded import EmbeddedRedis
+from flowqueue.devtools.worker import WorkerProcess
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_the_readme_worker_command_serves_the_example_flows(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PYTHONPATH" and not k.startswith(("FLOWQUEUE_", "CELERY_"))
+    }
+    with EmbeddedRedis() as redis_server:
+        env["FLOWQUEUE_REDIS_URL"] = redis_server.url
+        worker = WorkerProcess(env, tmp_path / "worker.log", ["-c", "1"], cwd=ROOT)
+        with worker:
+            assert "workers.example_flow.first_step" in worker.log()  # its [tasks] list
+            run = subprocess.run(
+                [str(BIN / "flowqueue"), "start", "example-flow", "--wait"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "flow.completed" in run.stdout
+
+
+def test_the_projects_celeryconfig_is_read_from_the_working_directory(tmp_path):
+    """``python -I`` keeps the working directory off sys.path, as the console script does."""
+    (tmp_path / "celeryconfig.py").write_text(
+        "from flowqueue.runtime.celery_defaults import *  # noqa: F403\n"
+        'task_default_queue = "from-the-project"\n'
+    )
+    code = "import flowqueue; print(flowqueue.app.conf.task_default_queue)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWQUEUE_", "CELERY_"))}
+    env["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # never connected to
+    shown = subprocess.run(
+        [sys.executable, "-I", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert shown.stdout.strip() == "from-the-project", shown.stderr
