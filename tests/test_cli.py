@@ -94,3 +94,17 @@ def test_runs_lists_newest_first_and_tail_follows_a_run(cluster):
     unknown = flowqueue(cluster, "runs", "no-such-flow")
     assert unknown.returncode != 0
     assert "no-such-flow" in unknown.stderr
+
+
+def test_version_prints_the_installed_version_without_touching_redis():
+    from importlib.metadata import version
+
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "flowqueue"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"FLOWQUEUE_REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin:/bin"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"flowqueue {version('flowqueue')}"

@@ -92,6 +92,7 @@ def _parses_with_nan(value: str) -> bool:
 
 
 @click.group(cls=FriendlyGroup)
+@click.version_option(package_name="flowqueue", message="flowqueue %(version)s")
 @click.option(
     "-A",
     "--app",
