@@ -42,6 +42,17 @@ class FakeRun:
         self.pages_read = 0
         self.on_page: Callable[[int], None] = lambda page: None
 
+    @classmethod
+    def attached(cls, count: int = 0, size: int = 100) -> FakeRun:
+        """A run of ``count`` events whose subscriber has just attached with a live buffer
+        of ``size``: the stores ask for a backfill first."""
+        run = cls(LiveBuffer(size, asyncio.get_running_loop()), count)
+        run.buffer.request_resync()
+        return run
+
+    def subscribe(self, after: str | None = None) -> Reader:
+        return Reader(merge_backfill_and_live(self.buffer, self.read_page, PAGE, after))
+
     def append(self, *numbers: int) -> None:
         self.log.extend(stored(i) for i in numbers)
 
@@ -106,8 +117,7 @@ def run_async(scenario: Callable[[], Coroutine[Any, Any, list[int]]]) -> list[in
 
 def test_live_copies_before_during_and_after_the_backfill_come_out_once():
     async def scenario() -> list[int]:
-        run = FakeRun(LiveBuffer(100, asyncio.get_running_loop()), count=10)
-        run.buffer.request_resync()  # attached: the stores ask for a backfill first
+        run = FakeRun.attached(10)
         run.publish(6, 7, 8, 9)  # live copies of events the backfill will read too
         run.write(10, 11)  # appended after attaching, before the backfill reads them
 
@@ -116,7 +126,7 @@ def test_live_copies_before_during_and_after_the_backfill_come_out_once():
                 run.write(12, 13)
 
         run.on_page = during
-        reader = Reader(merge_backfill_and_live(run.buffer, run.read_page, PAGE, "1700000000000-2"))
+        reader = run.subscribe("1700000000000-2")
         head = await reader.take(11)  # 3..13: the backfill
         run.write(14, 15, 16)  # after the boundary: live only
         run.write(17, 18, 19)
@@ -130,10 +140,9 @@ def test_live_copies_before_during_and_after_the_backfill_come_out_once():
 def test_live_copy_of_the_last_backfilled_event_is_skipped():
     # The boundary itself: the backfill ends on 7, whose live copy is still buffered.
     async def scenario() -> list[int]:
-        run = FakeRun(LiveBuffer(100, asyncio.get_running_loop()), count=8)
-        run.buffer.request_resync()
+        run = FakeRun.attached(8)
         run.publish(7)
-        reader = Reader(merge_backfill_and_live(run.buffer, run.read_page, PAGE, None))
+        reader = run.subscribe()
         got = await reader.take(8)
         run.write(8)
         got += await reader.to_end(8)
@@ -145,9 +154,8 @@ def test_live_copy_of_the_last_backfilled_event_is_skipped():
 
 def test_an_empty_log_then_live_events_arrive_once():
     async def scenario() -> list[int]:
-        run = FakeRun(LiveBuffer(100, asyncio.get_running_loop()))
-        run.buffer.request_resync()
-        reader = Reader(merge_backfill_and_live(run.buffer, run.read_page, PAGE, None))
+        run = FakeRun.attached()
+        reader = run.subscribe()
         await asyncio.sleep(0.05)  # the backfill found nothing; now waiting for live
         run.write(0, 1, 2)
         got = await reader.to_end(2)
@@ -159,9 +167,8 @@ def test_an_empty_log_then_live_events_arrive_once():
 
 def test_an_overflowing_buffer_falls_back_to_the_log_without_gap_or_duplicate():
     async def scenario() -> list[int]:
-        run = FakeRun(LiveBuffer(4, asyncio.get_running_loop()), count=1)
-        run.buffer.request_resync()
-        reader = Reader(merge_backfill_and_live(run.buffer, run.read_page, PAGE, None))
+        run = FakeRun.attached(1, size=4)
+        reader = run.subscribe()
         got = await reader.take(1)  # 0, then live
         run.write(*range(1, 50))  # the 5th push overflows: the backlog is dropped
         got += await reader.to_end(49)
@@ -175,9 +182,8 @@ def test_a_resync_after_lost_live_messages_fills_the_gap_once():
     # The Pub/Sub connection dropped: 5..9 were appended but their live copies lost;
     # the reconnect asks for a resync, and 8..11 arrive live around it.
     async def scenario() -> list[int]:
-        run = FakeRun(LiveBuffer(100, asyncio.get_running_loop()), count=5)
-        run.buffer.request_resync()
-        reader = Reader(merge_backfill_and_live(run.buffer, run.read_page, PAGE, None))
+        run = FakeRun.attached(5)
+        reader = run.subscribe()
         got = await reader.take(5)
         run.append(5, 6, 7, 8, 9)
         run.buffer.request_resync()
@@ -194,9 +200,8 @@ def test_nothing_at_or_before_the_cursor_comes_out_even_with_nothing_to_backfill
     # A client resumes after an id the log has not reached yet (another process's view,
     # a later page): live events up to that id are not "after" it.
     async def scenario() -> list[int]:
-        run = FakeRun(LiveBuffer(100, asyncio.get_running_loop()), count=3)
-        run.buffer.request_resync()
-        reader = Reader(merge_backfill_and_live(run.buffer, run.read_page, PAGE, "1700000000000-6"))
+        run = FakeRun.attached(3)
+        reader = run.subscribe("1700000000000-6")
         await asyncio.sleep(0.05)  # the backfill found nothing after 6
         run.write(*range(3, 10))
         got = await reader.to_end(9)
@@ -210,7 +215,7 @@ def test_nothing_at_or_before_the_cursor_comes_out_even_with_nothing_to_backfill
 def test_store_subscriber_with_appends_during_backfill_reads_each_event_once(
     make_store, cut: int | None
 ):
-    # Both stores, end to end: events appended while the subscriber backfills, then after
+    # The Redis store end to end: events appended while the subscriber backfills, then after
     # it caught up (live only), read to the last one and a little longer.
     store: EventStore = make_store(read_page_size=PAGE)
     first = store.append_many([ev("log", "merge", i=i) for i in range(10)])

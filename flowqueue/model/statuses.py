@@ -29,4 +29,5 @@ APPEND_CODES: dict[str, str] = (
 # Upper bounds (ms) of the step-duration histogram; a last bucket, "inf", takes the rest.
 DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 # JSON strings Python writes in an event body where the script supplies the value.
-SLOTS = {name: f"${name}" for name in ("attempt", "result", "duration_ms")}
+ATTEMPT_SLOT, RESULT_SLOT, DURATION_SLOT = "$attempt", "$result", "$duration_ms"
+SLOTS = {"attempt": ATTEMPT_SLOT, "result": RESULT_SLOT, "duration_ms": DURATION_SLOT}

@@ -28,6 +28,7 @@ from flowqueue.model.awaits import (
 )
 from flowqueue.model.events import Event, EventKind, NewEvent
 from flowqueue.model.header import StepHeader
+from flowqueue.model.statuses import RESULT_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import to_jsonable
 from flowqueue.runtime._connections import Connections
@@ -97,7 +98,7 @@ class StepAwaits:
                 due_ms=due_ms,
                 waiter=encode({"match": match, "timer": wake}, "waiter"),
                 match=match,
-                resumed=self._event(EventKind.STEP_RESUMED, key=key, result="$result"),
+                resumed=self._event(EventKind.STEP_RESUMED, key=key, result=RESULT_SLOT),
             )
         )
 

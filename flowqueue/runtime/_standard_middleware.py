@@ -24,6 +24,7 @@ from flowqueue.model.awaits import Suspended
 from flowqueue.model.events import EventKind, NewEvent
 from flowqueue.model.header import StepHeader
 from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.model.statuses import ATTEMPT_SLOT, DURATION_SLOT, RESULT_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._orchestrator import Orchestrator, run_event
@@ -44,8 +45,8 @@ class Claim(Middleware):
         header, request = delivery.header, delivery.task.request
         started = header.event(
             EventKind.STEP_STARTED,
-            "$attempt",  # the coordinator writes the attempt it claims
-            attempt="$attempt",
+            ATTEMPT_SLOT,  # the coordinator writes the attempt it claims
+            attempt=ATTEMPT_SLOT,
             task_id=request.id,
             worker=request.hostname,
         )
@@ -71,7 +72,7 @@ def claim_event(header: StepHeader) -> NewEvent | None:
     if spec is None or spec.kind == "resume":  # step.resumed was appended by flowqueue.resume
         return None
     if spec.kind == "retry":
-        return header.event(EventKind.STEP_RETRY, "$attempt", attempt="$attempt")
+        return header.event(EventKind.STEP_RETRY, ATTEMPT_SLOT, attempt=ATTEMPT_SLOT)
     kind, data = _AWAIT_ENDS[spec.kind]
     where = {"run_id": header.run_id, "flow": header.flow, "step": header.step}
     return NewEvent(kind=kind, **where, data={"key": spec.key, **data})
@@ -80,7 +81,7 @@ def claim_event(header: StepHeader) -> NewEvent | None:
 # What ends an await when the delivery its timer sent claims the step.
 _AWAIT_ENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "wake": (EventKind.STEP_RESUMED, {}),
-    "event": (EventKind.STEP_RESUMED, {"result": "$result"}),
+    "event": (EventKind.STEP_RESUMED, {"result": RESULT_SLOT}),
     "timeout": (EventKind.STEP_AWAIT_TIMEOUT, {}),
 }
 
@@ -235,6 +236,6 @@ class Completion(Middleware):
             duration_ms=delivery.elapsed_ms,
         )
         terminal = run_event(
-            EventKind.FLOW_COMPLETED, header.run_id, header.flow, duration_ms="$duration_ms"
+            EventKind.FLOW_COMPLETED, header.run_id, header.flow, duration_ms=DURATION_SLOT
         )
         self.connections.coordinator.finish_step(completed, "completed", terminal)
