@@ -56,3 +56,40 @@ def test_the_projects_celeryconfig_is_read_from_the_working_directory(tmp_path):
         [sys.executable, "-I", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert shown.stdout.strip() == "from-the-project", shown.stderr
+
+
+@pytest.mark.slow
+def test_a_clean_clone_installs_and_runs_the_readme_commands(tmp_path):
+    """The issue's acceptance, step by step: clone, `make install`, a Redis, the worker by
+    `.venv/bin/celery`, then `.venv/bin/flowqueue start example-flow --wait`."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing to clone")
+    clone = tmp_path / "clone"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("FLOWQUEUE_", "CELERY_"))
+    }
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    install = subprocess.run(
+        ["make", "install"], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    assert "deprecat" not in install.stderr.lower(), install.stderr
+    venv = clone / ".venv" / "bin"
+    with EmbeddedRedis() as redis_server:
+        env["FLOWQUEUE_REDIS_URL"] = redis_server.url
+        worker = WorkerProcess(
+            env, tmp_path / "worker.log", ["-c", "1"], cwd=clone, celery=venv / "celery"
+        )
+        with worker:
+            run = subprocess.run(
+                [str(venv / "flowqueue"), "start", "example-flow", "--wait"],
+                cwd=clone,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "flow.completed" in run.stdout

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
-from flowqueue.errors import ConfigurationError, StepCalledDirectly
+from flowqueue.errors import ConfigurationError, FlowDefinitionError, StepCalledDirectly
 from flowqueue.model.header import HEADER, StepHeader
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,6 +97,7 @@ def step(
         task_options["name"] = task_name
 
     def decorate(fn: F) -> F:
+        _claim_task_name(task_name or _default_task_name(fn), fn, name)
         task = shared_task(
             base=FlowTask,
             flow=flow,
@@ -113,6 +114,45 @@ def step(
         return typing.cast(F, task)
 
     return decorate
+
+
+# Like Celery's list of shared tasks, task names are process-wide: every app registers
+# every step, so two functions under one name would collide in all of them. Celery only
+# warns and keeps the first; a flow would silently lose a step.
+_claimed: dict[str, tuple[Callable[..., Any], str | None]] = {}
+
+
+def _default_task_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__name__}"  # Celery's default (gen_task_name)
+
+
+def _claim_task_name(task_name: str, fn: Callable[..., Any], step_name: str | None) -> None:
+    """Raise ``FlowDefinitionError`` if another function already has ``task_name``.
+
+    A module imported again (reload) declares the same function anew, with new code: that
+    is the same step. A factory makes functions that share their code: those collide."""
+    previous = _claimed.get(task_name)
+    if previous is not None:
+        other, other_step = previous
+        same_place = _where(other) == _where(fn)
+        same_code = getattr(other, "__code__", None) is getattr(fn, "__code__", None)
+        if other is not fn and (not same_place or same_code):
+            raise FlowDefinitionError(
+                f"two steps share the Celery task name {task_name!r}: "
+                f"{_described(other, other_step)} and {_described(fn, step_name)}. Pass "
+                "task_name='...' to @step to give each its own task (name= only names the "
+                "step inside its flow).",
+                step=step_name or fn.__name__,
+            )
+    _claimed[task_name] = (fn, step_name)
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{getattr(fn, '__qualname__', fn.__name__)}"
+
+
+def _described(fn: Callable[..., Any], step_name: str | None) -> str:
+    return _where(fn) if step_name is None else f"{_where(fn)} (step {step_name!r})"
 
 
 def _annotated_model(fn: Callable[..., Any]) -> type[BaseModel] | None:

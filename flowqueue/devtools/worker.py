@@ -21,14 +21,16 @@ class WorkerProcess:
         log_path: Path,
         args: Sequence[str] = (),
         cwd: Path | None = None,
+        celery: Path | None = None,
     ) -> None:
         self.log_path = log_path
         self.stopped = False  # set by stop() / kill(): the exit was asked for
         self._log = log_path.open("wb")
         # The console script, as the README runs it (not `python -m celery`, which puts the
         # working directory on sys.path and so hid a worker that served no flows).
-        celery = str(Path(sys.executable).with_name("celery"))
-        command = [celery, "-A", "flowqueue", "worker", "-l", "INFO"]
+        # `celery` names another venv's script (default: the one beside this Python).
+        script = str(celery or Path(sys.executable).with_name("celery"))
+        command = [script, "-A", "flowqueue", "worker", "-l", "INFO"]
         self.process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,
