@@ -151,3 +151,17 @@ def quick_sibling(ctx: FlowContext, input: dict[str, Any]) -> str:
 def gated_sibling(ctx: FlowContext, input: dict[str, Any]) -> Any:
     """Keeps the run active (awaiting, holding no worker) until the test opens the gate."""
     return ctx.wait_for_event("gate.open", match={"key": input["key"]})
+
+
+# -- Flower (tests/test_flower.py) ---------------------------------------------------------
+
+
+@step(flow="flower-await", entry=True, retry=Retry(attempts=2, delay=0.2, jitter=False))
+def flower_await(ctx: FlowContext, input: dict[str, Any]) -> Any:
+    """Fails its first attempt, parks its second on a trigger, and once resumed holds long
+    enough for a monitor to see it run again."""
+    if ctx.attempt == 1:
+        raise Boom("the first attempt fails")
+    payload = ctx.wait_for_trigger(info={"q": "go on?"})
+    time.sleep(float(input.get("hold", 0)))
+    return payload

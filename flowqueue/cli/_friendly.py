@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import click
 import redis.exceptions
@@ -25,8 +25,9 @@ from flowqueue.settings import Settings
 
 TRACEBACK_VAR = "FLOWQUEUE_TRACEBACK"
 MAX_MESSAGE = 600  # a message quoting a huge value stays readable
-EXIT_FAILED = 1  # bad input, unknown ids, unreachable services
+EXIT_FAILED = 1  # bad input, unknown ids, unreachable services; a run that did not complete
 EXIT_UNEXPECTED = 2  # a bug or a case not mapped here
+EXIT_TIMEOUT = 124  # gave up waiting (--timeout), as timeout(1) reports it
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 _PYDANTIC_LINK = "For further information visit"  # the last line of pydantic's errors
 
@@ -43,17 +44,21 @@ def one_line(text: str) -> str:
     return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
 
 
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        port = f":{parts.port}" if parts.port is not None else ""
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
-        return parts._replace(netloc=netloc).geturl()
-    except ValueError:
-        return "<unparsable URL>" if "@" in url else url
+    """``url`` without its password (``redis://user:***@host``, ``?password=***``), for
+    messages; whether or not the rest of it parses."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        # To the last "@" before the query: a password may hold "/" or "@" unescaped.
+        end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
+        userinfo, at, host = rest[:end].rpartition("@")
+        if at and ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:***@{host}{rest[end:]}"
+        url = f"{scheme}{sep}{rest}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 class CliError(click.ClickException):
@@ -72,6 +77,19 @@ class CliError(click.ClickException):
     def show_cause(self, file: IO[Any] | None) -> None:
         if self.__cause__ is not None and show_tracebacks():
             traceback.print_exception(self.__cause__, file=file or sys.stderr)
+
+
+class WaitTimedOut(CliError):
+    """``--timeout`` passed before the run ended (the run itself goes on)."""
+
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, run_id: str, seconds: float, last_kind: str) -> None:
+        last = f"; its last event was {last_kind}" if last_kind else ""
+        super().__init__(
+            f"timed out after {seconds:g} s waiting for run {run_id} to end{last}; "
+            f"it goes on: `flowqueue tail {run_id}` follows it again"
+        )
 
 
 class UnexpectedError(CliError):

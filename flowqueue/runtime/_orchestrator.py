@@ -33,6 +33,7 @@ from flowqueue.model.ids import new_run_id
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._monitor import monitor_name
 from flowqueue.runtime._priorities import StepPriorities, step_priorities
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,10 @@ class Orchestrator:
         step = self.flows.flow(spec.flow).step(spec.step)
         arg = self.connections.coordinator.step_arg(spec.run_id, spec.step)
         countdown = 0.0 if at_ms is None else max(0.0, (at_ms - now_ms()) / 1000)
-        self.enqueue(spec.run_id, spec.flow, step, arg, countdown=countdown or None, timer=member)
+        retries = spec.attempt - 1 if spec.kind == "retry" else 0  # Celery's count, for Flower
+        self.enqueue(
+            spec.run_id, spec.flow, step, arg, countdown or None, timer=member, retries=retries
+        )
 
     def _send_woken(self, woken: list[str]) -> None:
         for member in woken:
@@ -230,9 +234,11 @@ class Orchestrator:
         timer: str = "",
         *,
         new_run: bool = False,
+        retries: int = 0,
     ) -> None:
         """Send one delivery of ``step``; a new run's entry steps queue behind the
-        deliveries that runs in progress are owed (``flowqueue.runtime._priorities``)."""
+        deliveries that runs in progress are owed (``flowqueue.runtime._priorities``).
+        Monitors see it as ``<flow>/<step>``, retried ``retries`` times (``_monitor``)."""
         task = self.app.tasks[step.task_name]
         header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer)
         priorities = self.priorities
@@ -242,4 +248,6 @@ class Orchestrator:
             headers={HEADER: header.model_dump()},
             countdown=countdown,
             priority=priorities.new_run if new_run else priorities.in_flight,
+            shadow=monitor_name(flow, step.name),
+            retries=retries,
         )

@@ -19,6 +19,7 @@ from typing import Any
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from flowqueue.authoring.context import current_context
+from flowqueue.authoring.flows import StepDef
 from flowqueue.authoring.retry import Retry
 from flowqueue.model.awaits import Suspended
 from flowqueue.model.events import EventKind, NewEvent
@@ -27,6 +28,7 @@ from flowqueue.model.ids import format_ts, ms_to_datetime
 from flowqueue.model.statuses import ATTEMPT_SLOT, DURATION_SLOT, RESULT_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._monitor import attempt_over
 from flowqueue.runtime._orchestrator import Orchestrator, run_event
 from flowqueue.runtime.middleware import Delivery, Middleware, SkipDelivery
 
@@ -56,8 +58,9 @@ class Claim(Middleware):
         if start.decision == "busy":
             # Another delivery is running it: look again once its lease could have run out.
             log.info("%s/%s is running elsewhere; re-checking later", header.run_id, header.step)
+            later, retries = start.busy_ms / 1000, request.retries or 0  # Flower's count stays
             self.orchestrator.enqueue(
-                header.run_id, header.flow, delivery.step, delivery.arg, start.busy_ms / 1000
+                header.run_id, header.flow, delivery.step, delivery.arg, later, retries=retries
             )
             raise SkipDelivery
         if start.decision != "run":  # done, ended, wait or stale
@@ -160,12 +163,34 @@ class Retries(Middleware):
         if not isinstance(exc, Exception):
             return
         failure = _explained(exc, delivery)
-        policy = delivery.step.retry or self.default
-        header, attempt = delivery.header, delivery.attempt
+        header, step, attempt = delivery.header, delivery.step, delivery.attempt
+        delay = self.record(
+            header, step, attempt, failure, delivery.arg, duration_ms=delivery.elapsed_ms
+        )
+        if delay is not None:
+            # The attempt is over and recorded; Celery's Retry shows it to monitors.
+            raise attempt_over(delivery, failure, delay) from exc
+
+    def record(
+        self,
+        header: StepHeader,
+        step: StepDef,
+        attempt: int,
+        failure: Exception,
+        arg: Any,
+        *,
+        retriable: bool = True,
+        expect: str = "",
+        **data: Any,
+    ) -> float | None:
+        """Record failed ``attempt`` once: it runs again after the policy's delay (returned),
+        or the step fails for good and the run with it (None). ``data`` goes into
+        step.failed; ``expect`` is ``finish_step``'s (a recorder outside the delivery)."""
+        policy = step.retry or self.default
         coordinator = self.connections.coordinator
         error = error_info(failure)
-        failed = {"error": error, "attempt": attempt, "max_attempts": policy.attempts}
-        if policy.should_retry(failure, attempt):
+        failed = {"error": error, "attempt": attempt, "max_attempts": policy.attempts, **data}
+        if retriable and policy.should_retry(failure, attempt):
             delay = policy.delay_for(attempt)
             due_ms = now_ms() + round(delay * 1000)
             event = header.event(
@@ -175,7 +200,6 @@ class Retries(Middleware):
                 will_retry=True,
                 next_retry_at=format_ts(ms_to_datetime(due_ms)),
                 delay_s=round(delay, 3),
-                duration_ms=delivery.elapsed_ms,
             )
             timer = TimerSpec(
                 kind="retry",
@@ -185,23 +209,18 @@ class Retries(Middleware):
                 attempt=attempt + 1,
             ).member()
             coordinator.finish_step(
-                event, "retry", None, timer=timer, due_ms=due_ms, arg=delivery.arg
+                event, "retry", None, timer=timer, due_ms=due_ms, arg=arg, expect=expect
             )
-            raise Ignore() from exc  # the attempt is over and recorded
-        event = header.event(
-            EventKind.STEP_FAILED,
-            attempt,
-            **failed,
-            will_retry=False,
-            duration_ms=delivery.elapsed_ms,
-        )
+            return delay
+        event = header.event(EventKind.STEP_FAILED, attempt, **failed, will_retry=False)
         summary = {"type": error["type"], "message": error["message"]}
         terminal = run_event(
             EventKind.FLOW_FAILED, header.run_id, header.flow, error=summary, step=header.step
         )
-        if coordinator.finish_step(event, "failed", terminal).terminal:
+        if coordinator.finish_step(event, "failed", terminal, expect=expect).terminal:
             # Other steps of the run may still hold timers, waiters or triggers.
             coordinator.cancel(header.run_id, header.flow, None)
+        return None
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:

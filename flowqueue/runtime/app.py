@@ -6,11 +6,11 @@ import os
 import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 from celery.utils.imports import import_from_cwd
 
+from flowqueue.runtime._signals import connect
 from flowqueue.runtime.engine import Flowqueue
-from flowqueue.runtime.workers import describe_worker
 from flowqueue.settings import Settings
 
 
@@ -18,26 +18,7 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
     """Add flowqueue to a Celery app: ``app.flowqueue``, worker hooks, flow discovery."""
     fq = Flowqueue(app, settings or Settings())
     app.flowqueue = fq
-    registration = fq.worker_registration
-
-    def import_flows(sender: Any = None, **_: Any) -> None:
-        if sender is app:  # import the flow modules when this app's worker starts
-            fq.import_workers()
-
-    def worker_ready(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is app:  # sender: the worker's Consumer
-            fq.timer_pump.start()  # every worker pumps timers: no single point
-            registration.start(sender.hostname, describe_worker(app, sender))
-
-    def worker_shutdown(sender: Any = None, **_: Any) -> None:
-        fq.timer_pump.stop()
-        if getattr(sender, "app", None) is app:  # sender: the WorkController
-            registration.stop()
-
-    signals.import_modules.connect(import_flows, weak=False)
-    signals.worker_process_init.connect(fq.connections.reset_after_fork, weak=False)
-    signals.worker_ready.connect(worker_ready, weak=False)
-    signals.worker_shutdown.connect(worker_shutdown, weak=False)
+    connect(app, fq)  # worker hooks, and what only Celery sees of a step
     return fq
 
 

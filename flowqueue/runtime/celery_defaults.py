@@ -20,7 +20,12 @@ task_reject_on_worker_lost = True
 # others hostage in its prefetch buffer.
 worker_prefetch_multiplier = 1
 
-# Task events on, so Flower and `celery events` see every step.
+# Task events on, so Flower and `celery events` see every step from the moment it is
+# sent: without them a monitor sees a step only once it enables events at run time
+# (Flower does every few seconds), and never one sent before that. They cost a few small
+# messages per delivery on the broker's event exchange, dropped when nobody listens.
+# flowqueue's own (task-awaiting, task-resumed: flowqueue/runtime/_monitor.py) are sent
+# either way, as Celery's Task.send_event is.
 worker_send_task_events = True
 task_send_sent_event = True
 

@@ -6,15 +6,25 @@ Each function takes ``app=`` for a Celery app with flowqueue installed; the defa
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from flowqueue.authoring.flows import FlowInfo
+from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event
-from flowqueue.model.reducer import RunState, reduce
+from flowqueue.model.reducer import RunState, StepStatus, reduce
 from flowqueue.model.validation import shown
 from flowqueue.runtime.app import default_app
 from flowqueue.runtime.engine import Flowqueue, flowqueue_of
+from flowqueue.runtime.workers import read_workers, step_queue, unserved
+
+log = logging.getLogger(__name__)
+_ENDED = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED)
 
 
 def _fq(app: Any | None) -> Flowqueue:
@@ -51,8 +61,10 @@ def cancel(run_id: str, reason: str = "", *, app: Any | None = None) -> list[str
     """Cancel a run: appends flow.cancelled, clears its timers and waiters, revokes its
     queued steps; no step of it starts afterwards. Returns the steps that were queued.
 
-    Raises ``RunAlreadyEnded`` if it had completed, failed or been cancelled.
+    Raises ``UnknownRun`` for a run with no events and ``RunAlreadyEnded`` if it had
+    completed, failed or been cancelled.
     """
+    first_event(run_id, app=app)
     return _fq(app).orchestrator.cancel(run_id, reason)
 
 
@@ -68,12 +80,82 @@ def get_run(run_id: str, *, app: Any | None = None) -> RunState:
     return reduce(events)
 
 
+def first_event(run_id: str, *, app: Any | None = None) -> Event:
+    """The run's first event (``flow.started``); ``UnknownRun`` if it has none."""
+    found = _fq(app).store.read(run_id, limit=1)
+    if not found:
+        raise no_run(run_id)
+    return found[0]
+
+
 def no_run(run_id: str) -> UnknownRun:
-    """The error for a run id with no events (the CLI raises it too)."""
+    """The one error for a run id with no events, whatever was asked of it."""
     return UnknownRun(
-        f"no run {shown(run_id)}; `flowqueue runs FLOW` lists the runs of a flow.",
+        f"no run {shown(run_id)}; `flowqueue runs` lists recent runs.",
         run_id=run_id if isinstance(run_id, str) else None,
     )
+
+
+def list_runs(
+    flow: str | None = None,
+    *,
+    limit: int = 20,
+    before: str | None = None,
+    app: Any | None = None,
+) -> list[RunSummary]:
+    """Runs newest first: of ``flow``, or of every flow of the app (each flow's run
+    index read for a page, merged by start time); ``before`` a run id pages on."""
+    fq = _fq(app)
+    flows = [fq.flows.flow(flow).name] if flow is not None else list(fq.flows.flows)
+    pages = [fq.store.list_runs(name, limit=limit, before=before) for name in flows]
+    runs = (run for page in pages for run in page)
+    return sorted(runs, key=_start_order, reverse=True)[:limit]
+
+
+def _start_order(run: RunSummary) -> tuple[datetime, str]:
+    """The order of the run indexes: start time, then run id."""
+    return (run.started_at or datetime.min.replace(tzinfo=UTC), run.run_id)
+
+
+def unserved_warning(
+    flow: str, steps: Iterable[str] | None = None, *, app: Any | None = None
+) -> str | None:
+    """A one-line warning if no live worker (in the worker registry) serves one of
+    ``steps`` of ``flow`` (default: all its steps), else None. None too where no worker
+    is needed (eager, ``memory://``), for a flow this app does not know, or when the
+    registry cannot be read: it is advice, never an error."""
+    fq = _fq(app)
+    queues = step_queues(fq, flow, steps)
+    if not queues:
+        return None
+    try:
+        workers = read_workers(fq.coordinator.client, fq.keys, fq.settings)
+    except redis.RedisError as exc:
+        log.debug("worker registry unreadable: %s", exc)
+        return None
+    return unserved(workers, flow, queues, str(fq.app.conf.task_default_queue))
+
+
+def step_queues(fq: Flowqueue, flow: str, steps: Iterable[str] | None = None) -> dict[str, str]:
+    """Step -> the queue Celery sends it to, for ``steps`` of ``flow`` (default: all,
+    entry steps first); empty where no worker runs them (eager, ``memory://``, a flow
+    this app does not know)."""
+    graph = fq.flows.flows.get(flow)
+    if graph is None or fq.app.conf.task_always_eager or fq.connections.memory:
+        return {}
+    names = set(graph.steps) if steps is None else set(steps)
+    ordered = [*graph.entry_steps, *(s for s in graph.steps.values() if not s.entry)]
+    return {s.name: step_queue(fq.app, s.task_name) for s in ordered if s.name in names}
+
+
+def steps_still_to_run(state: RunState, *, app: Any | None = None) -> list[str]:
+    """The steps a run may still need a worker for: none once it has ended, else every
+    step of its flow not ended yet (queued, running, retrying, awaiting, not reached)."""
+    graph = _fq(app).flows.flows.get(state.flow)
+    if graph is None or state.terminal:
+        return []
+    ended = {name for name, step in state.steps.items() if step.status in _ENDED}
+    return [name for name in graph.steps if name not in ended]
 
 
 def list_flows(*, app: Any | None = None) -> list[FlowInfo]:

@@ -8,6 +8,8 @@ import threading
 import weakref
 from typing import Any
 
+from celery.exceptions import Ignore
+
 from flowqueue.authoring.context import FlowContext
 from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
@@ -19,6 +21,7 @@ from flowqueue.model.header import StepHeader
 from flowqueue.runtime import _standard_middleware as standard
 from flowqueue.runtime._awaits import StepAwaits
 from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._monitor import Monitor
 from flowqueue.runtime._orchestrator import Orchestrator
 from flowqueue.runtime._runner import run_delivery
 from flowqueue.runtime._timers import TimerPump
@@ -42,12 +45,15 @@ class Flowqueue:
             delay=settings.retry_delay,
             max_delay=settings.retry_max_delay,
         )
+        # Also records what only Celery sees of a step's process (``_signals``).
+        self.retries = standard.Retries(self.connections, default_retry)
         self.middleware: list[Middleware] = [
             standard.Claim(self.connections, self.orchestrator),
             standard.LogCapture(),
             standard.Lease(self.connections),
+            Monitor(self.connections),  # before Suspension: it sees the step park
             standard.Suspension(),
-            standard.Retries(self.connections, default_retry),
+            self.retries,
             standard.Completion(self.connections),
         ]
         self._flows: tuple[int, FlowRegistry] | None = None
@@ -102,7 +108,11 @@ class Flowqueue:
     def run_step(self, task: FlowTask, header: StepHeader, args: tuple[Any, ...]) -> Any:
         step = self.flows.flow(header.flow).step(header.step)
         delivery = Delivery(task, header, step, args[0] if args else None)
-        return run_delivery(delivery, self.middleware, self._context)
+        result = run_delivery(delivery, self.middleware, self._context)
+        if not delivery.attempt:  # skipped (the claim sets the attempt of a delivery it runs)
+            # No task-succeeded: Flower keeps the state of the delivery that runs the step.
+            raise Ignore()
+        return result
 
     def _context(self, delivery: Delivery) -> FlowContext:
         header, attempt = delivery.header, delivery.attempt

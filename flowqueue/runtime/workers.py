@@ -186,6 +186,52 @@ async def read_workers_async(
     return _reduce(entries, settings, now)
 
 
+# -- who serves a step -------------------------------------------------------------------
+
+WORKER_COMMAND = "celery -A flowqueue worker"
+
+
+def step_queue(app: Any, task_name: str) -> str:
+    """The queue Celery routes ``task_name`` to (its ``queue`` option, ``task_routes``,
+    else the default queue), as ``apply_async`` routes it."""
+    task = app.tasks[task_name]
+    options = {"queue": getattr(task, "queue", None)}
+    try:
+        route = app.amqp.router.route(options, task_name, task_type=task)
+    except Exception:  # a router that needs the real arguments: assume the default
+        return str(app.conf.task_default_queue)
+    queue = route.get("queue")
+    return str(getattr(queue, "name", queue) or app.conf.task_default_queue)
+
+
+def serves(worker: WorkerInfo, flow: str, step: str, queue: str) -> bool:
+    """Whether ``worker`` is online, has ``step`` of ``flow`` and consumes ``queue``."""
+    has_step = step in worker.flows.get(flow, ())
+    return worker.status == "online" and has_step and queue in worker.queues
+
+
+def unserved(
+    workers: Iterable[WorkerInfo], flow: str, queues: dict[str, str], default_queue: str
+) -> str | None:
+    """A one-line warning naming the steps of ``flow`` (step -> its queue) that no online
+    worker serves, with the command that starts one; None if each has a worker."""
+    online = list(workers)
+    missing = {
+        step: queue
+        for step, queue in queues.items()
+        if not any(serves(worker, flow, step, queue) for worker in online)
+    }
+    if not missing:
+        return None
+    names = ", ".join(repr(step) for step in missing)
+    wanted = sorted(set(missing.values()))
+    on = "" if wanted == [default_queue] else f" (queue {', '.join(map(repr, wanted))})"
+    command = WORKER_COMMAND if not on else f"{WORKER_COMMAND} -Q {','.join(wanted)}"
+    plural = "s" if len(missing) > 1 else ""
+    serves_none = f"no live worker serves step{plural} {names} of flow {flow!r}{on}"
+    return f"{serves_none}; start one with: {command}"
+
+
 # -- writing -----------------------------------------------------------------------------
 
 

@@ -214,19 +214,31 @@ class RedisRunCoordinator:
         timer: str = "",
         due_ms: int = 0,
         arg: Any = None,
+        expect: str = "",
     ) -> StepFinish:
         """Record a step's end once; append ``terminal`` if this ends the run.
 
         A flow.completed ``terminal`` holds ``"$duration_ms"`` for the coordinator to fill in.
         ``retry`` parks the step until the durable ``timer`` falls due at ``due_ms``,
-        keeping ``arg`` (its input) for the retried delivery.
+        keeping ``arg`` (its input) for the retried delivery. With ``expect`` (the
+        ``step_progress`` a caller outside the delivery read), only if the step is still there.
         """
         named = self._run(event.run_id, event.flow, step=event.step, outcome=outcome, timer=timer)
         named.update(event=self._body(event), kind=event.kind, terminal=self._body(terminal))
-        reply = scripts.FINISH_STEP.run(self.client, **named, due_ms=due_ms, arg=to_json(arg))
+        named.update(due_ms=due_ms, arg=to_json(arg), expect=expect)
+        reply = scripts.FINISH_STEP.run(self.client, **named)
         if reply[0] == b"dup":
             return StepFinish(duplicate=True)
         return StepFinish(duplicate=False, terminal=bool(reply[2]))
+
+    def step_progress(self, run_id: str, step: str) -> str:
+        """``"<status> <attempts>"`` of one step (``finish_step``'s ``expect``); ``" 0"``
+        for a step the run does not know."""
+        fields: list[bytes | None] = self.client.hmget(  # type: ignore[assignment]
+            self.keys.run_steps(run_id), [step, f"{step}|attempts"]
+        )
+        status, attempts = fields
+        return f"{(status or b'').decode()} {(attempts or b'0').decode()}"
 
     def step_statuses(self, run_id: str) -> dict[str, str]:
         raw: dict[bytes, bytes] = self.client.hgetall(self.keys.run_steps(run_id))  # type: ignore[assignment]

@@ -137,7 +137,7 @@ EMIT = Script(
 FINISH_STEP = Script(
     "run_lib.lua finish_step.lua",
     keys=("steps", "timers"),
-    args=("step", "outcome", "event", "kind", "terminal", "timer", "due_ms", "arg"),
+    args=("step", "outcome", "event", "kind", "terminal", "timer", "due_ms", "arg", "expect"),
 )
 TAKE_DUE = Script(
     "take_due.lua", keys=("timers", "handed"), args=("horizon_ms", "limit", "grace_ms")

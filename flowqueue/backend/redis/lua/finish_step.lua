@@ -1,7 +1,8 @@
 -- finish_step: K.steps, K.timers. A.step, A.outcome ('completed' | 'failed' | 'retry'),
 -- A.event the step event body, A.kind its kind, A.terminal flow.completed ("$duration_ms")
 -- or flow.failed ('' for a retry), A.timer the retry timer due at A.due_ms, A.arg the
--- step's input JSON (kept for the retry).
+-- step's input JSON (kept for the retry), A.expect '' or '<status> <attempts>' as a
+-- recorder outside the delivery (a Celery signal in the worker's main process) read them.
 -- A step finishes once: a second finish (duplicate delivery, or a step of a cancelled
 -- run) writes nothing. A failure fails the run; a retry parks the step as 'retrying' on a
 -- durable timer; a completion completes the run when no step is active.
@@ -9,6 +10,12 @@
 local step, outcome = A.step, A.outcome
 local status = redis.call('HGET', K.steps, step)
 if FINISHED[status] then
+  return {'dup'}
+end
+-- That recorder acts only on the attempt it saw: not once the step moved on (finished,
+-- parked for a retry, or claimed again after its lease ran out).
+if A.expect ~= ''
+    and A.expect ~= (status or '') .. ' ' .. (redis.call('HGET', K.steps, step .. '|attempts') or '0') then
   return {'dup'}
 end
 redis.call('HDEL', K.steps, step .. '|lease')
