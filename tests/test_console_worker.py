@@ -93,3 +93,29 @@ def test_a_clean_clone_installs_and_runs_the_readme_commands(tmp_path):
             )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "flow.completed" in run.stdout
+
+
+def test_a_flow_module_that_fails_to_import_stops_the_worker_at_start(tmp_path):
+    """Never a worker that starts and silently serves fewer flows."""
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "workers" / "__init__.py").write_text("")
+    (tmp_path / "workers" / "good.py").write_text(
+        "from flowqueue import step\n\n@step(flow='ok', entry=True)\ndef fine(ctx, i):\n    pass\n"
+    )
+    (tmp_path / "workers" / "broken.py").write_text("import a_module_that_is_not_there\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWQUEUE_", "CELERY_"))}
+    env["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # it stops before connecting
+    env.pop("PYTHONPATH", None)
+    worker = subprocess.run(
+        [str(BIN / "celery"), "-A", "flowqueue", "worker", "-c", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode != 0
+    assert 'File "' + str(tmp_path / "workers" / "broken.py") in worker.stderr
+    assert worker.stderr.rstrip().endswith(
+        "ModuleNotFoundError: No module named 'a_module_that_is_not_there'"
+    )
