@@ -165,3 +165,24 @@ def flower_await(ctx: FlowContext, input: dict[str, Any]) -> Any:
     payload = ctx.wait_for_trigger(info={"q": "go on?"})
     time.sleep(float(input.get("hold", 0)))
     return payload
+
+
+# -- what only Celery sees (tests/test_e2e_celery_signals.py) ------------------------------
+
+
+@step(flow="hard-limit", entry=True, time_limit=1, retry=Retry(attempts=2, delay=0.1, jitter=False))
+def past_hard_limit(ctx: FlowContext, input: dict[str, Any]) -> None:
+    """Never ends by itself: Celery kills its process at the hard time limit, every attempt."""
+    ctx.log.info("sleeping past the hard time limit")
+    time.sleep(60)
+
+
+@step(flow="lost-child", entry=True, retry=Retry(attempts=2, delay=0.1, jitter=False))
+def lost_child(ctx: FlowContext, input: dict[str, Any]) -> int:
+    """Logs its pool process id on the first attempt and waits there to be SIGKILLed."""
+    import os  # this section is appended: its import stays here
+
+    if ctx.attempt == 1:
+        ctx.log.info("pool child", pid=os.getpid())
+        time.sleep(60)
+    return ctx.attempt

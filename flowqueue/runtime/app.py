@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 from celery.utils.imports import import_from_cwd
 
-from flowqueue.runtime._signals import connect
+from flowqueue.runtime._celery_hooks import connect
 from flowqueue.runtime.engine import Flowqueue
 from flowqueue.settings import Settings
 

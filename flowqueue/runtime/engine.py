@@ -45,7 +45,7 @@ class Flowqueue:
             delay=settings.retry_delay,
             max_delay=settings.retry_max_delay,
         )
-        # Also records what only Celery sees of a step's process (``_signals``).
+        # Also records what only Celery sees of a step's process (``_celery_hooks``).
         self.retries = standard.Retries(self.connections, default_retry)
         self.middleware: list[Middleware] = [
             standard.Claim(self.connections, self.orchestrator),
