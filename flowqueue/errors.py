@@ -78,6 +78,10 @@ class UnknownRun(FlowqueueError):
     """No run with that id has any events."""
 
 
+class RunTimeout(FlowqueueError, TimeoutError):
+    """A run did not end (or reach the state waited for) within the time given."""
+
+
 class InvalidInput(FlowqueueError):
     """Input to a flow or step failed its model, or is not JSON; nothing was written."""
 

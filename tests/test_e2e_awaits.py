@@ -1,9 +1,9 @@
 """Awaits on real workers: sleeps, event waits, triggers, timeouts, replay, cancellation,
-and the bad input that must write nothing."""
+and the bad input that must write nothing. The example flows that await (reminder, order
+and expense approval) run in ``tests/test_examples.py``."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -202,56 +202,6 @@ def test_replay_that_reaches_another_await_fails_the_run(cluster):
     assert log[-1].data["error"]["type"] == "NonDeterminismError"
     failed = next(e for e in log if e.kind == "step.failed")
     assert "same order" in failed.data["error"]["message"]
-
-
-def test_example_reminder_sleeps_then_follows_up(cluster):
-    run = start_flow(
-        "reminder", {"user": "ann", "message": "renew", "delay_seconds": 0.5}, app=cluster.app
-    )
-    log = cluster.wait_terminal(run)
-    assert log[-1].kind == "flow.completed"
-    assert kinds(log, "follow_up") == [
-        "step.started", "step.await.time", "step.resumed", "step.started", "log", "step.completed"
-    ]  # fmt: skip
-    assert [e.kind for e in log].count("step.once") == 1
-
-
-def test_example_order_approval_pays_or_expires(cluster):
-    paid = start_flow("order-approval", {"order_id": "A-1", "amount": 9.5}, app=cluster.app)
-    expired = start_flow(
-        "order-approval",
-        {"order_id": "A-2", "amount": 1, "payment_timeout_seconds": 0.5},
-        app=cluster.app,
-    )
-    awaiting(cluster, paid, "await_payment")
-    done = cluster.flowqueue(
-        "signal", "payment.confirmed", "--data",
-        json.dumps({"order_id": "A-1", "payment_id": "pay-77"}),
-    )  # fmt: skip
-    assert done.returncode == 0
-    assert "woke 1 waiting step" in done.stdout
-    log = cluster.wait_terminal(paid)
-    assert get_run(paid, app=cluster.app).steps["fulfil"].result == "fulfilled A-1"
-    assert log[-1].kind == "flow.completed"
-    log = cluster.wait_terminal(expired)
-    names = [e.data["name"] for e in log if e.kind == "emit"]
-    assert names == ["order.expired"]
-    assert "fulfil" not in get_run(expired, app=cluster.app).steps
-
-
-def test_example_expense_approval_waits_for_a_person(cluster):
-    run = start_flow("expense-approval", {"employee": "bo", "amount": 120}, app=cluster.app)
-    trigger = trigger_of(cluster, run, "request_approval")
-    info = get_run(run, app=cluster.app).steps["request_approval"].awaiting
-    assert info is not None
-    assert info.info == {"question": "Approve 120.00 for bo?"}
-    logged = [e for e in cluster.fq.store.read(run) if e.kind == "log"]
-    assert logged[-1].data["fields"] == {"trigger": trigger}  # on_trigger ran, once
-    resume(trigger, {"approved": True, "by": "cy"}, app=cluster.app)
-    cluster.wait_terminal(run)
-    state = get_run(run, app=cluster.app)
-    assert state.status == "completed"
-    assert state.steps["pay_expense"].result == "paid bo"
 
 
 def test_await_events_are_in_order_on_the_lifecycle_feed(cluster):

@@ -1,14 +1,12 @@
-"""Retries on real workers: backoff through durable timers, giving up, time limits, and
-timers that outlive every worker."""
+"""Retries on real workers: giving up, time limits, and timers that outlive every worker.
+The example flaky call and its backoff run in ``tests/test_examples.py``."""
 
 from __future__ import annotations
 
 import pytest
-import redis
 
 from flowqueue import start_flow
 from flowqueue.model.events import Event
-from flowqueue.model.ids import stream_id_ms
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -16,31 +14,6 @@ pytestmark = pytest.mark.e2e
 
 def kinds(log: list[Event], step: str) -> list[str]:
     return [e.kind for e in log if e.step == step]
-
-
-def test_flaky_call_succeeds_on_the_third_attempt_with_backoff(cluster):
-    run = start_flow("partner-sync", {"account": "acme"}, app=cluster.app)
-    log = cluster.wait_terminal(run)
-    assert kinds(log, "call_partner") == [
-        "step.started", "log", "step.failed", "step.retry",
-        "step.started", "log", "step.failed", "step.retry",
-        "step.started", "step.completed",
-    ]  # fmt: skip
-    failed = [e for e in log if e.kind == "step.failed"]
-    assert [(f.data["attempt"], f.data["will_retry"]) for f in failed] == [(1, True), (2, True)]
-    assert all(f.data["max_attempts"] == 3 for f in failed)
-    retries = [e for e in log if e.kind == "step.retry"]
-    assert [r.data["attempt"] for r in retries] == [2, 3]
-    # Exponential backoff: 0.2 s then 0.4 s, each jittered to 50-100%.
-    waits = [stream_id_ms(r.id) - stream_id_ms(f.id) for f, r in zip(failed, retries, strict=True)]
-    assert waits[0] >= 100
-    assert waits[1] >= 200
-    assert log[-1].kind == "flow.completed"
-    done = next(e for e in log if e.kind == "step.completed")
-    assert done.data["result"] == {"synced": "acme", "attempts": 3}
-    # Failed attempts end their Celery message (Ignore): nothing is left unacknowledged.
-    broker = redis.Redis.from_url(cluster.url)
-    cluster.wait_for(lambda: not [m for m in broker.hvals("unacked") if run.encode() in m], "acks")
 
 
 def test_exhausted_retries_fail_the_run(cluster):

@@ -19,6 +19,8 @@ a process of its own, started as you run it in production.
 The ini option ``flowqueue_workers`` names the packages of your flows
 (``FLOWQUEUE_WORKERS``; default: the environment's, else ``workers``). The project
 directory is pytest's rootdir, where your ``celeryconfig.py`` is read from too.
+
+The top layer: may import everything below it, ``devtools`` (the worker process) included.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from typing import Any
 import pytest
 
 from flowqueue.backend.redis.embedded import EmbeddedRedis
-from flowqueue.errors import ConfigurationError
+from flowqueue.errors import ConfigurationError, RunTimeout
 from flowqueue.runtime.app import create_app
 from flowqueue.runtime.engine import flowqueue_of
-from flowqueue.settings import Settings
-from flowqueue.testing._runs import RunFlow, RunTimeout, Until, awaiting, ended
+from flowqueue.settings import MEMORY_URL, Settings
+from flowqueue.testing._runs import RunFlow, Until, awaiting, ended
 from flowqueue.testing._worker import Worker, start_worker
 
 WORKERS_INI = "flowqueue_workers"
@@ -110,8 +112,13 @@ def flowqueue_worker(
 ) -> Iterator[Worker]:
     """A real ``celery -A flowqueue worker`` process serving your flows, run from the
     project directory with the app's settings; stopped (warm shutdown) at the end."""
-    log_path = tmp_path_factory.mktemp("flowqueue-worker") / "worker.log"
     settings = flowqueue_of(flowqueue_app).settings
+    if settings.redis_url == MEMORY_URL:
+        raise ConfigurationError(
+            "the test worker cannot share memory:// (a Redis private to one process): leave "
+            "redis_url out of flowqueue_settings, or redefine flowqueue_redis_url instead."
+        )
+    log_path = tmp_path_factory.mktemp("flowqueue-worker") / "worker.log"
     worker = start_worker(
         settings, pytestconfig.rootpath, log_path, flowqueue_worker_args, WORKER_START_TIMEOUT
     )
@@ -131,7 +138,7 @@ def run_flow(flowqueue_app: Any, flowqueue_worker: Worker) -> RunFlow:
 
 
 def _prefix() -> str:
-    return f"test{uuid.uuid4().hex[:10]}"
+    return f"fqtest-{uuid.uuid4().hex[:10]}"  # the worker's node name too
 
 
 __all__ = [
