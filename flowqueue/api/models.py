@@ -35,6 +35,11 @@ class EventPage(BaseModel):
 class Started(BaseModel):
     flow: str
     run_id: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the run may not progress, one line each (say, no live worker serves "
+        "one of its steps); the run is started all the same. Empty when all is well.",
+    )
 
 
 class Cancelled(BaseModel):

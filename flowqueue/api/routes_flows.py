@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,8 @@ from flowqueue.errors import UnknownRun
 from flowqueue.model.events import TERMINAL_KINDS, Event
 from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
 from flowqueue.model.reducer import RunState, RunStatus, reduce
+from flowqueue.runtime.client import step_queues
+from flowqueue.runtime.workers import read_workers_async, unserved
 
 router = APIRouter(dependencies=[Depends(require_token)])
 streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])  # EventSource: cookie
@@ -95,12 +98,27 @@ async def runs(
 )
 async def start(request: Request, flow: Flow) -> Started:
     """Start a run with the JSON body as its input (checked against the entry step's
-    model before anything is written)."""
+    model before anything is written). ``warnings`` says when no live worker serves one
+    of the flow's steps (the run waits for one)."""
     ctx = context_of(request)
     ctx.fq.flows.flow(flow)  # UnknownFlow: 404
     value = await json_body(request)
     run_id = await run_in_threadpool(ctx.fq.orchestrator.start_run, flow, value)
-    return Started(flow=flow, run_id=run_id)
+    warning = await _unserved(ctx, flow)
+    return Started(flow=flow, run_id=run_id, warnings=[warning] if warning else [])
+
+
+async def _unserved(ctx: ApiContext, flow: str) -> str | None:
+    """The warning when no live worker serves a step of ``flow`` (``unserved_warning``
+    read asynchronously); advice only, so a registry that cannot be read gives none."""
+    queues = step_queues(ctx.fq, flow)
+    if not queues:
+        return None
+    try:
+        workers = await read_workers_async(ctx.redis, ctx.fq.keys, ctx.settings)
+    except redis.RedisError:
+        return None
+    return unserved(workers, flow, queues, str(ctx.fq.app.conf.task_default_queue))
 
 
 @router.get(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from flowqueue.errors import ConfigurationError, FlowqueueError
+from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
 
 TRACEBACK_VAR = "FLOWQUEUE_TRACEBACK"
@@ -217,6 +218,18 @@ def check_broker(app: Any) -> None:
             f"the Celery broker URL {redact_url(str(app.conf.broker_url))!r} is not usable "
             f"({exc}); set CELERY_BROKER_URL or FLOWQUEUE_REDIS_URL to redis://host:port/db"
         ) from exc
+
+
+def redis_unreachable(app: Any) -> str | None:
+    """Why the app's Redis does not answer a PING, in one line; None if it does."""
+    fq = flowqueue_of(app)
+    if fq.connections.memory:
+        return None  # a redis-server of the process's own, started on first use
+    try:
+        fq.coordinator.client.ping()
+    except redis.exceptions.RedisError as exc:
+        return describe(exc, Urls(app)).message
+    return None
 
 
 class FriendlyGroup(click.Group):

@@ -18,7 +18,7 @@ from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event
 from flowqueue.model.reducer import RunState, StepStatus, reduce
-from flowqueue.model.validation import shown
+from flowqueue.model.validation import check_identifier, shown
 from flowqueue.runtime.app import default_app
 from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 from flowqueue.runtime.workers import read_workers, step_queue, unserved
@@ -61,8 +61,8 @@ def cancel(run_id: str, reason: str = "", *, app: Any | None = None) -> list[str
     """Cancel a run: appends flow.cancelled, clears its timers and waiters, revokes its
     queued steps; no step of it starts afterwards. Returns the steps that were queued.
 
-    Raises ``UnknownRun`` for a run with no events and ``RunAlreadyEnded`` if it had
-    completed, failed or been cancelled.
+    Raises ``InvalidIdentifier`` for an id no run can have, ``UnknownRun`` for a run
+    with no events and ``RunAlreadyEnded`` if it had completed, failed or been cancelled.
     """
     first_event(run_id, app=app)
     return _fq(app).orchestrator.cancel(run_id, reason)
@@ -81,7 +81,9 @@ def get_run(run_id: str, *, app: Any | None = None) -> RunState:
 
 
 def first_event(run_id: str, *, app: Any | None = None) -> Event:
-    """The run's first event (``flow.started``); ``UnknownRun`` if it has none."""
+    """The run's first event (``flow.started``): ``InvalidIdentifier`` for an id no run
+    can have, ``UnknownRun`` for one with no events (the CLI's one gate for run ids)."""
+    check_identifier("run id", run_id)
     found = _fq(app).store.read(run_id, limit=1)
     if not found:
         raise no_run(run_id)
@@ -107,6 +109,8 @@ def list_runs(
     index read for a page, merged by start time); ``before`` a run id pages on."""
     fq = _fq(app)
     flows = [fq.flows.flow(flow).name] if flow is not None else list(fq.flows.flows)
+    if before is not None:
+        first_event(before, app=app)  # an unknown run: the same answer as everywhere
     pages = [fq.store.list_runs(name, limit=limit, before=before) for name in flows]
     runs = (run for page in pages for run in page)
     return sorted(runs, key=_start_order, reverse=True)[:limit]

@@ -213,22 +213,24 @@ def serves(worker: WorkerInfo, flow: str, step: str, queue: str) -> bool:
 def unserved(
     workers: Iterable[WorkerInfo], flow: str, queues: dict[str, str], default_queue: str
 ) -> str | None:
-    """A one-line warning naming the steps of ``flow`` (step -> its queue) that no online
-    worker serves, with the command that starts one; None if each has a worker."""
-    online = list(workers)
+    """A one-line warning if no online worker serves one of the steps of ``flow`` in
+    ``queues`` (step -> its queue), with the command that starts one; None if each has
+    a worker."""
+    known = list(workers)
     missing = {
         step: queue
         for step, queue in queues.items()
-        if not any(serves(worker, flow, step, queue) for worker in online)
+        if not any(serves(worker, flow, step, queue) for worker in known)
     }
     if not missing:
         return None
-    names = ", ".join(repr(step) for step in missing)
+    first, *others = missing  # the first in ``queues`` order: an entry step, when one is
+    more = f" (nor {len(others)} more of its steps)" if others else ""
     wanted = sorted(set(missing.values()))
-    on = "" if wanted == [default_queue] else f" (queue {', '.join(map(repr, wanted))})"
+    queues_named = f"queue{'s' * (len(wanted) > 1)} {', '.join(map(repr, wanted))}"
+    on = "" if wanted == [default_queue] else f" on {queues_named}"
     command = WORKER_COMMAND if not on else f"{WORKER_COMMAND} -Q {','.join(wanted)}"
-    plural = "s" if len(missing) > 1 else ""
-    serves_none = f"no live worker serves step{plural} {names} of flow {flow!r}{on}"
+    serves_none = f"no live worker serves step {first!r} of flow {flow!r}{more}{on}"
     return f"{serves_none}; start one with: {command}"
 
 
