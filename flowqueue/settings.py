@@ -16,6 +16,23 @@ MIB = 1024 * 1024
 MEMORY_URL = "memory://"  # a redis-server of the app's own (runtime/_connections.py)
 
 
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``redis://user:***@host``, ``?password=***``), for
+    messages; whether or not the rest of it parses."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        # To the last "@" before the query: a password may hold "/" or "@" unescaped.
+        end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
+        userinfo, at, host = rest[:end].rpartition("@")
+        if at and ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:***@{host}{rest[end:]}"
+        url = f"{scheme}{sep}{rest}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
 def redis_url_problem(url: str) -> str | None:
     """Why ``url`` is not a Redis URL that redis-py and kombu both accept, or None.
     (redis-py would only say so at the first connection, deep inside a command.)"""
@@ -105,6 +122,16 @@ class Settings(BaseSettings):
     trigger_retention_seconds: float = Field(default=7 * 24 * 3_600.0, gt=0)
     """A used or expired trigger is remembered this long, so a second resume says 'already resumed'
     rather than 'unknown'."""
+    # -- retention of ended runs (0 keeps them forever; a run not ended never expires) ----
+    completed_retention_seconds: float = Field(default=7 * 24 * 3_600.0, ge=0)
+    """A completed run (its log and bookkeeping) is deleted this long after it ended; 0 keeps it."""
+    failed_retention_seconds: float = Field(default=30 * 24 * 3_600.0, ge=0)
+    """A failed run is deleted this long after it ended; 0 keeps it."""
+    cancelled_retention_seconds: float = Field(default=7 * 24 * 3_600.0, ge=0)
+    """A cancelled run is deleted this long after it ended; 0 keeps it."""
+    retention_sweep_seconds: float = Field(default=60.0, gt=0)
+    """How often each worker drops expired runs from the flow index, the lifecycle feed and the
+    counters (listing a flow's runs or reading its counters drops them first as well)."""
     # -- worker registry ---------------------------------------------------------------
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     """How often a worker appends worker.heartbeat."""
@@ -166,9 +193,8 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str) -> str:
         problem = redis_url_problem(value)
         if problem is not None:  # ConfigurationError passes through pydantic unwrapped
-            shown = value if "@" not in value else "<the URL>"  # it may hold a password
             raise ConfigurationError(
-                f"FLOWQUEUE_REDIS_URL {shown!r} is not a Redis URL ({problem}): use "
+                f"FLOWQUEUE_REDIS_URL {redact_url(value)!r} is not a Redis URL ({problem}): use "
                 "redis://host:port/db (or rediss://, unix:///path.sock, memory://)."
             )
         return value

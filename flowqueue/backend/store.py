@@ -58,6 +58,18 @@ class FlowStats(BaseModel):
     step_ms_sum: int = 0
 
 
+class ExpiredRun(BaseModel):
+    """An ended run whose retention has passed: Redis deletes its keys then, and a sweep
+    drops it from its flow's index, its status's counter and the lifecycle feed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    flow: str
+    status: str
+    expired_at: datetime
+
+
 class FeedEntry(BaseModel):
     """One lifecycle event in the cross-run feed; ``id`` is its position in the feed
     (increasing across all runs), ``event.id`` its id in its run's log."""
@@ -99,6 +111,11 @@ class EventStore(Protocol):
 
     def flow_stats(self, flow: str) -> FlowStats:
         """Runs of ``flow`` by status, and its steps awaiting."""
+
+    def sweep(self, *, dry_run: bool = False) -> list[ExpiredRun]:
+        """Drop every expired run from its flow's index, counters and the feed now (each
+        worker does it every ``retention_sweep_seconds``; listing runs and reading counters
+        drop a flow's first); with ``dry_run``, only say which would go."""
 
     @property
     def aio(self) -> AsyncEventStore:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pydantic_settings import SettingsError
 
 from flowqueue.errors import ConfigurationError, FlowqueueError
 from flowqueue.runtime.engine import flowqueue_of
-from flowqueue.settings import Settings
+from flowqueue.settings import Settings, redact_url
 
 TRACEBACK_VAR = "FLOWQUEUE_TRACEBACK"
 MAX_MESSAGE = 600  # a message quoting a huge value stays readable
@@ -43,23 +42,6 @@ def one_line(text: str) -> str:
     flat = "; ".join(part for part in parts if part and not part.startswith(_PYDANTIC_LINK))
     flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
     return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
-
-
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (``redis://user:***@host``, ``?password=***``), for
-    messages; whether or not the rest of it parses."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        # To the last "@" before the query: a password may hold "/" or "@" unescaped.
-        end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
-        userinfo, at, host = rest[:end].rpartition("@")
-        if at and ":" in userinfo:
-            rest = f"{userinfo.split(':', 1)[0]}:***@{host}{rest[end:]}"
-        url = f"{scheme}{sep}{rest}"
-    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 class CliError(click.ClickException):

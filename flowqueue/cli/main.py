@@ -1,6 +1,10 @@
 """The ``flowqueue`` command: list flows, start runs, follow and inspect them.
 
-Every failure prints one line and exits non-zero (``flowqueue.cli._friendly``)."""
+Every failure prints one line and exits non-zero (``flowqueue.cli._friendly``).
+
+Exit status: 0 success (a followed run completed); 1 a failure (bad input, unknown run
+or flow, unreachable Redis or broker; a followed run failed or was cancelled); 2 a usage
+error or an unexpected one; 124 ``--timeout`` passed first; 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -8,24 +12,41 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import pydantic_core
 from celery.utils.imports import symbol_by_name
 
 from flowqueue.authoring.flows import FlowInfo
-from flowqueue.cli._friendly import FriendlyGroup, check_broker, one_line, quiet_logging
-from flowqueue.model.events import EventKind
-from flowqueue.model.lines import timeline
+from flowqueue.backend.checks import check_cursor
+from flowqueue.cli._follow import TIMEOUT_HELP, follow, warn
+from flowqueue.cli._friendly import (
+    FriendlyGroup,
+    check_broker,
+    one_line,
+    quiet_logging,
+    redis_unreachable,
+)
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.model.validation import MAX_JSON_DEPTH
 from flowqueue.runtime.app import default_app
 from flowqueue.runtime.client import cancel as cancel_run
-from flowqueue.runtime.client import get_run, list_flows, no_run, read_events, start_flow
+from flowqueue.runtime.client import (
+    first_event,
+    get_run,
+    list_flows,
+    list_runs,
+    read_events,
+    start_flow,
+    steps_still_to_run,
+    unserved_warning,
+)
 from flowqueue.runtime.client import resume as resume_trigger
 from flowqueue.runtime.client import signal as send_signal
 from flowqueue.runtime.engine import flowqueue_of
+
+TIMEOUT = click.FloatRange(min=0, min_open=True)
 
 
 class Utf8Text(click.types.StringParamType):
@@ -103,7 +124,12 @@ def _parses_with_nan(value: str) -> bool:
 )
 @click.pass_context
 def main(ctx: click.Context, app_path: str | None) -> None:
-    """flowqueue: event-sourced flows on Celery."""
+    """flowqueue: event-sourced flows on Celery.
+
+    Exit status: 0 done (a followed run completed); 1 a failure, said in one line (bad
+    input, an unknown run or flow, Redis or the broker unreachable; a followed run
+    failed or was cancelled); 2 a usage error; 124 --timeout passed before the run
+    ended; 130 interrupted."""
     # Like `celery -A`, find the project's modules (workers/, celeryconfig) from here.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -157,26 +183,29 @@ def render_flow(info: FlowInfo) -> str:
 @click.argument("flow", type=TEXT)
 @click.option("--input", "input_json", type=TEXT, help="The run's input as JSON.")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends.")
+@click.option("--timeout", type=TIMEOUT, metavar="SECONDS", help=f"With --wait: {TIMEOUT_HELP}")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.pass_context
-def start(ctx: click.Context, flow: str, input_json: str | None, wait: bool, as_json: bool) -> None:
-    """Start a run of FLOW and print its id (with --wait: exit 0 if it completed)."""
+def start(
+    ctx: click.Context,
+    flow: str,
+    input_json: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Start a run of FLOW and print its id. With --wait, follow it: exit 0 if it
+    completed, 1 if it failed or was cancelled, 124 if --timeout passed first.
+
+    A line on stderr warns when no live worker serves a step of FLOW."""
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
     app, value = writing(ctx, input_json, "--input")
     run_id = start_flow(flow, value, app=app)
     click.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+    warn(unserved_warning(flow, app=app))
     if wait:
-        follow(app, run_id, as_json)
-
-
-def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> NoReturn:
-    """Print the run's events live until its terminal event; exit 0 if it completed.
-    The subscription resumes after the last event printed when Redis drops the
-    connection, so nothing is skipped or printed twice."""
-    kind = ""
-    for event, line in timeline(flowqueue_of(app).store.subscribe(run_id, after=after)):
-        click.echo(event.to_json().decode() if as_json else line)
-        kind = event.kind
-    sys.exit(0 if kind == EventKind.FLOW_COMPLETED else 1)
+        follow(app, run_id, as_json, timeout=timeout)
 
 
 @main.command()
@@ -185,7 +214,9 @@ def follow(app: Any, run_id: str, as_json: bool, after: str | None = None) -> No
 @click.pass_context
 def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show a run's state, reduced from its log."""
-    state = get_run(run_id, app=app_of(ctx))
+    app = app_of(ctx)
+    first_event(run_id, app=app)  # an unknown run: the same answer as every command's
+    state = get_run(run_id, app=app)
     click.echo(state.model_dump_json(indent=2) if as_json else render_run(state))
 
 
@@ -230,10 +261,8 @@ def render_run(state: RunState) -> str:
 def events(ctx: click.Context, run_id: str, after: str | None) -> None:
     """Print a run's events as JSON lines."""
     app = app_of(ctx)
-    found = read_events(run_id, after=after, app=app)
-    if not found and (after is None or not flowqueue_of(app).store.read(run_id, limit=1)):
-        raise no_run(run_id)
-    for event in found:
+    first_event(run_id, app=app)  # an unknown run: the same answer as every command's
+    for event in read_events(run_id, after=after, app=app):
         click.echo(event.to_json().decode())
 
 
@@ -290,35 +319,55 @@ def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
         raise click.ClickException(
             f"the API needs its extra ({exc.name} is missing): pip install 'flowqueue[api]'"
         ) from None
-    serve(app_of(ctx), host, port, log_level)
+    app = app_of(ctx)
+    unreachable = redis_unreachable(app)
+    if unreachable is not None:  # serve anyway: it answers once Redis is up
+        warn(f"{unreachable}; serving anyway, /healthz answers 503 until Redis answers")
+    serve(app, host, port, log_level)
 
 
 @main.command()
-@click.argument("flow", type=TEXT)
+@click.argument("flow", type=TEXT, required=False)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--before", type=TEXT, help="Only runs older than this run id (paging).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON lines.")
 @click.pass_context
-def runs(ctx: click.Context, flow: str, limit: int, before: str | None, as_json: bool) -> None:
-    """List FLOW's runs, newest first."""
-    fq = flowqueue_of(app_of(ctx))
-    fq.flows.flow(flow)  # an unknown flow is a clear error, not an empty list
-    for summary in fq.store.list_runs(flow, limit=limit, before=before):
+def runs(
+    ctx: click.Context, flow: str | None, limit: int, before: str | None, as_json: bool
+) -> None:
+    """List runs newest first: FLOW's, or without FLOW those of every flow.
+
+    A line is: run id, flow, status, start time."""
+    for summary in list_runs(flow, limit=limit, before=before, app=app_of(ctx)):
         if as_json:
             click.echo(summary.model_dump_json())
             continue
         started = summary.started_at.isoformat(timespec="seconds") if summary.started_at else "-"
-        click.echo(f"{summary.run_id}  {summary.status:<10} {started}")
+        click.echo(f"{summary.run_id}  {summary.flow:<16} {summary.status:<10} {started}")
 
 
 @main.command()
 @click.argument("run_id", type=TEXT)
 @click.option("--after", type=TEXT, help="Start after this event id (default: the whole log).")
+@click.option("--timeout", type=TIMEOUT, metavar="SECONDS", help=TIMEOUT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.pass_context
-def tail(ctx: click.Context, run_id: str, after: str | None, as_json: bool) -> None:
-    """Follow a run's timeline live until it ends (exit 0 if it completed)."""
+def tail(
+    ctx: click.Context, run_id: str, after: str | None, timeout: float | None, as_json: bool
+) -> None:
+    """Follow a run's timeline live until it ends: exit 0 if it completed, 1 if it
+    failed or was cancelled, 124 if --timeout passed first.
+
+    A line on stderr warns when no live worker serves a step the run still needs."""
     app = app_of(ctx)
-    if not flowqueue_of(app).store.read(run_id, limit=1):
-        raise no_run(run_id)
-    follow(app, run_id, as_json, after)
+    check_cursor("after", after)  # before the warning: a bad cursor is the one line
+    first_event(run_id, app=app)
+    state = get_run(run_id, app=app)
+    warn(unserved_warning(state.flow, steps_still_to_run(state, app=app), app=app))
+    follow(app, run_id, as_json, after, timeout)
+
+
+# Commands in modules of their own take app_of from here (they never import this module).
+from flowqueue.cli.gc import gc_command  # noqa: E402
+
+main.add_command(gc_command(app_of))

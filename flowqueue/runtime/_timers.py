@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._retention import RetentionSweep
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -34,6 +35,7 @@ class TimerPump:
         self.settings = connections.settings
         self._fire = fire  # sends a timer's step, to arrive at its due time
         self._horizon_ms = horizon_ms  # read when pumping: the app's config may change
+        self._retention = RetentionSweep(connections)  # expired runs, on the same thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -56,6 +58,10 @@ class TimerPump:
             except Exception as exc:  # Redis away: keep trying, timers wait in Redis
                 log.warning("timer pump: %s", exc)
                 handed = 0
+            try:
+                self._retention.maybe()
+            except Exception as exc:  # the next sweep drops what this one could not
+                log.warning("retention sweep: %s", exc)
             if handed < BATCH:
                 self._stop.wait(interval)
 

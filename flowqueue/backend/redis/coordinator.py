@@ -21,7 +21,7 @@ from flowqueue.backend.coordinator import (
     TriggerInfo,
 )
 from flowqueue.backend.redis import scripts
-from flowqueue.backend.redis.store import RedisEventStore
+from flowqueue.backend.redis.store import RedisEventStore, gone
 from flowqueue.errors import PayloadTooLarge
 from flowqueue.model.awaits import AwaitOutcome, AwaitRecord
 from flowqueue.model.events import Event, NewEvent, encode_body
@@ -35,6 +35,7 @@ class RedisRunCoordinator:
         self.client = store.client
         self.settings = settings = store.settings
         self._cmd = store.commands
+        self._names = store.names
         self.keys = keys = self._cmd.keys
         # What the settings fix, by name (each script picks the names it declares).
         self._fixed: dict[str, Any] = {
@@ -49,9 +50,7 @@ class RedisRunCoordinator:
 
     def _run(self, run_id: str, flow: str, **named: Any) -> dict[str, Any]:
         """``named`` and every name of the run the per-run scripts take."""
-        steps, emits = self.keys.run_steps(run_id), self.keys.run_emits(run_id)
-        named.update(steps=steps, emits=emits, awaits=self.keys.run_awaits(run_id))
-        return self._cmd.run_call(run_id, flow) | self._fixed | named
+        return self._names.run(run_id, flow) | self._fixed | named
 
     def _body(self, event: NewEvent | None) -> bytes:
         return b"" if event is None else encode_body(event, self._cmd.max_payload)
@@ -114,6 +113,8 @@ class RedisRunCoordinator:
         named.update(payload=to_json(payload), republish=int(republish))
         named["candidates"] = to_json([[c.step, list(c.subscribes)] for c in candidates])
         reply = scripts.EMIT.run(self.client, **named)
+        if reply[0] == b"gone":
+            raise gone(event.run_id, event.flow)
         claims = []
         for claimed in reply[2:]:
             step, payloads = claimed[0].decode(), claimed[1:]

@@ -27,6 +27,8 @@ class Keys:
         self.login_limit = f"{prefix}:login-limit"
         # Stream: worker.registered / worker.heartbeat / worker.deregistered.
         self.registry = f"{prefix}:registry"
+        # Set: flows with runs in their expiry set (the ones a sweep visits).
+        self.expiring = f"{prefix}:expiring"
 
     def run_stream(self, run_id: str) -> str:
         """Stream: the run's log, the source of truth."""
@@ -36,8 +38,15 @@ class Keys:
         """Pub/Sub channel: one message per append call, a ``<id> <body-json>`` line per event."""
         return f"{self.prefix}:run:{{{run_id}}}:live"
 
+    def run_copy(self, run_id: str) -> str:
+        """Stream, for a moment: the script that ends a run copies its log here and renames it
+        back, so the log takes only the memory it fills (Redis 7 gives a stream's newest node
+        4 KB ahead); holds nothing between script calls."""
+        return f"{self.prefix}:run:{{{run_id}}}:copy"
+
     def run_meta(self, run_id: str) -> str:
-        """Hash: flow, status, started_ms, ended_ms (bookkeeping kept by the append script)."""
+        """Hash: flow, status, started_ms, ended_ms, awaiting, and expires_ms once an ended run
+        is due to expire (bookkeeping kept by the append script)."""
         return f"{self.prefix}:run:{{{run_id}}}:meta"
 
     def run_steps(self, run_id: str) -> str:
@@ -57,16 +66,29 @@ class Keys:
         a step has reached, replayed when it runs again)."""
         return f"{self.prefix}:run:{{{run_id}}}:awaits"
 
+    def run_positions(self, run_id: str) -> str:
+        """String: the run's positions in the lifecycle feed while it is not ended: the first
+        in full, then ``<ms after the first>-<seq>`` for each next one, space-separated (they
+        move to its expiry entry when it ends, so the sweep can delete them from the feed)."""
+        return f"{self.prefix}:run:{{{run_id}}}:positions"
+
     def flow_runs(self, flow: str) -> str:
         """Sorted set (lexicographic): ``<start-ms, 13 digits>:<run id>``, one per run."""
         return f"{self.prefix}:runs:{flow}"
 
     def flow_stats(self, flow: str) -> str:
         """Hash: the flow's counters, kept by every append: ``events`` appended, runs by
-        status (``running``, ``completed``, ``failed``, ``cancelled``), ``awaiting``
-        (steps awaiting in runs not yet ended) and finished step attempts by duration
-        (``step_ms_le_<bound>``, ``step_ms_sum``)."""
+        status (``running``, ``completed``, ``failed``, ``cancelled``; an expired run is
+        taken off when it is dropped), ``awaiting`` (steps awaiting in runs not yet ended)
+        and finished step attempts by duration (``step_ms_le_<bound>``, ``step_ms_sum``).
+        ``events`` and the durations are totals ever appended: expiry leaves them."""
         return f"{self.prefix}:stats:{flow}"
+
+    def flow_expiry(self, flow: str) -> str:
+        """Sorted set: the flow's ended runs by the ms their keys expire, one member each:
+        ``<status>|<its flow_runs member>|<its feed positions>`` (what dropping it from the
+        index, the counters and the feed needs once its own keys are gone)."""
+        return f"{self.prefix}:expiry:{flow}"
 
     def signals(self, name: str) -> str:
         """Capped stream of recent emissions of event ``name`` (from any run or outside),

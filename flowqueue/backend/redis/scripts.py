@@ -47,9 +47,14 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end"""
-# run_lib.lua's keys and arguments, which every per-run script takes first (run_call fills them).
-RUN_KEYS = ("stream", "meta", "runs", "feed", "stats")
-RUN_ARGS = ("run_live", "feed_live", "feed_maxlen", "run_id", "flow")
+# run_lib.lua's keys and arguments, which every per-run script takes first (ScriptNames.run,
+# fills them): the run's own keys, where it is listed and counted, and how long each end keeps it.
+RUN_KEYS: tuple[str, ...] = ("stream", "meta", "steps", "emits", "awaits", "positions", "copy")
+RUN_KEYS += ("runs", "feed", "stats", "expiry", "expiring")
+RUN_ARGS: tuple[str, ...] = ("run_live", "feed_live", "feed_maxlen", "run_id", "flow")
+RUN_ARGS += ("completed_retention_ms", "failed_retention_ms", "cancelled_retention_ms")
+# expiry_lib.lua's: a flow's index, counters, expiry set, and the feed.
+EXPIRY_KEYS = ("runs", "expiry", "stats", "feed", "expiring")
 
 
 class Script:
@@ -59,12 +64,15 @@ class Script:
     A key ending in ``?`` is optional: None leaves it out (Lua sees nil; ARGV[1] says which
     were sent). A name starting with ``*`` takes a list, sent last (Lua sees a table).
     ``run`` takes every declared name as a keyword and ignores others, so one set of a
-    run's names serves every per-run script.
+    run's names serves every per-run script. A script may name a key its library brings
+    again (to say its body uses it); it is sent once.
     """
 
     def __init__(self, files: str, keys: tuple[str, ...] = (), args: tuple[str, ...] = ()) -> None:
         if files.startswith("run_lib.lua "):
-            keys, args = RUN_KEYS + keys, RUN_ARGS + args
+            keys, args = RUN_KEYS + tuple(k for k in keys if k not in RUN_KEYS), RUN_ARGS + args
+        elif files.startswith("expiry_lib.lua "):
+            keys = EXPIRY_KEYS + tuple(k for k in keys if k not in EXPIRY_KEYS)
         self.filename = files.split()[-1]
         self.keys = [k for k in keys if k[-1] != "?" and k[0] != "*"]
         self.optional = [k[:-1] for k in keys if k[-1] == "?"]
@@ -120,8 +128,12 @@ class Script:
             return await client.eval(self.source, len(keys), *keys, *argv)
 
 
-APPEND = Script("run_lib.lua append.lua", args=("kinds", "*bodies"))
-LIST_RUNS = Script("list_runs.lua", keys=("runs",), args=("limit", "before", "meta_template"))
+APPEND = Script("run_lib.lua append.lua", args=("needs_run", "kinds", "*bodies"))
+LIST_RUNS = Script(
+    "expiry_lib.lua list_runs.lua", args=("flow", "batch", "limit", "before", "meta_template")
+)
+SWEEP = Script("expiry_lib.lua sweep.lua", args=("flow", "batch", "dry", "offset"))
+FLOW_STATS = Script("expiry_lib.lua flow_stats.lua", args=("flow", "batch"))
 START_RUN = Script("run_lib.lua start_run.lua", keys=("steps",), args=("started", "*entry"))
 BEGIN_STEP = Script(
     "run_lib.lua trigger_lib.lua begin_step.lua",

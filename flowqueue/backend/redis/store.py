@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from flowqueue.backend.bridge import LoopThread
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.live import HasId, merge_backfill_and_live
-from flowqueue.backend.redis._commands import Plan, RedisCommands
+from flowqueue.backend.redis._commands import Entries, Plan, RedisCommands
 from flowqueue.backend.redis._hub import (
     Decoder,
     RedisLiveHub,
@@ -24,12 +24,118 @@ from flowqueue.backend.redis._hub import (
     decode_run_line,
     retry_while_unreachable,
 )
-from flowqueue.backend.redis.scripts import APPEND, LIST_RUNS
-from flowqueue.backend.store import FeedEntry, FlowStats, RunSummary
+from flowqueue.backend.redis.scripts import APPEND, FLOW_STATS, LIST_RUNS, SWEEP
+from flowqueue.backend.store import ExpiredRun, FeedEntry, FlowStats, RunSummary
+from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event, NewEvent
+from flowqueue.model.ids import ms_to_datetime
 from flowqueue.settings import Settings
 
 T = TypeVar("T", bound=HasId)
+SWEEP_BATCH = 1_000  # expired runs one script call drops at most
+
+
+def _cut(body: bytes | None) -> int:
+    """Where a shortened event's run id and flow fields go back (run_lib.lua's ``stored``
+    keeps ``{"kind":"<kind>","step":...``), or 0 for a body stored whole."""
+    if body is None or not body.startswith(b'{"kind":"'):
+        return 0
+    cut = body.find(b'",', 9) + 2
+    return cut if cut > 1 and body.startswith(b'"step":', cut) else 0
+
+
+def shortened(entries: Entries) -> bool:
+    """Whether a page of a run's log holds events stored without their run id and flow."""
+    return any(_cut(fields.get(b"e")) for _, fields in entries)
+
+
+def restore(entries: Entries, run_id: str, flow: str) -> Entries:
+    """The page with each shortened event whole again, byte for byte as it was written: its
+    run id and flow fields back, and the run id where it holds the byte 1."""
+    run = run_id.encode()
+    head = b'"run_id":"%s","flow":"%s",' % (run, flow.encode())
+    out = []
+    for entry_id, fields in entries:
+        body = fields.get(b"e")
+        cut = _cut(body)
+        if body is not None and cut:
+            fields = {**fields, b"e": body[:cut] + head + body[cut:].replace(b"\x01", run)}
+        out.append((entry_id, fields))
+    return out
+
+
+def gone(run_id: str, flow: str) -> UnknownRun:
+    """A write to a run whose keys have expired (the scripts write nothing)."""
+    return UnknownRun(
+        f"run {run_id} is gone: it ended and its retention passed, so nothing was written "
+        "(FLOWQUEUE_<STATUS>_RETENTION_SECONDS say how long ended runs are kept).",
+        run_id=run_id,
+        flow=flow,
+    )
+
+
+class ScriptNames:
+    """The names the scripts take besides ``RedisCommands``' (shared with the run
+    coordinator): the rest of a run's keys, its flow's expiry set, and how long each end
+    keeps a run (run_lib.lua); a flow's index, counters and expiry set (expiry_lib.lua)."""
+
+    def __init__(self, commands: RedisCommands, settings: Settings) -> None:
+        self.commands = commands
+        self.keys = keys = commands.keys
+        self._fixed: dict[str, Any] = {
+            "expiring": keys.expiring,
+            "batch": SWEEP_BATCH,
+            "completed_retention_ms": round(settings.completed_retention_seconds * 1000),
+            "failed_retention_ms": round(settings.failed_retention_seconds * 1000),
+            "cancelled_retention_ms": round(settings.cancelled_retention_seconds * 1000),
+        }
+
+    def run(self, run_id: str, flow: str) -> dict[str, Any]:
+        keys = self.keys
+        own = {
+            "steps": keys.run_steps(run_id),
+            "emits": keys.run_emits(run_id),
+            "awaits": keys.run_awaits(run_id),
+            "positions": keys.run_positions(run_id),
+            "copy": keys.run_copy(run_id),
+        }
+        return self.commands.run_call(run_id, flow) | self.flow(flow) | own
+
+    def flow(self, flow: str) -> dict[str, Any]:
+        keys = self.keys
+        return self._fixed | {
+            "runs": keys.flow_runs(flow),
+            "stats": keys.flow_stats(flow),
+            "feed": keys.feed,
+            "expiry": keys.flow_expiry(flow),
+            "flow": flow,
+        }
+
+    def append_call(self, events: Sequence[NewEvent]) -> dict[str, Any]:
+        """append.lua's names for a batch ({} for none). A step attempt's events (they carry
+        its attempt) need their run: one that is gone takes none of them."""
+        call = self.commands.append_call(events)
+        if not call:
+            return {}
+        needs_run = any("attempt" in event.meta for event in events)
+        return call | self.run(events[0].run_id, events[0].flow) | {"needs_run": int(needs_run)}
+
+    def appended(self, events: Sequence[NewEvent], ids: Sequence[bytes] | None) -> list[Event]:
+        if ids is None:
+            raise gone(events[0].run_id, events[0].flow)
+        return self.commands.appended(events, ids)
+
+    @staticmethod
+    def expired(flow: str, rows: Sequence[Sequence[bytes]]) -> list[ExpiredRun]:
+        return [
+            ExpiredRun(
+                run_id=run.decode(),
+                flow=flow,
+                status=status.decode(),
+                expired_at=ms_to_datetime(int(at)),
+            )
+            for run, status, at in rows
+        ]
 
 
 def client_name(settings: Settings) -> str:
@@ -46,6 +152,7 @@ class RedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
         self.settings = _settings(settings, url)
         self.commands = RedisCommands(self.settings)  # shared with the run coordinator
+        self.names = ScriptNames(self.commands, self.settings)  # so are these
         self.client = redis.Redis.from_url(
             self.settings.redis_url, client_name=client_name(self.settings)
         )
@@ -56,40 +163,65 @@ class RedisEventStore:
         return self.append_many((event,))[0]
 
     def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
-        call = self.commands.append_call(events)
-        return self.commands.appended(events, APPEND.run(self.client, **call)) if call else []
+        call = self.names.append_call(events)
+        return self.names.appended(events, APPEND.run(self.client, **call)) if call else []
 
     def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
-        return self._run_plan(self.commands.range_plan(run_id, after, limit, reverse=False))
+        return self._run_plan(self.commands.range_plan(run_id, after, limit, reverse=False), run_id)
 
     def read_reverse(
         self, run_id: str, before: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return self._run_plan(self.commands.range_plan(run_id, before, limit, reverse=True))
+        return self._run_plan(self.commands.range_plan(run_id, before, limit, reverse=True), run_id)
 
     def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
         return self._run_plan(self.commands.feed_plan(after, limit))
 
     def flow_stats(self, flow: str) -> FlowStats:
-        return self.commands.flow_stats(self.client.hgetall(self.commands.keys.flow_stats(flow)))
+        counters = FLOW_STATS.run(self.client, **self.names.flow(flow))
+        return self.commands.flow_stats(dict(zip(counters[::2], counters[1::2], strict=True)))
 
-    def _run_plan(self, plan: Plan[T]) -> list[T]:
+    def sweep(self, *, dry_run: bool = False) -> list[ExpiredRun]:
+        flows: set[bytes] = self.client.smembers(self.names.keys.expiring)  # type: ignore[assignment]
+        out: list[ExpiredRun] = []
+        for flow in sorted(name.decode() for name in flows):
+            seen = 0  # a dry run pages on; a sweep takes the oldest left each time
+            while True:
+                call = self.names.flow(flow) | {"dry": int(dry_run), "offset": seen * dry_run}
+                rows = SWEEP.run(self.client, **call)
+                out += self.names.expired(flow, rows)
+                seen += len(rows)
+                if len(rows) < SWEEP_BATCH:
+                    break
+        return out
+
+    def _run_plan(self, plan: Plan[T], run_id: str | None = None) -> list[T]:
+        """Drive ``plan``; the pages of ``run_id``'s log get its run id and flow back."""
+        flow: str | None = None
         try:
             request = next(plan)
             while True:
                 reverse, key, near, far, count = request
                 fetch = self.client.xrevrange if reverse else self.client.xrange
-                request = plan.send(fetch(key, near, far, count))
+                entries: Entries = fetch(key, near, far, count)  # type: ignore[assignment]
+                if run_id is not None and shortened(entries):
+                    flow = flow or self._flow(run_id)
+                    entries = restore(entries, run_id, flow) if flow else entries
+                request = plan.send(entries)
         except StopIteration as done:
             items: list[T] = done.value
             return items
+
+    def _flow(self, run_id: str) -> str | None:
+        flow = self.client.hget(self.commands.keys.run_meta(run_id), "flow")
+        return None if flow is None else flow.decode()  # type: ignore[union-attr]
 
     def count(self, run_id: str) -> int:
         return int(self.client.xlen(self.commands.keys.run_stream(run_id)))
 
     def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
-        rows = LIST_RUNS.run(self.client, **self.commands.list_runs_call(flow, limit, before))
-        return self.commands.list_runs_result(rows, before)
+        call = self.commands.list_runs_call(flow, limit, before) | self.names.flow(flow)
+        return self.commands.list_runs_result(LIST_RUNS.run(self.client, **call), before)
 
     def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
         check_cursor("after", after)
@@ -117,6 +249,7 @@ class AsyncRedisEventStore:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
         self.settings = _settings(settings, url)
         self.commands = RedisCommands(self.settings)
+        self.names = ScriptNames(self.commands, self.settings)
         # Many concurrent readers (SSE backfills) queue for a connection instead of
         # failing with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -132,22 +265,22 @@ class AsyncRedisEventStore:
         return (await self.append_many((event,)))[0]
 
     async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
-        call = self.commands.append_call(events)
+        call = self.names.append_call(events)
         return (
-            self.commands.appended(events, await APPEND.run_async(self.client, **call))
-            if call
-            else []
+            self.names.appended(events, await APPEND.run_async(self.client, **call)) if call else []
         )
 
     async def read(
         self, run_id: str, after: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return await self._run_plan(self.commands.range_plan(run_id, after, limit, reverse=False))
+        plan = self.commands.range_plan(run_id, after, limit, reverse=False)
+        return await self._run_plan(plan, run_id)
 
     async def read_reverse(
         self, run_id: str, before: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return await self._run_plan(self.commands.range_plan(run_id, before, limit, reverse=True))
+        plan = self.commands.range_plan(run_id, before, limit, reverse=True)
+        return await self._run_plan(plan, run_id)
 
     async def read_feed(
         self, after: str | None = None, limit: int | None = None
@@ -155,19 +288,29 @@ class AsyncRedisEventStore:
         return await self._run_plan(self.commands.feed_plan(after, limit))
 
     async def flow_stats(self, flow: str) -> FlowStats:
-        raw = await self.client.hgetall(self.commands.keys.flow_stats(flow))
-        return self.commands.flow_stats(raw)
+        counters = await FLOW_STATS.run_async(self.client, **self.names.flow(flow))
+        return self.commands.flow_stats(dict(zip(counters[::2], counters[1::2], strict=True)))
 
-    async def _run_plan(self, plan: Plan[T]) -> list[T]:
+    async def _run_plan(self, plan: Plan[T], run_id: str | None = None) -> list[T]:
+        """Drive ``plan``; the pages of ``run_id``'s log get its run id and flow back."""
+        flow: str | None = None
         try:
             request = next(plan)
             while True:
                 reverse, key, near, far, count = request
                 fetch = self.client.xrevrange if reverse else self.client.xrange
-                request = plan.send(await fetch(key, near, far, count))
+                entries: Entries = await fetch(key, near, far, count)  # type: ignore[assignment]
+                if run_id is not None and shortened(entries):
+                    flow = flow or await self._flow(run_id)
+                    entries = restore(entries, run_id, flow) if flow else entries
+                request = plan.send(entries)
         except StopIteration as done:
             items: list[T] = done.value
             return items
+
+    async def _flow(self, run_id: str) -> str | None:
+        flow = await self.client.hget(self.commands.keys.run_meta(run_id), "flow")
+        return None if flow is None else flow.decode()  # type: ignore[union-attr]
 
     async def count(self, run_id: str) -> int:
         return int(await self.client.xlen(self.commands.keys.run_stream(run_id)))
@@ -175,7 +318,7 @@ class AsyncRedisEventStore:
     async def list_runs(
         self, flow: str, limit: int = 50, before: str | None = None
     ) -> list[RunSummary]:
-        call = self.commands.list_runs_call(flow, limit, before)
+        call = self.commands.list_runs_call(flow, limit, before) | self.names.flow(flow)
         rows = await LIST_RUNS.run_async(self.client, **call)
         return self.commands.list_runs_result(rows, before)
 

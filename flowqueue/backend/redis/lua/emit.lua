@@ -7,7 +7,11 @@
 -- whose subscriptions are all emitted, once (HSETNX). With republish set (a retried
 -- emitter), ready steps still queued are returned again, since the earlier attempt may
 -- have died before sending them; begin_step drops duplicates.
--- Returns {event id, {woken timer, ...}, {step, payload...}, ...}.
+-- Returns {event id, {woken timer, ...}, {step, payload...}, ...}, or {'gone'} when the run
+-- is gone (expired): nothing is written or signalled.
+if run_gone() then
+  return {'gone'}
+end
 local id = append(A.event, 'emit')
 local _, woken = signal(K.signals, K.waiters, K.handed, K.payloads, A.payload, A.run_id,
   A.maxlen, A.ttl_ms, A.grace_ms)

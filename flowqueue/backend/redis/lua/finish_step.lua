@@ -9,7 +9,7 @@
 -- Returns {'dup'} or {'ok', step event id, terminal event id or ''}.
 local step, outcome = A.step, A.outcome
 local status = redis.call('HGET', K.steps, step)
-if FINISHED[status] then
+if FINISHED[status] or run_gone() then -- a run gone (expired) is never written again
   return {'dup'}
 end
 -- That recorder acts only on the attempt it saw: not once the step moved on (finished,

@@ -1,12 +1,140 @@
--- Shared head of every per-run script: K.stream (the run's log), K.meta, K.runs (the flow's
--- run index), K.feed, K.stats (the flow's counters); A.run_live, A.feed_live (channels),
--- A.feed_maxlen, A.run_id, A.flow. append(body, kind) writes an event to the run's log and
--- does what CODE[kind] says (APPEND_CODES in flowqueue/model/statuses.py).
+-- Shared head of every per-run script: the run's own keys K.stream (its log), K.meta,
+-- K.steps, K.emits, K.awaits, K.positions, K.copy (see compact_log); K.runs (the flow's
+-- run index), K.feed, K.stats (the flow's counters), K.expiry (the flow's expiry set),
+-- K.expiring (the flows that have one);
+-- A.run_live, A.feed_live (channels), A.feed_maxlen, A.run_id, A.flow, and how long a
+-- run is kept once completed, failed or cancelled (A.*_retention_ms; 0: forever).
+-- append(body, kind) writes an event to the run's log and does what CODE[kind] says
+-- (APPEND_CODES in flowqueue/model/statuses.py).
 -- The flow's counters are those of Keys.flow_stats (a run's end takes its awaiting steps
 -- off the count). Live messages carry one "<id> <body>" line per event (JSON bodies hold no
 -- raw newline), feed messages "<feed id> <id> <body>"; flush() publishes once per channel
 -- per call, so a batch is one message per subscriber.
-local live, feed = {}, {}
+local live, feed, short = {}, {}, nil
+local RETENTION = {completed = A.completed_retention_ms, failed = A.failed_retention_ms,
+  cancelled = A.cancelled_retention_ms}
+
+-- A run whose bookkeeping is gone has expired (or never started): nothing writes to it.
+local function run_gone()
+  return redis.call('EXISTS', K.meta) == 0
+end
+
+local function run_ended()
+  return redis.call('HEXISTS', K.meta, 'ended_ms') == 1 or run_gone()
+end
+
+-- Retention. An ended run's keys expire together, at meta's expires_ms; its entry in the
+-- flow's expiry set, '<status>|<index member>|<feed positions>', keeps what dropping it
+-- from the index, the counters and the feed takes once they are gone (expiry_lib.lua).
+local function index_member(started_ms)
+  return string.rep('0', 13 - #started_ms) .. started_ms .. ':' .. A.run_id
+end
+
+local function expire_run(at)
+  for _, key in ipairs({K.stream, K.meta, K.steps, K.emits, K.awaits}) do
+    redis.call('PEXPIREAT', key, at)
+  end
+end
+
+-- A script that may create one of the run's keys after the run ended (a late step's once
+-- block) calls this, so the key expires with the others.
+local function expire_with_run()
+  local at = redis.call('HGET', K.meta, 'expires_ms')
+  if at then
+    expire_run(at)
+  end
+end
+
+local function expiry_entry(at)
+  local index = '|' .. index_member(redis.call('HGET', K.meta, 'started_ms') or '') .. '|'
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', K.expiry, at, at)) do
+    if string.find(member, index, 1, true) then
+      return member
+    end
+  end
+end
+
+-- A feed position after a run's first one: '<ms after it>-<seq>' (positions only grow).
+local function with_position(positions, position)
+  if positions == '' then
+    return position
+  end
+  local ms, seq = string.match(position, '^(%d+)%-(%d+)$')
+  local first = tonumber(string.match(positions, '^(%d+)'))
+  return positions .. ' ' .. string.format('%.0f', tonumber(ms) - first) .. '-' .. seq
+end
+
+local function record_position(position)
+  local at, status = unpack(redis.call('HMGET', K.meta, 'expires_ms', 'status'))
+  if at then -- a late event of an ended run: its position goes with the expiry entry
+    local entry = expiry_entry(at)
+    if entry then
+      local head, positions = string.match(entry, '^([^|]*|[^|]*|)(.*)$')
+      redis.call('ZREM', K.expiry, entry)
+      redis.call('ZADD', K.expiry, at, head .. with_position(positions, position))
+    end
+  elseif not status or status == RUN_STATUS['flow.started'] then
+    local positions = redis.call('GETRANGE', K.positions, 0, 20)
+    if positions == '' then
+      redis.call('SET', K.positions, position)
+    else
+      redis.call('APPEND', K.positions, string.sub(with_position(positions, position), #positions + 1))
+    end
+  end -- else a run kept forever: it never leaves the feed (but for its cap)
+end
+
+-- Takes the run out of the expiry set (a run started again, or ended again through the
+-- store); returns its feed positions.
+local function unexpire()
+  local at = redis.call('HGET', K.meta, 'expires_ms')
+  if not at then
+    return redis.call('GET', K.positions) or ''
+  end
+  local entry, positions = expiry_entry(at), ''
+  if entry then
+    redis.call('ZREM', K.expiry, entry)
+    positions = string.match(entry, '^[^|]*|[^|]*|(.*)$')
+  end
+  redis.call('HDEL', K.meta, 'expires_ms')
+  for _, key in ipairs({K.stream, K.meta, K.steps, K.emits, K.awaits}) do
+    redis.call('PERSIST', key)
+  end
+  return positions
+end
+
+-- A stream's newest node is given 4 KB ahead (Redis 7) and keeps it, so an ended run's
+-- small log would take 4 KB whatever it holds; a copy takes only what it fills.
+local function compact_log()
+  if redis.call('COPY', K.stream, K.copy, 'REPLACE') == 1 then
+    redis.call('RENAME', K.copy, K.stream)
+  end
+end
+
+-- Where each step's next event wait starts looking (<step>|since) serves a live run only.
+local function forget_since()
+  local fields = redis.call('HKEYS', K.steps)
+  for _, field in ipairs(fields) do
+    if string.sub(field, -6) == '|since' then
+      redis.call('HDEL', K.steps, field)
+    end
+  end
+end
+
+local function end_run(status)
+  local positions = unexpire()
+  redis.call('DEL', K.positions, K.emits) -- the emissions' payloads served joins only
+  forget_since()
+  compact_log()
+  local ttl = tonumber(RETENTION[status])
+  if ttl > 0 then
+    local at = now_ms() + ttl
+    local index = index_member(redis.call('HGET', K.meta, 'started_ms') or '')
+    redis.call('ZADD', K.expiry, at, status .. '|' .. index .. '|' .. positions)
+    redis.call('SADD', K.expiring, A.flow)
+    redis.call('HSET', K.meta, 'expires_ms', at)
+    expire_run(at)
+  end
+end
 
 local function set_status(kind, id)
   local status, ms = RUN_STATUS[kind], string.match(id, '^(%d+)')
@@ -19,9 +147,12 @@ local function set_status(kind, id)
   end
   if kind == 'flow.started' then
     if redis.call('HSETNX', K.meta, 'started_ms', ms) == 1 then
-      redis.call('ZADD', K.runs, 0, string.rep('0', 13 - #ms) .. ms .. ':' .. A.run_id)
+      redis.call('ZADD', K.runs, 0, index_member(ms))
     end
     redis.call('HSET', K.meta, 'flow', A.flow, 'status', status)
+    if redis.call('HEXISTS', K.meta, 'expires_ms') == 1 then -- started again: it never expires
+      redis.call('SET', K.positions, unexpire())
+    end
     return
   end
   local awaiting = tonumber(redis.call('HGET', K.meta, 'awaiting') or '0')
@@ -30,6 +161,7 @@ local function set_status(kind, id)
     redis.call('HSET', K.meta, 'awaiting', 0)
   end
   redis.call('HSET', K.meta, 'flow', A.flow, 'status', status, 'ended_ms', ms)
+  end_run(status)
 end
 
 local function count_duration(body)
@@ -56,12 +188,33 @@ local function count_awaiting(delta)
   end
 end
 
+-- What the run's log keeps of an event: its body without the run id and flow fields every
+-- event of the run repeats, and the run id anywhere else in it (a step's task id) as one
+-- byte, \1, that JSON text never holds raw; once the run's meta names the flow, so the
+-- store can put both back when it reads (RedisEventStore.read). Else the whole body. A
+-- script that must not look sets `short` first. The live channel and the feed carry the
+-- whole body.
+local function stored(body, kind)
+  if short == nil then
+    short = redis.call('HGET', K.meta, 'flow') == A.flow
+  end
+  local head = '{"kind":"' .. kind .. '","run_id":"' .. A.run_id .. '","flow":"' .. A.flow .. '",'
+  if not short or string.sub(body, 1, #head) ~= head or string.find(body, '\1', 1, true) then
+    return body
+  end
+  local rest = string.gsub(string.sub(body, #head + 1), (string.gsub(A.run_id, '%W', '%%%0')), '\1')
+  return '{"kind":"' .. kind .. '",' .. rest
+end
+
 local function append(body, kind)
   local code = CODE[kind] or error('no append code for event kind ' .. tostring(kind))
-  local id = redis.call('XADD', K.stream, '*', 'e', body)
+  local id = redis.call('XADD', K.stream, '*', 'e', stored(body, kind))
   local line = id .. ' ' .. body
   live[#live + 1] = line
   if code ~= 'log' then
+    local fid = redis.call('XADD', K.feed, 'MAXLEN', '~', A.feed_maxlen, '*', 'e', body, 'id', id)
+    feed[#feed + 1] = fid .. ' ' .. line
+    record_position(fid)
     if code == 'status' then
       set_status(kind, id)
     elseif code == 'await' then
@@ -71,8 +224,6 @@ local function append(body, kind)
     elseif code == 'duration' then
       count_duration(body)
     end
-    local fid = redis.call('XADD', K.feed, 'MAXLEN', '~', A.feed_maxlen, '*', 'e', body, 'id', id)
-    feed[#feed + 1] = fid .. ' ' .. line
   end
   return id
 end
@@ -92,8 +243,4 @@ end
 local function fill(body, slot, value)
   local text = tostring(value)
   return (string.gsub(body, slot, function() return text end))
-end
-
-local function run_ended()
-  return redis.call('HEXISTS', K.meta, 'ended_ms') == 1
 end

@@ -3,6 +3,7 @@
 if redis.call('EXISTS', K.stream) == 1 then
   return {'exists'}
 end
+short = true -- the run's meta names its flow from this call on
 local id = append(A.started, 'flow.started')
 for _, step in ipairs(A.entry) do
   redis.call('HSET', K.steps, step, STATUS.queued)

@@ -1,0 +1,48 @@
+-- Dropping a flow's expired runs: K.runs (its index), K.expiry (its expiry set), K.stats
+-- (its counters), K.feed, K.expiring (flows with an expiry set); A.flow, A.batch (how many
+-- at most, per call). Redis deletes an ended run's own keys when they expire; its entry in
+-- the expiry set (run_lib.lua: '<status>|<index member>|<feed positions>') says what else
+-- goes: its index member, one from its status's counter, and its feed entries.
+
+-- The feed positions of an entry: the first in full, then '<ms after it>-<seq>'.
+local function positions_of(text)
+  local out, first = {}, nil
+  for token in string.gmatch(text, '%S+') do
+    local ms, seq = string.match(token, '^(%d+)%-(%d+)$')
+    if first == nil then
+      first = tonumber(ms)
+      out[#out + 1] = token
+    else
+      out[#out + 1] = string.format('%.0f', first + tonumber(ms)) .. '-' .. seq
+    end
+  end
+  return out
+end
+
+-- Runs whose keys have expired by now, oldest first: {run, status, expired ms} each, from
+-- `offset` on. Unless `dry`, each is dropped (once: a concurrent sweep that lost the ZREM
+-- skips it) and a flow with no entry left leaves K.expiring.
+local function drop_due(dry, offset)
+  local due = redis.call('ZRANGEBYSCORE', K.expiry, '-inf', now_ms(), 'WITHSCORES', 'LIMIT',
+    offset, tonumber(A.batch))
+  local out = {}
+  for i = 1, #due, 2 do
+    local entry = due[i]
+    local status, index, positions = string.match(entry, '^([^|]*)|([^|]*)|(.*)$')
+    if dry or redis.call('ZREM', K.expiry, entry) == 1 then
+      out[#out + 1] = {string.sub(index, 15), status, due[i + 1]}
+      if not dry then
+        redis.call('ZREM', K.runs, index)
+        redis.call('HINCRBY', K.stats, status, -1)
+        local feed = positions_of(positions)
+        for j = 1, #feed, 1000 do -- unpack() takes a few thousand values at most
+          redis.call('XDEL', K.feed, unpack(feed, j, math.min(j + 999, #feed)))
+        end
+      end
+    end
+  end
+  if not dry and redis.call('ZCARD', K.expiry) == 0 then
+    redis.call('SREM', K.expiring, A.flow)
+  end
+  return out
+end
