@@ -20,25 +20,38 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def test_the_readme_worker_command_serves_the_example_flows(tmp_path):
-    env = {
+def user_env() -> dict[str, str]:
+    """This environment as a newcomer's shell has it: no PYTHONPATH, no flowqueue settings."""
+    return {
         k: v
         for k, v in os.environ.items()
-        if k != "PYTHONPATH" and not k.startswith(("FLOWQUEUE_", "CELERY_"))
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("FLOWQUEUE_", "CELERY_"))
     }
+
+
+def readme_commands(project: Path, bin_dir: Path, log_dir: Path) -> subprocess.CompletedProcess:
+    """A Redis, `bin/celery -A flowqueue worker`, then `bin/flowqueue start example-flow
+    --wait`, from ``project``; the start command's result."""
+    env = user_env()
     with EmbeddedRedis() as redis_server:
         env["FLOWQUEUE_REDIS_URL"] = redis_server.url
-        worker = WorkerProcess(env, tmp_path / "worker.log", ["-c", "1"], cwd=ROOT)
+        worker = WorkerProcess(
+            env, log_dir / "worker.log", ["-c", "1"], cwd=project, celery=bin_dir / "celery"
+        )
         with worker:
             assert "workers.example_flow.first_step" in worker.log()  # its [tasks] list
-            run = subprocess.run(
-                [str(BIN / "flowqueue"), "start", "example-flow", "--wait"],
-                cwd=ROOT,
+            return subprocess.run(
+                [str(bin_dir / "flowqueue"), "start", "example-flow", "--wait"],
+                cwd=project,
                 env=env,
                 capture_output=True,
                 text=True,
                 timeout=60,
             )
+
+
+def test_the_readme_worker_command_serves_the_example_flows(tmp_path):
+    run = readme_commands(ROOT, BIN, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "flow.completed" in run.stdout
 
@@ -65,32 +78,13 @@ def test_a_clean_clone_installs_and_runs_the_readme_commands(tmp_path):
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: nothing to clone")
     clone = tmp_path / "clone"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("FLOWQUEUE_", "CELERY_"))
-    }
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     install = subprocess.run(
-        ["make", "install"], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+        ["make", "install"], cwd=clone, env=user_env(), capture_output=True, text=True, timeout=600
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     assert "is deprecated" not in install.stderr, install.stderr  # setuptools' license table
-    venv = clone / ".venv" / "bin"
-    with EmbeddedRedis() as redis_server:
-        env["FLOWQUEUE_REDIS_URL"] = redis_server.url
-        worker = WorkerProcess(
-            env, tmp_path / "worker.log", ["-c", "1"], cwd=clone, celery=venv / "celery"
-        )
-        with worker:
-            run = subprocess.run(
-                [str(venv / "flowqueue"), "start", "example-flow", "--wait"],
-                cwd=clone,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+    run = readme_commands(clone, clone / ".venv" / "bin", tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "flow.completed" in run.stdout
 
@@ -103,9 +97,7 @@ def test_a_flow_module_that_fails_to_import_stops_the_worker_at_start(tmp_path):
         "from flowqueue import step\n\n@step(flow='ok', entry=True)\ndef fine(ctx, i):\n    pass\n"
     )
     (tmp_path / "workers" / "broken.py").write_text("import a_module_that_is_not_there\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWQUEUE_", "CELERY_"))}
-    env["FLOWQUEUE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # it stops before connecting
-    env.pop("PYTHONPATH", None)
+    env = {**user_env(), "FLOWQUEUE_REDIS_URL": "redis://127.0.0.1:1/0"}  # never reached
     worker = subprocess.run(
         [str(BIN / "celery"), "-A", "flowqueue", "worker", "-c", "1"],
         cwd=tmp_path,
