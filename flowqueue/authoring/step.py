@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
 from flowqueue.errors import ConfigurationError, FlowDefinitionError, StepCalledDirectly
-from flowqueue.model.header import HEADER, StepHeader
+from flowqueue.model.header import StepHeader, header_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,9 +61,7 @@ class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
         return host.run_step(self, header, args)
 
     def flow_header(self) -> StepHeader | None:
-        request = self.request
-        raw = getattr(request, HEADER, None) or (request.headers or {}).get(HEADER)
-        return None if raw is None else StepHeader.model_validate(raw)
+        return header_of(self.request)
 
 
 def step(

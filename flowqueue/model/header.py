@@ -29,3 +29,10 @@ class StepHeader(BaseModel):
             data=data,
             meta={"attempt": attempt},
         )
+
+
+def header_of(request: Any) -> StepHeader | None:
+    """The flow context a Celery request carries (None: not a step's message). Celery puts
+    custom headers on the request itself, or under ``headers`` (eager calls, old workers)."""
+    raw = getattr(request, HEADER, None) or (getattr(request, "headers", None) or {}).get(HEADER)
+    return None if raw is None else StepHeader.model_validate(raw)

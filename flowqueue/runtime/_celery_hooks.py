@@ -31,7 +31,7 @@ from celery.exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostErr
 from celery.worker.request import Request
 
 from flowqueue.authoring.step import FlowTask
-from flowqueue.model.header import HEADER, StepHeader
+from flowqueue.model.header import StepHeader, header_of
 from flowqueue.runtime.engine import Flowqueue
 from flowqueue.runtime.workers import describe_worker
 
@@ -171,7 +171,7 @@ def record(
     task ``Context``; ``arg``: its input, for a retry). Never raises: if Redis cannot be
     reached, the lease still ends the attempt."""
     try:
-        header = step_header(request)
+        header = header_of(request)
         if header is not None:
             _record(fq, header, failure, reason, duration_ms, arg)
     except Exception:
@@ -207,12 +207,6 @@ def _record(
     log.warning(
         "%s/%s attempt %d: %s; the step %s", header.run_id, header.step, attempt, reason, then
     )
-
-
-def step_header(request: Any) -> StepHeader | None:
-    """The flow context a delivery's message carries (None: not a step's message)."""
-    raw = getattr(request, HEADER, None) or (getattr(request, "headers", None) or {}).get(HEADER)
-    return None if raw is None else StepHeader.model_validate(raw)
 
 
 def _signal_name(signum: Any) -> str:
