@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/steps.py
 	$(PY) bench/timers.py
 	$(PY) bench/live.py
+	$(PY) bench/run_bytes.py
 
 # Breaking the code on purpose (on demand only; never part of `make test` or CI).
 # mutmut over the modules in [tool.mutmut] (pyproject.toml), judged by the fast tests; it
