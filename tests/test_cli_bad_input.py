@@ -153,6 +153,25 @@ CASES = [
     case(
         "tail-timeout-negative", "tail", "{run}", "--timeout", "-1", expect="--timeout", usage=True
     ),
+    *(
+        case(
+            f"start-timeout-{name}",
+            *START,
+            "{}",
+            "--wait",
+            "--timeout",
+            value,
+            expect=expect,
+            usage=True,
+            writes=True,
+        )
+        for name, value, expect in (
+            ("nan", "nan", "'nan' is not a number of seconds"),
+            ("inf", "inf", "is not in the range"),
+            ("1e309", "1e309", "is not in the range"),
+            ("over-a-year", "31536001", "is not in the range"),
+        )
+    ),
     # -- emit and resume ---------------------------------------------------------------
     case("signal-name-newline", "signal", "probe.nl\n", expect="is not valid", writes=True),
     case("signal-name-braces", "signal", "a{b}", expect="is not valid", writes=True),

@@ -9,6 +9,7 @@ error or an unexpected one; 124 ``--timeout`` passed first; 130 interrupted (Ctr
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -46,7 +47,21 @@ from flowqueue.runtime.client import resume as resume_trigger
 from flowqueue.runtime.client import signal as send_signal
 from flowqueue.runtime.engine import flowqueue_of
 
-TIMEOUT = click.FloatRange(min=0, min_open=True)
+MAX_TIMEOUT = 365 * 86_400.0  # a year; longer is no timeout at all: leave it out
+
+
+class Seconds(click.FloatRange):
+    """A positive, finite number of seconds (FloatRange lets NaN through: it compares
+    false with both bounds)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
+TIMEOUT = Seconds(min=0, min_open=True, max=MAX_TIMEOUT)
 
 
 class Utf8Text(click.types.StringParamType):
