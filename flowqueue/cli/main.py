@@ -12,15 +12,14 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import click
 import pydantic_core
-from celery.utils.imports import symbol_by_name
 
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.backend.checks import check_cursor
+from flowqueue.cli._app import CliState, app_of
 from flowqueue.cli._follow import TIMEOUT_HELP, follow, warn
 from flowqueue.cli._friendly import (
     FriendlyGroup,
@@ -29,9 +28,9 @@ from flowqueue.cli._friendly import (
     quiet_logging,
     redis_unreachable,
 )
+from flowqueue.cli.gc import gc
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.model.validation import MAX_JSON_DEPTH
-from flowqueue.runtime.app import default_app
 from flowqueue.runtime.client import cancel as cancel_run
 from flowqueue.runtime.client import (
     first_event,
@@ -45,7 +44,6 @@ from flowqueue.runtime.client import (
 )
 from flowqueue.runtime.client import resume as resume_trigger
 from flowqueue.runtime.client import signal as send_signal
-from flowqueue.runtime.engine import flowqueue_of
 
 MAX_TIMEOUT = 365 * 86_400.0  # a year; longer is no timeout at all: leave it out
 
@@ -78,25 +76,6 @@ class Utf8Text(click.types.StringParamType):
 
 
 TEXT = Utf8Text()
-
-
-@dataclass
-class CliState:
-    app_path: str | None
-    app: Any = None
-
-
-def load_app(path: str | None) -> Any:
-    if path is None:
-        return default_app()
-    try:
-        app = symbol_by_name(path)
-    except Exception as exc:  # the module's own import errors too: one line, not a traceback
-        raise click.BadParameter(
-            one_line(f"cannot load {path!r}: {type(exc).__name__}: {exc}"), param_hint="--app"
-        ) from None
-    flowqueue_of(app)  # a clear error if flowqueue is not installed on it
-    return app
 
 
 def parse_json(value: str | None, what: str) -> Any:
@@ -151,13 +130,6 @@ def main(ctx: click.Context, app_path: str | None) -> None:
     if ctx.invoked_subcommand != "api":  # the API server logs its own way
         quiet_logging()
     ctx.obj = CliState(app_path)
-
-
-def app_of(ctx: click.Context) -> Any:
-    state: CliState = ctx.obj
-    if state.app is None:
-        state.app = load_app(state.app_path)
-    return state.app
 
 
 def writing(ctx: click.Context, value_json: str | None, option: str) -> tuple[Any, Any]:
@@ -382,7 +354,4 @@ def tail(
     follow(app, run_id, as_json, after, timeout)
 
 
-# Commands in modules of their own take app_of from here (they never import this module).
-from flowqueue.cli.gc import gc_command  # noqa: E402
-
-main.add_command(gc_command(app_of))
+main.add_command(gc)
