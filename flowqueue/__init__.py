@@ -21,6 +21,7 @@ from flowqueue.model.events import Event
 from flowqueue.model.reducer import RunState, RunStatus, StepState, StepStatus
 from flowqueue.runtime.app import create_app, default_app, install
 from flowqueue.runtime.client import (
+    Signalled,
     cancel,
     get_run,
     list_flows,
@@ -61,6 +62,7 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     # starting runs and reading them
     "start_flow",
     "signal",
+    "Signalled",
     "resume",
     "cancel",
     "get_run",

@@ -138,3 +138,18 @@ class RunAlreadyExists(FlowqueueError):
 
 class InvalidAwait(FlowqueueError, ValueError):
     """An await was given a duration or a moment it cannot wait for."""
+
+
+class WebhookRejected(FlowqueueError):
+    """A webhook delivery was refused before anything was written.
+
+    ``reason`` says why: ``missing_header``, ``malformed_header``, ``stale_timestamp``,
+    ``future_timestamp``, ``bad_signature``, ``body_too_large`` or ``replayed`` (then
+    ``run_id`` is the run the first delivery started). Messages never hold a secret.
+    """
+
+    def __init__(
+        self, message: str = "", *, reason: str = "bad_signature", **about: str | None
+    ) -> None:
+        super().__init__(message, **about)
+        self.reason = reason

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     trigger_retention_seconds: float = Field(default=7 * 24 * 3_600.0, gt=0)
     """A used or expired trigger is remembered this long, so a second resume says 'already resumed'
     rather than 'unknown'."""
+    idempotency_seconds: float = Field(default=24 * 3_600.0, gt=0)
+    """A signal or start sent again with the same idempotency_key within this many seconds returns
+    the first one's run ids and starts nothing."""
     # -- retention of ended runs (0 keeps them forever; a run not ended never expires) ----
     completed_retention_seconds: float = Field(default=7 * 24 * 3_600.0, ge=0)
     """A completed run (its log and bookkeeping) is deleted this long after it ended; 0 keeps it."""

@@ -186,3 +186,12 @@ def lost_child(ctx: FlowContext, input: dict[str, Any]) -> int:
         ctx.log.info("pool child", pid=os.getpid())
         time.sleep(60)
     return ctx.attempt
+
+
+# -- start triggers (tests/test_event_triggers.py) -------------------------------------------
+
+
+@step(flow="on-ping", entry=True, on_event=["ping.sent", "ping.again"])
+def on_ping(ctx: FlowContext, input: Any) -> Any:
+    """Started by either signal, with no input model: any JSON payload is its input."""
+    return input

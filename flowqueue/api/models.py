@@ -57,12 +57,28 @@ class SignalIn(BaseModel):
         description="Event name: 1-128 of letters, digits and '_.:-'.",
     )
     payload: Any = None  # documented as JsonValue (routes_events.SIGNAL_SCHEMA)
+    idempotency_key: str | None = Field(
+        default=None,
+        pattern=IDENT_PATTERN,
+        description="A signal with the same name and key within FLOWQUEUE_IDEMPOTENCY_SECONDS "
+        "gets the first one's answer and writes nothing.",
+    )
 
 
 class SignalSent(BaseModel):
     name: str
     signal_id: str
     woken: int = Field(description="How many waiting steps it woke.")
+    runs: dict[str, str] = Field(
+        default_factory=dict,
+        description="The runs it started, flow -> run id: one per flow whose entry step "
+        "declares on_event=name.",
+    )
+    replayed: bool = Field(
+        default=False,
+        description="The idempotency_key was used before: this is that signal's answer, and "
+        "nothing was written now.",
+    )
 
 
 class LoginIn(BaseModel):

@@ -34,7 +34,11 @@ streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
 )
 async def signal(request: Request) -> SignalSent:
     """Send a signal (an event from outside any run): it wakes every waiting step whose match its
-    payload fits (and waits registered just after it still see it)."""
+    payload fits (and waits registered just after it still see it), and starts a run of each
+    flow whose entry step declares ``on_event`` this name (``runs``), the payload as its input:
+    a payload that does not fit their input model is refused (422) before anything is written.
+    With ``idempotency_key``, a signal with the same name and key within
+    FLOWQUEUE_IDEMPOTENCY_SECONDS gets the first one's answer and writes nothing."""
     ctx = context_of(request)
     try:
         body = SignalIn.model_validate(await json_body(request))
@@ -42,8 +46,16 @@ async def signal(request: Request) -> SignalSent:
         raise ApiError(
             422, f'send {{"name": "...", "payload": ...}}: {exc.errors()[0]["msg"]}'
         ) from None
-    signal_id, woken = await run_in_threadpool(ctx.fq.orchestrator.signal, body.name, body.payload)
-    return SignalSent(name=body.name, signal_id=signal_id, woken=woken)
+    sent = await run_in_threadpool(
+        ctx.fq.orchestrator.signal, body.name, body.payload, idempotency_key=body.idempotency_key
+    )
+    return SignalSent(
+        name=body.name,
+        signal_id=sent.signal_id,
+        woken=sent.woken,
+        runs=sent.runs,
+        replayed=sent.replayed,
+    )
 
 
 @streams.get(

@@ -23,6 +23,7 @@ from flowqueue.errors import UnknownRun
 from flowqueue.model.events import TERMINAL_KINDS, Event
 from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
 from flowqueue.model.reducer import RunState, RunStatus, reduce
+from flowqueue.model.validation import IDENT_PATTERN
 from flowqueue.runtime.client import step_queues
 from flowqueue.runtime.workers import read_workers_async, unserved
 
@@ -40,6 +41,14 @@ STATUS_SCAN_PAGES = 20  # pages looked through to fill one ?status= page
 # Cursors are stream ids, as events carry them (each half within 64 bits).
 After = Annotated[str | None, Query(pattern=STREAM_ID_PATTERN, description="Resume after this id.")]
 LastEventId = Annotated[str | None, Header(pattern=STREAM_ID_PATTERN)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        pattern=IDENT_PATTERN,
+        description="A start of this flow with the same key within "
+        "FLOWQUEUE_IDEMPOTENCY_SECONDS returns the first one's run and starts nothing.",
+    ),
+]
 
 
 async def _run_events(ctx: ApiContext, flow: str, run_id: str, limit: int | None) -> list[Event]:
@@ -96,14 +105,18 @@ async def runs(
     responses=problem_responses(401, 404, 408, 413, 422),
     openapi_extra=ANY_JSON_BODY,
 )
-async def start(request: Request, flow: Flow) -> Started:
+async def start(request: Request, flow: Flow, idempotency_key: IdempotencyKey = None) -> Started:
     """Start a run with the JSON body as its input (checked against the entry step's
-    model before anything is written). ``warnings`` says when no live worker serves one
-    of the flow's steps (the run waits for one)."""
+    model before anything is written). With an ``Idempotency-Key`` header, a start of the
+    flow with the same key within FLOWQUEUE_IDEMPOTENCY_SECONDS answers with the first
+    one's run and starts nothing. ``warnings`` says when no live worker serves one of the
+    flow's steps (the run waits for one)."""
     ctx = context_of(request)
     ctx.fq.flows.flow(flow)  # UnknownFlow: 404
     value = await json_body(request)
-    run_id = await run_in_threadpool(ctx.fq.orchestrator.start_run, flow, value)
+    run_id = await run_in_threadpool(
+        ctx.fq.orchestrator.start_run, flow, value, idempotency_key=idempotency_key
+    )
     warning = await _unserved(ctx, flow)
     return Started(flow=flow, run_id=run_id, warnings=[warning] if warning else [])
 

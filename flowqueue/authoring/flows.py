@@ -1,8 +1,8 @@
 """Flows as graphs of steps, derived from the Celery app's task registry.
 
 A step is a Celery task whose class carries flow options (``flow``, ``entry``,
-``subscribes``, ``emits``, ``input_model``); nothing is registered anywhere else, so the
-flows an app knows are exactly the step tasks Celery knows.
+``on_event``, ``subscribes``, ``emits``, ``input_model``); nothing is registered anywhere
+else, so the flows an app knows are exactly the step tasks Celery knows.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery.utils.imports import cwd_in_path
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
@@ -37,6 +37,7 @@ class StepDef:
     retry: Retry | None = None
     await_before: AwaitSpec | None = None
     await_after: AwaitSpec | None = None
+    on_event: tuple[str, ...] = ()  # signals that start a run (an entry step's only)
 
     @classmethod
     def from_task(cls, task: Any) -> StepDef:
@@ -45,6 +46,13 @@ class StepDef:
         if not flows:
             raise FlowDefinitionError(f"{where} names no flow; pass flow='name' to @step.")
         subscribes, emits = _names(task.subscribes, where), _names(task.emits, where)
+        on_event = _names(task.on_event, where)
+        if on_event and not task.entry:
+            raise FlowDefinitionError(
+                f"{where} declares on_event={list(on_event)} but is not an entry step; a "
+                "signal starts a run at its entry step, so pass entry=True (a step that "
+                "reacts to an emission inside its run takes subscribes=[...] instead)."
+            )
         if task.entry and subscribes:
             raise FlowDefinitionError(
                 f"{where} is an entry step and also subscribes to {list(subscribes)}; an entry "
@@ -60,6 +68,8 @@ class StepDef:
             check_identifier("step name", name)
             for flow in flows:
                 check_identifier("flow name", flow)
+            for event in on_event:
+                check_identifier("on_event name", event)
         except Exception as exc:
             raise FlowDefinitionError(f"{where}: {exc}") from None
         retry, awaits = task.flow_retry, (task.await_before, task.await_after)
@@ -81,6 +91,7 @@ class StepDef:
             task.input_model,
             retry,
             *awaits,
+            on_event=on_event,
         )
 
     def parse_input(self, value: Any, flow: str) -> Any:
@@ -144,12 +155,16 @@ class StepInfo(BaseModel):
     subscribes: list[str]
     emits: list[str]
     input_schema: dict[str, Any] | None = None
+    on_event: list[str] = Field(default_factory=list, description="Signals that start a run.")
 
 
 class FlowInfo(BaseModel):
     """A flow as the CLI and the API describe it."""
 
     name: str
+    on_event: list[str] = Field(
+        default_factory=list, description="Signals that start a run (its entry steps' on_event)."
+    )
     steps: list[StepInfo]
     edges: list[Edge]
 
@@ -189,6 +204,12 @@ class FlowGraph:
     def entry_steps(self) -> list[StepDef]:
         return [step for step in self.steps.values() if step.entry]
 
+    @property
+    def on_event(self) -> tuple[str, ...]:
+        """The signals that start a run: every entry step's ``on_event``, once each (a run
+        starts all its entry steps, whichever declared the signal)."""
+        return tuple(dict.fromkeys(name for s in self.entry_steps for name in s.on_event))
+
     def step(self, name: str) -> StepDef:
         try:
             return self.steps[name]
@@ -221,10 +242,12 @@ class FlowGraph:
                 subscribes=list(s.subscribes),
                 emits=list(s.emits),
                 input_schema=s.input_model.model_json_schema() if s.input_model else None,
+                on_event=list(s.on_event),
             )
             for s in self.steps.values()
         ]
-        return FlowInfo(name=self.name, steps=steps, edges=self.edges())
+        on_event = list(self.on_event)
+        return FlowInfo(name=self.name, on_event=on_event, steps=steps, edges=self.edges())
 
 
 class FlowRegistry:
@@ -236,6 +259,10 @@ class FlowRegistry:
             for flow in step.flows:
                 by_flow.setdefault(flow, []).append(step)
         self.flows = {name: FlowGraph.build(name, s) for name, s in sorted(by_flow.items())}
+        self._on_event: dict[str, list[FlowGraph]] = {}
+        for graph in self.flows.values():
+            for event in graph.on_event:
+                self._on_event.setdefault(event, []).append(graph)
 
     @classmethod
     def from_tasks(cls, tasks: Iterable[Any]) -> FlowRegistry:
@@ -247,6 +274,10 @@ class FlowRegistry:
         except KeyError:
             known = ", ".join(self.flows) or "none (is FLOWQUEUE_WORKERS right?)"
             raise UnknownFlow(f"unknown flow {name!r}; known flows: {known}.", flow=name) from None
+
+    def started_by(self, event: str) -> list[FlowGraph]:
+        """The flows a signal named ``event`` starts a run of (by name)."""
+        return list(self._on_event.get(event, ()))
 
 
 def import_workers(spec: str, *, default: str) -> list[str]:

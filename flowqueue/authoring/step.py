@@ -36,6 +36,7 @@ class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
     typing = False  # the message carries the step input only; ctx is added here
     flow: str | Sequence[str] | None = None
     entry: bool = False
+    on_event: Sequence[str] = ()  # signal names that start a run (entry steps only)
     subscribes: Sequence[str] = ()
     emits: Sequence[str] = ()
     input_model: type[BaseModel] | None = None
@@ -68,6 +69,7 @@ def step(
     *,
     flow: str | Sequence[str],
     entry: bool = False,
+    on_event: Sequence[str] | str = (),
     subscribes: Sequence[str] | str = (),
     emits: Sequence[str] | str = (),
     input: type[BaseModel] | None = None,
@@ -82,7 +84,9 @@ def step(
 
     ``input`` (or a pydantic-model annotation of the second parameter) validates the
     step's input: for an entry step, the run input (checked before the run is written);
-    for others, the dict of subscribed event payloads by name. ``retry`` is its
+    for others, the dict of subscribed event payloads by name. ``on_event`` (entry steps
+    only) names the signals that start a run of the flow, the signal's payload as its
+    input: the input model is then the signal's schema. ``retry`` is its
     ``Retry`` policy (default: the app's, from ``FLOWQUEUE_RETRY_*``). ``await_before`` /
     ``await_after`` (``Sleep``, ``WaitForEvent``, ``WaitForTrigger``) pause the step
     before its function runs (the result is ``ctx.awaited``) or after it returned (the
@@ -100,6 +104,7 @@ def step(
             base=FlowTask,
             flow=flow,
             entry=entry,
+            on_event=(on_event,) if isinstance(on_event, str) else tuple(on_event),
             subscribes=(subscribes,) if isinstance(subscribes, str) else tuple(subscribes),
             emits=(emits,) if isinstance(emits, str) else tuple(emits),
             input_model=input or _annotated_model(fn),

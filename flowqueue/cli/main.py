@@ -159,6 +159,8 @@ def render_flow(info: FlowInfo) -> str:
     lines = [info.name]
     for step in info.steps:
         mark = "entry" if step.entry else "on " + " + ".join(step.subscribes)
+        if step.on_event:
+            mark += ", started by signal " + ", ".join(step.on_event)
         lines.append(f"  {step.name:<16} {mark}")
         for event in step.emits:
             targets = [e.target for e in info.edges if (e.source, e.event) == (step.name, event)]
@@ -169,6 +171,12 @@ def render_flow(info: FlowInfo) -> str:
 @main.command()
 @click.argument("flow", type=TEXT)
 @click.option("--input", "input_json", type=TEXT, help="The run's input as JSON.")
+@click.option(
+    "--idempotency-key",
+    type=TEXT,
+    help="A start of FLOW with the same key within FLOWQUEUE_IDEMPOTENCY_SECONDS prints "
+    "the first one's run id and starts nothing.",
+)
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends.")
 @click.option("--timeout", type=TIMEOUT, metavar="SECONDS", help=f"With --wait: {TIMEOUT_HELP}")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
@@ -177,6 +185,7 @@ def start(
     ctx: click.Context,
     flow: str,
     input_json: str | None,
+    idempotency_key: str | None,
     wait: bool,
     timeout: float | None,
     as_json: bool,
@@ -188,7 +197,7 @@ def start(
     if timeout is not None and not wait:
         raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
     app, value = writing(ctx, input_json, "--input")
-    run_id = start_flow(flow, value, app=app)
+    run_id = start_flow(flow, value, idempotency_key=idempotency_key, app=app)
     click.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
     warn(unserved_warning(flow, app=app))
     if wait:
@@ -269,12 +278,25 @@ def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
 @main.command()
 @click.argument("name", type=TEXT)
 @click.option("--data", "data_json", type=TEXT, help="The signal's payload as JSON.")
+@click.option(
+    "--idempotency-key",
+    type=TEXT,
+    help="A signal NAME with the same key within FLOWQUEUE_IDEMPOTENCY_SECONDS prints the "
+    "first one's answer and writes nothing.",
+)
 @click.pass_context
-def signal(ctx: click.Context, name: str, data_json: str | None) -> None:
-    """Send signal NAME, an event from outside any run (wakes the waits it matches)."""
+def signal(
+    ctx: click.Context, name: str, data_json: str | None, idempotency_key: str | None
+) -> None:
+    """Send signal NAME, an event from outside any run: it wakes the waits it matches and
+    starts a run of each flow whose entry step declares on_event=NAME (one line each:
+    flow, run id)."""
     app, value = writing(ctx, data_json, "--data")
-    woken = send_signal(name, value, app=app)
-    click.echo(f"sent {name}; woke {woken} waiting step{'s' if woken != 1 else ''}")
+    sent = send_signal(name, value, idempotency_key=idempotency_key, app=app)
+    again = " (sent before with this idempotency key)" if sent.replayed else ""
+    click.echo(f"sent {name}; woke {sent.woken} waiting step{'s' if sent != 1 else ''}{again}")
+    for flow, run_id in sent.runs.items():
+        click.echo(f"started {flow} {run_id}")
 
 
 @main.command()

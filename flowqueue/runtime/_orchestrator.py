@@ -1,5 +1,6 @@
-"""What runs next: starting runs, emitting events, resuming and cancelling, enqueueing steps
-(how a step ends is recorded by its middleware, ``_standard_middleware``).
+"""What runs next: starting runs (by hand or by a signal), emitting events, resuming and
+cancelling, enqueueing steps (how a step ends is recorded by its middleware,
+``_standard_middleware``).
 
 Every decision goes through one atomic coordinator call, so with any number of workers a
 step is enqueued once per run and a run gets exactly one terminal event.
@@ -7,12 +8,14 @@ step is enqueued once per run and a run gets exactly one terminal event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
 from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
+from flowqueue.backend.redis.starts import RedisStarts, StartAnswer
 from flowqueue.errors import (
     BrokerUnavailable,
     FlowDefinitionError,
@@ -27,9 +30,9 @@ from flowqueue.errors import (
     UnknownTrigger,
 )
 from flowqueue.model.awaits import check_signal_name
-from flowqueue.model.events import Event, EventKind, NewEvent
+from flowqueue.model.events import Event, EventKind, NewEvent, encode_body
 from flowqueue.model.header import HEADER, StepHeader
-from flowqueue.model.ids import new_run_id
+from flowqueue.model.ids import U64_MAX, new_run_id
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
@@ -37,6 +40,8 @@ from flowqueue.runtime._monitor import monitor_name
 from flowqueue.runtime._priorities import StepPriorities, step_priorities
 
 log = logging.getLogger(__name__)
+# The longest signal id (``<ms>-<seq>``), to check a flow.started fits before it is known.
+_LONGEST_SIGNAL_ID = f"{U64_MAX}-{U64_MAX}"
 
 
 def step_task_id(run_id: str, step: str) -> str:
@@ -60,6 +65,27 @@ def validate_run_input(graph: FlowGraph, value: Any) -> Any:
     return value
 
 
+class Signalled(int):
+    """What a signal did: the number of waits it woke (an int, as ``flowqueue.signal``
+    always returned), with its ``signal_id``, the ``runs`` it started (flow -> run id) and
+    whether it ``replayed`` the answer of an earlier signal with the same idempotency key."""
+
+    signal_id: str
+    runs: dict[str, str]
+    replayed: bool
+
+    def __new__(
+        cls, woken: int, signal_id: str, runs: Mapping[str, str], replayed: bool
+    ) -> Signalled:
+        made = super().__new__(cls, woken)
+        made.signal_id, made.runs, made.replayed = signal_id, dict(runs), replayed
+        return made
+
+    @property
+    def woken(self) -> int:
+        return int(self)
+
+
 class Orchestrator:
     """Starts runs, routes emissions, signals and resumes, cancels runs, sends steps."""
 
@@ -80,11 +106,67 @@ class Orchestrator:
         """Read on first use, once the app's configuration is final."""
         return step_priorities(self.app.conf.broker_url, self.settings)
 
-    def start_run(self, flow: str, input: Any = None, *, run_id: str | None = None) -> str:
+    @property
+    def starts(self) -> RedisStarts:
+        coordinator = self.connections.coordinator  # this process's connection
+        return RedisStarts(coordinator.client, self.settings)
+
+    def start_run(
+        self,
+        flow: str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        trigger: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Start a run of ``flow``; ``trigger`` (default ``{"kind": "manual"}``) says in
+        its flow.started what started it. With ``idempotency_key``, a start with the same
+        key within FLOWQUEUE_IDEMPOTENCY_SECONDS returns the first one's run id instead."""
         graph = self.flows.flow(flow)
         value = validate_run_input(graph, input)
-        run_id = run_id or new_run_id()
-        started = run_event(EventKind.FLOW_STARTED, run_id, flow, input=value)
+        started_by = dict(trigger or {"kind": "manual"})
+        if idempotency_key is None:
+            return self._start(graph, value, run_id or new_run_id(), started_by)
+        check_identifier("idempotency key", idempotency_key)
+        started_by["idempotency_key"] = idempotency_key
+        if run_id is not None and self.connections.store.read(run_id, limit=1):
+            raise RunAlreadyExists(
+                f"run {run_id!r} exists already; start it with a new id.", run_id=run_id, flow=flow
+            )
+        planned = run_id or new_run_id()
+        self._started(graph, value, planned, started_by)  # too large: raises, writes nothing
+        answer = self.starts.claim_start(flow, planned, idempotency_key)
+        self._start_all(answer, {flow: value}, started_by)
+        if answer.state != "done":
+            self.starts.done("start", flow, idempotency_key)
+        return answer.runs[flow]
+
+    def _started(self, graph: FlowGraph, value: Any, run_id: str, trigger: Any) -> NewEvent:
+        """The run's flow.started; raises before anything is written if it is too large."""
+        started = run_event(
+            EventKind.FLOW_STARTED, run_id, graph.name, input=value, trigger=trigger
+        )
+        encode_body(started, self.settings.max_payload_bytes)
+        return started
+
+    def _start_all(
+        self, answer: StartAnswer, values: Mapping[str, Any], trigger: Mapping[str, Any]
+    ) -> None:
+        """Start the runs ``answer`` names, unless they have started: a call that replays
+        an earlier one's answer helps start them, in case that one died first."""
+        if answer.state == "done":
+            return
+        for flow, run_id in answer.runs.items():
+            if flow not in values:  # an earlier call's flow this process does not serve
+                continue
+            # Another call with the key may get there first (it helps, or this one does).
+            with contextlib.suppress(RunAlreadyExists):
+                self._start(self.flows.flow(flow), values[flow], run_id, trigger)
+
+    def _start(self, graph: FlowGraph, value: Any, run_id: str, trigger: Any) -> str:
+        flow = graph.name
+        started = self._started(graph, value, run_id, trigger)
         entries = graph.entry_steps
         if self.connections.coordinator.start_run(started, [s.name for s in entries]) is None:
             raise RunAlreadyExists(
@@ -128,16 +210,37 @@ class Orchestrator:
         self._send_woken(emitted.woken)
         return emitted.event
 
-    def signal(self, name: str, payload: Any) -> tuple[str, int]:
-        """An event from outside any run: wakes the waits it matches. Returns its signal
-        id and how many waits it woke."""
+    def signal(self, name: str, payload: Any, *, idempotency_key: str | None = None) -> Signalled:
+        """An event from outside any run: wakes the waits it matches and starts a run of
+        each flow whose entry step declares ``on_event=name``, the payload as its input.
+        The payload is checked against those flows' entry input models before anything
+        is written. With ``idempotency_key``, a signal with the same name and key within
+        FLOWQUEUE_IDEMPOTENCY_SECONDS returns the first one's answer and writes nothing."""
         check_signal_name(name)
+        if idempotency_key is not None:
+            check_identifier("idempotency key", idempotency_key, InvalidSignal)
         try:
-            signal_id, woken = self.connections.coordinator.signal(name, payload)
+            payload = to_jsonable(payload, "payload")
+        except NonJsonPayload as exc:
+            raise InvalidSignal(str(exc)) from None
+        flows = self.flows.started_by(name)
+        trigger: dict[str, Any] = {"kind": "event", "name": name, "signal_id": _LONGEST_SIGNAL_ID}
+        if idempotency_key is not None:
+            trigger["idempotency_key"] = idempotency_key
+        runs = {graph.name: new_run_id() for graph in flows}
+        try:
+            values = {graph.name: validate_run_input(graph, payload) for graph in flows}
+            for graph in flows:
+                self._started(graph, values[graph.name], runs[graph.name], trigger)
+            answer = self.starts.signal(name, payload, runs, idempotency_key)
         except (NonJsonPayload, PayloadTooLarge) as exc:
             raise InvalidSignal(str(exc)) from None
-        self._send_woken(woken)
-        return signal_id, len(woken)
+        self._send_woken(list(answer.wake))
+        trigger["signal_id"] = answer.signal_id
+        self._start_all(answer, values, trigger)
+        if idempotency_key is not None and answer.state != "done" and answer.runs:
+            self.starts.done("signal", name, idempotency_key)
+        return Signalled(answer.woken, answer.signal_id, answer.runs, answer.state != "new")
 
     def resume(self, trigger_id: str, payload: Any) -> str:
         """Resume the await of ``trigger_id`` with ``payload``; returns its run id."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._retention import RetentionSweep
+from flowqueue.runtime._schedules import SchedulePump
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -36,6 +37,7 @@ class TimerPump:
         self._fire = fire  # sends a timer's step, to arrive at its due time
         self._horizon_ms = horizon_ms  # read when pumping: the app's config may change
         self._retention = RetentionSweep(connections)  # expired runs, on the same thread
+        self.schedules: SchedulePump | None = None  # the app's schedules, set by the engine
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -62,6 +64,11 @@ class TimerPump:
                 self._retention.maybe()
             except Exception as exc:  # the next sweep drops what this one could not
                 log.warning("retention sweep: %s", exc)
+            try:
+                if self.schedules is not None:
+                    self.schedules.pump_once()
+            except Exception as exc:  # Redis away: the next pass claims what is still due
+                log.warning("schedule pump: %s", exc)
             if handed < BATCH:
                 self._stop.wait(interval)
 

@@ -19,6 +19,7 @@ from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event
 from flowqueue.model.reducer import RunState, StepStatus, reduce
 from flowqueue.model.validation import check_identifier, shown
+from flowqueue.runtime._orchestrator import Signalled as Signalled  # signal() returns it
 from flowqueue.runtime.app import default_app
 from flowqueue.runtime.engine import Flowqueue, flowqueue_of
 from flowqueue.runtime.workers import read_workers, step_queue, unserved
@@ -31,21 +32,41 @@ def _fq(app: Any | None) -> Flowqueue:
     return flowqueue_of(default_app() if app is None else app)
 
 
-def start_flow(flow: str, input: Any = None, *, app: Any | None = None) -> str:
+def start_flow(
+    flow: str,
+    input: Any = None,
+    *,
+    idempotency_key: str | None = None,
+    app: Any | None = None,
+) -> str:
     """Start a run of ``flow`` with ``input``; returns the run id.
 
     The input is checked (JSON, and each entry step's model) before anything is written.
+    With ``idempotency_key``, a start of ``flow`` with the same key within
+    ``FLOWQUEUE_IDEMPOTENCY_SECONDS`` returns the first one's run id and starts nothing.
     """
-    return _fq(app).orchestrator.start_run(flow, input)
+    return _fq(app).orchestrator.start_run(flow, input, idempotency_key=idempotency_key)
 
 
-def signal(name: str, payload: Any = None, *, app: Any | None = None) -> int:
-    """Send signal ``name`` (an event from outside any run); returns how many waits it woke.
+def signal(
+    name: str,
+    payload: Any = None,
+    *,
+    idempotency_key: str | None = None,
+    app: Any | None = None,
+) -> Signalled:
+    """Send signal ``name`` (an event from outside any run); returns how many waits it woke
+    (an int), with ``.signal_id`` and ``.runs`` (flow -> the run it started).
 
     It wakes every ``ctx.wait_for_event(name, match=...)`` (in any run) whose match the
-    payload fits, and waits registered shortly after it still see it.
+    payload fits, and waits registered shortly after it still see it. It starts one run
+    of each flow whose entry step declares ``on_event=name``, with the payload as input:
+    a payload that does not fit their input models raises ``InvalidInput`` and writes
+    nothing. With ``idempotency_key``, a signal with the same name and key within
+    ``FLOWQUEUE_IDEMPOTENCY_SECONDS`` returns the first one's answer (``.replayed``) and
+    writes nothing.
     """
-    return _fq(app).orchestrator.signal(name, payload)[1]
+    return _fq(app).orchestrator.signal(name, payload, idempotency_key=idempotency_key)
 
 
 def resume(trigger_id: str, payload: Any = None, *, app: Any | None = None) -> str:

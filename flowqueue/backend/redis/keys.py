@@ -29,6 +29,13 @@ class Keys:
         self.registry = f"{prefix}:registry"
         # Set: flows with runs in their expiry set (the ones a sweep visits).
         self.expiring = f"{prefix}:expiring"
+        # Hash: schedule -> the ms its next firing must be later than (its last fired tick,
+        # or when it was resumed); moved only forward, by claim_ticks.lua / pause_schedule.lua.
+        self.schedules = f"{prefix}:schedules"
+        # Hash: paused schedule -> the ms it was paused.
+        self.schedules_paused = f"{prefix}:schedules:paused"
+        # Capped stream: schedule.fired / schedule.paused / schedule.resumed (ScheduleEvent).
+        self.schedule_events = f"{prefix}:schedule-events"
 
     def run_stream(self, run_id: str) -> str:
         """Stream: the run's log, the source of truth."""
@@ -99,6 +106,18 @@ class Keys:
         """Hash: ``<run>|<step>|<key>`` -> waiter JSON (match, wake timer) of event ``name``."""
         return f"{self.prefix}:waiters:{name}"
 
+    def idempotency(self, what: str, name: str, key: str) -> str:
+        """Hash: what the first signal (``what`` ``signal``, ``name`` its name) or start
+        (``start``, the flow's name) with idempotency key ``key`` did: ``runs`` (JSON, flow ->
+        run id), ``signal`` (its signal id), ``woken``, and ``done`` once its runs have
+        started; expires after FLOWQUEUE_IDEMPOTENCY_SECONDS. (``|`` is in no name or key.)"""
+        return f"{self.prefix}:idempotency:{what}:{name}|{key}"
+
     def trigger(self, trigger_id: str) -> str:
         """String: trigger JSON (run, step, await key, state); expires once used."""
         return f"{self.prefix}:trigger:{trigger_id}"
+
+    def webhook_seen(self, webhook: str, digest: str) -> str:
+        """String: the run id the first delivery with this replay key started (``digest``,
+        the key's SHA-256 hex); expires after the verifier's replay window."""
+        return f"{self.prefix}:webhook-seen:{webhook}:{digest}"

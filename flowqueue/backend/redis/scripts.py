@@ -182,8 +182,27 @@ SIGNAL = Script(
     keys=("signals", "waiters", "handed", "payloads"),
     args=("payload", "maxlen", "ttl_ms", "grace_ms"),
 )
+# Signals and starts that start runs, once per idempotency key (backend/redis/starts.py).
+SIGNAL_START = Script(
+    "signal_lib.lua idempotency_lib.lua signal_start.lua",
+    keys=("signals", "waiters", "handed", "payloads", "idempotency?"),
+    args=("payload", "maxlen", "ttl_ms", "grace_ms", "runs", "idempotency_ms"),
+)
+CLAIM_START = Script(
+    "idempotency_lib.lua claim_start.lua", keys=("idempotency",), args=("runs", "idempotency_ms")
+)
+IDEMPOTENCY_DONE = Script("idempotency_done.lua", keys=("idempotency",))
 CANCEL = Script(
     "run_lib.lua trigger_lib.lua cancel.lua",
     keys=("steps", "awaits", "timers", "handed", "payloads", "*pending"),
     args=("cancelled", "retention_ms"),
+)
+# Schedules: each (schedule, tick) fired once across every pump (backend/redis/schedules.py).
+CLAIM_TICKS = Script(
+    "claim_ticks.lua", keys=("fired", "paused", "history"), args=("maxlen", "*items")
+)
+PAUSE_SCHEDULE = Script(
+    "pause_schedule.lua",
+    keys=("fired", "paused", "history"),
+    args=("name", "pause", "at_ms", "event", "maxlen"),
 )
