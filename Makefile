@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/timers.py
 	$(PY) bench/live.py
 	$(PY) bench/run_bytes.py
+	$(PY) bench/schedules.py
 
 # Breaking the code on purpose (on demand only; never part of `make test` or CI).
 # mutmut over the modules in [tool.mutmut] (pyproject.toml), judged by the fast tests; it

@@ -15,7 +15,16 @@ from flowqueue.authoring.awaits import Sleep, WaitForEvent, WaitForTrigger
 from flowqueue.authoring.context import FlowContext
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.authoring.retry import Retry
+from flowqueue.authoring.schedules import Schedule
 from flowqueue.authoring.step import FlowTask, step
+from flowqueue.authoring.webhooks import (
+    GitHub,
+    NoVerification,
+    Slack,
+    StandardWebhooks,
+    Stripe,
+    Webhook,
+)
 from flowqueue.errors import AwaitTimeout, FlowqueueError, NonRetriableError
 from flowqueue.model.events import Event
 from flowqueue.model.reducer import RunState, RunStatus, StepState, StepStatus
@@ -51,6 +60,15 @@ __all__ = [  # noqa: RUF022 - grouped by use, as dramatiq does
     "Sleep",
     "WaitForEvent",
     "WaitForTrigger",
+    # starting runs on a schedule
+    "Schedule",
+    # starting runs by webhook
+    "Webhook",
+    "StandardWebhooks",
+    "Stripe",
+    "GitHub",
+    "Slack",
+    "NoVerification",
     "AwaitTimeout",
     "NonRetriableError",
     # the Celery app

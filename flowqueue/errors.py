@@ -132,6 +132,11 @@ class RunAlreadyEnded(FlowqueueError):
     """The run is completed, failed or cancelled already (nothing to cancel)."""
 
 
+class RunNotFailed(FlowqueueError):
+    """Only a failed run can be retried from its failure (``flowqueue rerun`` starts a new
+    run of any run instead)."""
+
+
 class RunAlreadyExists(FlowqueueError):
     """A run with that id was started before; start the new one with a new id."""
 

@@ -195,3 +195,118 @@ def lost_child(ctx: FlowContext, input: dict[str, Any]) -> int:
 def on_ping(ctx: FlowContext, input: Any) -> Any:
     """Started by either signal, with no input model: any JSON payload is its input."""
     return input
+
+
+# -- webhooks (tests/test_webhooks_e2e.py; the secrets are in the API process's env) ---------
+
+from pydantic import BaseModel  # noqa: E402 - this section is appended: its imports stay here
+
+from flowqueue import (  # noqa: E402
+    GitHub,
+    NoVerification,
+    Slack,
+    StandardWebhooks,
+    Stripe,
+    Webhook,
+)
+
+HOOK_STANDARD = Webhook(
+    name="hook-standard",
+    verifier=StandardWebhooks(secret_env=("FQ_TEST_STANDARD_SECRET", "FQ_TEST_STANDARD_OLD")),
+    headers=("X-Event",),
+)
+HOOK_STRIPE = Webhook(
+    name="hook-stripe", verifier=Stripe(secret_env="FQ_TEST_STRIPE_SECRET"), idempotency_field="id"
+)
+HOOK_GITHUB = Webhook(name="hook-github", verifier=GitHub(secret_env="FQ_TEST_GITHUB_SECRET"))
+HOOK_SLACK = Webhook(
+    name="hook-slack", verifier=Slack(secret_env="FQ_TEST_SLACK_SECRET"), max_body_bytes=1024
+)
+HOOK_OPEN = Webhook(name="hook-open", verifier=NoVerification())
+
+
+class StripeEvent(BaseModel):
+    id: str
+    type: str
+
+
+@step(flow="hook-standard", entry=True, webhook=HOOK_STANDARD)
+def hook_standard(ctx: FlowContext, input: Any) -> Any:
+    return input
+
+
+@step(flow="hook-stripe", entry=True, webhook=HOOK_STRIPE)
+def hook_stripe(ctx: FlowContext, event: StripeEvent) -> str:
+    return event.type
+
+
+@step(flow="hook-github", entry=True, webhook=HOOK_GITHUB)
+def hook_github(ctx: FlowContext, input: Any) -> Any:
+    return input
+
+
+@step(flow="hook-slack", entry=True, webhook=HOOK_SLACK)
+def hook_slack(ctx: FlowContext, input: Any) -> Any:
+    return input
+
+
+@step(flow="hook-open", entry=True, webhook=HOOK_OPEN)
+def hook_open(ctx: FlowContext, input: Any) -> Any:
+    return input
+
+
+# Re-run and retry-from-failure (test_rerun_retry.py): mend_gate fails until the test
+# sets its key's flag in Redis, so a retry of the failed run can complete it.
+import os  # noqa: E402 - this section is appended: its imports stay here
+
+import redis  # noqa: E402
+
+
+class MendInput(BaseModel):
+    key: str
+    note: str = ""
+
+
+def mend_flag(key: str) -> str:
+    return f"test-mend:{key}"  # a key of the test's own database; ``key`` is unique
+
+
+@step(flow="mend", entry=True, emits=["mend.begun"])
+def mend_start(ctx: FlowContext, input: MendInput) -> str:
+    ctx.emit("mend.begun", {"key": input.key})
+    return input.key
+
+
+@step(flow="mend", subscribes=["mend.begun"], emits=["mend.done"], retry=Retry(attempts=1))
+def mend_gate(ctx: FlowContext, inputs: dict[str, Any]) -> dict[str, Any]:
+    key = inputs["mend.begun"]["key"]
+    with redis.Redis.from_url(os.environ["FLOWQUEUE_REDIS_URL"]) as client:
+        if not client.exists(mend_flag(key)):
+            raise Boom(f"no flag for {key} (attempt {ctx.attempt})")
+    ctx.emit("mend.done", {"key": key, "attempt": ctx.attempt})
+    return inputs
+
+
+@step(flow="mend", subscribes=["mend.done"])
+def mend_end(ctx: FlowContext, inputs: dict[str, Any]) -> dict[str, Any]:
+    return dict(inputs["mend.done"])
+
+
+from flowqueue import Schedule  # noqa: E402 - this section is appended: its imports stay here
+
+# Every-second schedules for tests/test_e2e_schedules.py only: every other cluster loads
+# this module too, so they exist only where FQTEST_SCHEDULES (catch_up_one) or
+# FQTEST_SKIP_SCHEDULES (skip) says how many.
+_EVERY_SECOND = [
+    Schedule("* * * * * *", name=f"tick-{i}", input={"i": i})
+    for i in range(int(os.environ.get("FQTEST_SCHEDULES", "0")))
+]
+_EVERY_SECOND += [
+    Schedule("* * * * * *", name=f"skip-{i}", input={"i": i}, missed="skip")
+    for i in range(int(os.environ.get("FQTEST_SKIP_SCHEDULES", "0")))
+]
+
+
+@step(flow="tick", entry=True, schedule=_EVERY_SECOND)
+def tick(ctx: FlowContext, input: dict[str, Any] | None) -> dict[str, Any] | None:
+    return input

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.e2e
 TOKEN = "s3cret-token-0123456789-abcdefghij-KLMNOP"
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/_flows/triggers/{trigger_id}")}
 PUBLIC |= {("POST", "/api/_login"), ("POST", "/api/_logout")}
+PUBLIC |= {("POST", "/api/_webhooks/{name}")}  # the signature is the auth
 STREAM = "/api/_flows/nap/runs/0190a4e2-0000-7000-8000-000000000000/stream"  # no such run
-FILL = {"flow": "nap", "run_id": "0190a4e2-0000-7000-8000-000000000000", "trigger_id": "trg_x"}
+FILL = {
+    "flow": "nap",
+    "run_id": "0190a4e2-0000-7000-8000-000000000000",
+    "trigger_id": "trg_x",
+    "name": "no-such-name",
+}
 
 
 @pytest.fixture(scope="module")

@@ -361,7 +361,10 @@ def test_the_log_keeps_less_and_every_reader_gets_each_event_whole(make_app, red
     events = fq.store.read(run)
     assert [e.id for e in events] == [entry_id.decode() for entry_id, _ in raw]
     assert all(e.run_id == run and e.flow == "echo" for e in events)
-    assert events[0].data == {"input": {"me": run, "again": [run, f"{run}:{run}"]}}
+    assert events[0].data == {
+        "input": {"me": run, "again": [run, f"{run}:{run}"]},
+        "trigger": {"kind": "manual"},
+    }
     # The feed holds each lifecycle event as it was written, whole.
     whole = {
         fields[b"id"].decode(): json.loads(fields[b"e"])

@@ -20,9 +20,9 @@ import time_machine
 
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.schedules import RedisSchedules
+from flowqueue.backend.redis.triggers import TriggerEvent, TriggerRegistry
 from flowqueue.errors import FlowDefinitionError
 from flowqueue.model.schedules import (
-    ScheduleEvent,
     ScheduleSpec,
     due_ticks,
     latest_tick,
@@ -51,6 +51,13 @@ def spec(cron: str, zone: str = "UTC", name: str = "nightly", **more: object) ->
 def backend(redis_server, settings) -> Iterator[RedisSchedules]:
     client = redis.Redis.from_url(redis_server.url)
     yield RedisSchedules(client, Keys(settings.key_prefix))
+    client.close()
+
+
+@pytest.fixture
+def registry(redis_server, settings) -> Iterator[TriggerRegistry]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield TriggerRegistry(client, Keys(settings.key_prefix))
     client.close()
 
 
@@ -283,7 +290,7 @@ def drive(pump: SchedulePump, start: str, end: str, step_s: float) -> None:
     ids=["berlin-spring", "berlin-fall", "new-york-spring", "new-york-fall"],
 )
 def test_a_fake_clock_through_a_dst_day_fires_each_wall_time_once(
-    backend, zone, start, end, expected
+    backend, registry, zone, start, end, expected
 ):
     specs = [
         spec("30 2 * * *", zone, "at-0230"),
@@ -296,8 +303,8 @@ def test_a_fake_clock_through_a_dst_day_fires_each_wall_time_once(
         name: [local(f.tick_ms, zone) for f in started if f.spec.name == name] for name in expected
     }
     assert fired == expected
-    history = [event for _, event in backend.events(count=1_000)]
-    assert [(e.schedule, e.tick_ms, e.run_id) for e in history] == [
+    history = [event for _, event in registry.events(count=1_000)]
+    assert [(e.name, e.tick_ms, e.run_id) for e in history] == [
         (f.spec.name, f.tick_ms, f.run_id) for f in started
     ]
     assert all(e.ts == datetime.fromtimestamp(e.tick_ms / 1000, UTC) for e in history)  # on time
@@ -324,7 +331,7 @@ def test_a_restarted_worker_catches_up_once_or_skips(backend):
     ]
 
 
-def test_a_paused_schedule_fires_nothing_and_resumes_without_catching_up(backend):
+def test_a_paused_schedule_fires_nothing_and_resumes_without_catching_up(backend, registry):
     hourly = spec("0 * * * *", name="hourly")
     started: list[Firing] = []
     pump = SchedulePump([hourly], backend, started.append)
@@ -350,21 +357,35 @@ def test_a_paused_schedule_fires_nothing_and_resumes_without_catching_up(backend
     ]
     state = backend.states()["hourly"]
     assert (state.mark_ms, state.paused_ms) == (ms("2026-05-04T12:00Z"), None)
-    kinds = [(event.kind, event.ts.isoformat()) for _, event in backend.events()]
+    kinds = [(event.kind, event.ts.isoformat()) for _, event in registry.events()]
     assert kinds == [
-        ("schedule.fired", "2026-05-04T09:00:00+00:00"),
-        ("schedule.paused", "2026-05-04T09:30:00+00:00"),
-        ("schedule.resumed", "2026-05-04T11:20:00+00:00"),
-        ("schedule.fired", "2026-05-04T12:00:00+00:00"),
+        ("trigger.fired", "2026-05-04T09:00:00+00:00"),
+        ("trigger.paused", "2026-05-04T09:30:00+00:00"),
+        ("trigger.resumed", "2026-05-04T11:20:00+00:00"),
+        ("trigger.fired", "2026-05-04T12:00:00+00:00"),
     ]
+    assert {(e.trigger, e.name) for _, e in registry.events()} == {("schedule", "hourly")}
+    # newest first, a page at a time, as the API pages it
+    newest = registry.history("hourly", count=3)
+    assert [e.kind for _, e in newest] == ["trigger.fired", "trigger.resumed", "trigger.paused"]
+    older = registry.history("hourly", before=newest[-1][0], count=3)
+    assert [e.kind for _, e in older] == ["trigger.fired"]
+    assert registry.history("other") == []
+    ((last_id, last),) = registry.last_fired().values()
+    assert (last_id, last.tick_ms) == (newest[0][0], ms("2026-05-04T12:00Z"))
 
 
 # -- exactly once ----------------------------------------------------------------------
 
 
-def fired_event(name: str, tick: int) -> ScheduleEvent:
-    return ScheduleEvent(
-        kind="schedule.fired", schedule=name, ts=datetime.now(UTC), flow="report", tick_ms=tick
+def fired_event(name: str, tick: int) -> TriggerEvent:
+    return TriggerEvent(
+        kind="trigger.fired",
+        trigger="schedule",
+        name=name,
+        ts=datetime.now(UTC),
+        flow="report",
+        tick_ms=tick,
     )
 
 
@@ -409,10 +430,9 @@ def test_many_threads_pumping_the_same_schedules_fire_each_tick_once(redis_serve
     # mark, so it started a grace (2 s) back and fired the second before base too.
     assert set(won) == {(s.name, base + i * 1_000) for s in specs for i in range(-1, steps)}
     client = redis.Redis.from_url(redis_server.url)
-    backend = RedisSchedules(client, Keys(settings.key_prefix))
-    events = backend.events(count=10_000)
+    events = TriggerRegistry(client, Keys(settings.key_prefix)).events(count=10_000)
     client.close()
-    assert Counter((e.schedule, e.tick_ms) for _, e in events) == won
+    assert Counter((e.name, e.tick_ms) for _, e in events) == won
     assert {e.run_id for _, e in events} == {f.run_id for f in started}
 
 
@@ -429,7 +449,7 @@ def _pump_for(url: str, prefix: str, seconds: float, names: list[str], out: obje
     out.put(won)  # type: ignore[attr-defined]
 
 
-def test_processes_on_the_real_clock_fire_each_tick_once(redis_server, settings, backend):
+def test_processes_on_the_real_clock_fire_each_tick_once(redis_server, settings, registry):
     names = [f"per-second-{i}" for i in range(10)]
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
@@ -442,7 +462,7 @@ def test_processes_on_the_real_clock_fire_each_tick_once(redis_server, settings,
         process.join(30)
     assert won
     assert set(won.values()) == {1}
-    events = Counter((e.schedule, e.tick_ms) for _, e in backend.events(count=10_000))
+    events = Counter((e.name, e.tick_ms) for _, e in registry.events(count=10_000))
     assert events == won
     for name in names:  # consecutive seconds: none lost between the processes
         ticks = sorted(tick for schedule, tick in won if schedule == name)
@@ -452,22 +472,23 @@ def test_processes_on_the_real_clock_fire_each_tick_once(redis_server, settings,
 def test_the_history_stays_bounded(redis_server, settings):
     client = redis.Redis.from_url(redis_server.url)
     backend = RedisSchedules(client, Keys(settings.key_prefix), history_maxlen=100)
+    registry = TriggerRegistry(client, Keys(settings.key_prefix))
     for batch in range(10):
         backend.claim([fired_event("busy", (batch * 100 + i) * 1_000) for i in range(100)])
-    assert client.xlen(Keys(settings.key_prefix).schedule_events) <= 200  # MAXLEN ~: whole nodes
-    first = backend.events(count=10)
-    after = backend.events(after=first[-1][0], count=10)
+    assert client.xlen(Keys(settings.key_prefix).trigger_registry) <= 200  # MAXLEN ~: nodes
+    first = registry.events(count=10)
+    after = registry.events(after=first[-1][0], count=10)
     assert [e.tick_ms for _, e in first + after] == sorted(e.tick_ms for _, e in first + after)
     assert len({e.tick_ms for _, e in first + after}) == 20
-    assert backend.events(names=["other"]) == []
+    assert registry.events(names=["other"]) == []
     client.close()
 
 
 def test_the_timer_pump_fires_schedules_on_its_thread(settings, backend):
     connections = Connections(settings)
     started: list[Firing] = []
-    timers = TimerPump(connections, lambda member, at: None, lambda: 1_000)
-    timers.schedules = SchedulePump([spec("* * * * * *", name="tick")], backend, started.append)
+    pump = SchedulePump([spec("* * * * * *", name="tick")], backend, started.append)
+    timers = TimerPump(connections, lambda member, at: None, lambda: 1_000, lambda: pump)
     timers.start()
     try:
         deadline = time.monotonic() + 15

@@ -1,10 +1,13 @@
 """Bearer-token auth, on when ``FLOWQUEUE_API_TOKEN`` is set.
 
-Every route but ``/healthz``, login/logout and trigger resume (authorised by its
-unguessable, single-use id) requires ``Authorization: Bearer <token>``. Browsers'
-``EventSource`` cannot send headers, so the SSE routes (and the docs) also accept the
-session cookie ``POST /api/_login`` sets: a timestamped signature (itsdangerous), never
-the token itself, keyed by a secret every API process derives from the same settings.
+Every route but ``/healthz``, login/logout, trigger resume (authorised by its
+unguessable, single-use id) and ``POST /api/_webhooks/{name}`` (authorised by the
+webhook's signature: ``api/routes_webhooks.py``) requires ``Authorization: Bearer
+<token>``: each router declares ``require_token`` (or ``require_token_or_cookie``), and
+the public ones say why they have none. Browsers' ``EventSource`` cannot send headers,
+so the SSE routes (and the docs) also accept the session cookie ``POST /api/_login``
+sets: a timestamped signature (itsdangerous), never the token itself, keyed by a secret
+every API process derives from the same settings.
 
 Login attempts are rate-limited per client IP (the ``limits`` library), counted in Redis
 (a moving window, one atomic Lua call per attempt, on the API process's own connection

@@ -52,6 +52,14 @@ async def json_body(
     """The request's JSON body (``default`` when empty); 413 past ``limit`` bytes (default
     FLOWQUEUE_MAX_PAYLOAD_BYTES), 408 when it does not arrive within
     FLOWQUEUE_API_BODY_TIMEOUT_SECONDS."""
+    return parse_json(await raw_body(request, limit=limit, limit_name=limit_name), default)
+
+
+async def raw_body(
+    request: Request, *, limit: int | None = None, limit_name: str = "FLOWQUEUE_MAX_PAYLOAD_BYTES"
+) -> bytes:
+    """The request's body bytes, read with ``json_body``'s size and time limits: a declared
+    or streamed size past ``limit`` is refused (413) before the rest is read."""
     settings = context_of(request).settings
     limit = settings.max_payload_bytes if limit is None else limit
     declared = request.headers.get("content-length")
@@ -73,10 +81,15 @@ async def json_body(
             "(FLOWQUEUE_API_BODY_TIMEOUT_SECONDS); send it at once, or raise the limit.",
             {"Connection": "close"},
         ) from None
+    return bytes(body)
+
+
+def parse_json(body: bytes, default: Any = None) -> Any:
+    """``body`` as JSON (``default`` when empty); 422 when it is not JSON or nests too deep."""
     if not body.strip():
         return default
     try:
-        return from_json(bytes(body))
+        return from_json(body)
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise ApiError(

@@ -51,6 +51,25 @@ class Resumed(BaseModel):
     run_id: str
 
 
+class FlowDetail(FlowOut):
+    """A flow, and the JSON Schema of the input that starts it (forms, the CLI's
+    ``flowqueue start FLOW --help-input``)."""
+
+    input_schema: dict[str, Any] | None = Field(
+        description="What a run's input must fit: the entry step's input model (allOf when "
+        "several entry steps declare one); null when none declares one (any JSON value)."
+    )
+
+
+class Rerun(Started):
+    rerun_of: str = Field(description="The run whose input the new run was started with.")
+
+
+class Retried(BaseModel):
+    run_id: str
+    steps: list[str] = Field(description="The steps sent again, one more attempt each.")
+
+
 class SignalIn(BaseModel):
     name: str = Field(
         pattern=IDENT_PATTERN,
@@ -78,6 +97,18 @@ class SignalSent(BaseModel):
         default=False,
         description="The idempotency_key was used before: this is that signal's answer, and "
         "nothing was written now.",
+    )
+
+
+class WebhookAccepted(BaseModel):
+    webhook: str
+    flow: str
+    run_id: str = Field(description="The run the delivery started.")
+    replayed: bool = Field(
+        default=False,
+        description="The sender's event id (the start's idempotency key) was seen within "
+        "FLOWQUEUE_IDEMPOTENCY_SECONDS: run_id is the run its first delivery started, and "
+        "nothing was started now.",
     )
 
 

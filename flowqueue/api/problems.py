@@ -24,6 +24,7 @@ from flowqueue.errors import (
     PayloadTooLarge,
     RunAlreadyEnded,
     RunAlreadyExists,
+    RunNotFailed,
     TriggerAlreadyUsed,
     UnknownFlow,
     UnknownRun,
@@ -47,7 +48,7 @@ TITLES = {
 # Most specific first: PayloadTooLarge is an InvalidEvent too.
 STATUS_OF_ERROR: list[tuple[tuple[type[FlowqueueError], ...], int]] = [
     ((UnknownFlow, UnknownRun, UnknownTrigger), 404),
-    ((TriggerAlreadyUsed, RunAlreadyEnded, RunAlreadyExists), 409),
+    ((TriggerAlreadyUsed, RunAlreadyEnded, RunAlreadyExists, RunNotFailed), 409),
     ((BrokerUnavailable,), 503),
     ((PayloadTooLarge,), 413),
     ((InvalidInput, InvalidEvent), 422),
@@ -73,6 +74,7 @@ class Problem(BaseModel):
     flow: str | None = None
     step: str | None = None
     trigger_id: str | None = None
+    reason: str | None = None  # why a webhook delivery was refused (WebhookRejected.reason)
 
     def encoded(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

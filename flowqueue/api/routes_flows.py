@@ -14,17 +14,27 @@ from starlette.concurrency import run_in_threadpool
 from flowqueue.api.auth import require_token, require_token_or_cookie
 from flowqueue.api.body import ANY_JSON_BODY, json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
-from flowqueue.api.models import Cancelled, EventPage, FlowOut, Resumed, RunPage, Started
+from flowqueue.api.models import (
+    Cancelled,
+    EventPage,
+    FlowDetail,
+    FlowOut,
+    Rerun,
+    Resumed,
+    Retried,
+    RunPage,
+    Started,
+)
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.api.sse import EventStream
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
-from flowqueue.model.events import TERMINAL_KINDS, Event
+from flowqueue.model.events import NOTE_KINDS, TERMINAL_KINDS, Event
 from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
 from flowqueue.model.reducer import RunState, RunStatus, reduce
 from flowqueue.model.validation import IDENT_PATTERN
-from flowqueue.runtime.client import step_queues
+from flowqueue.runtime.client import input_schema, step_queues
 from flowqueue.runtime.workers import read_workers_async, unserved
 
 router = APIRouter(dependencies=[Depends(require_token)])
@@ -68,6 +78,17 @@ async def flows(request: Request) -> list[FlowOut]:
         FlowOut(**graph.info().model_dump(), stats=await ctx.store.flow_stats(graph.name))
         for graph in ctx.fq.flows.flows.values()
     ]
+
+
+@router.get("/api/_flows/{flow}", response_model=FlowDetail, responses=problem_responses(401, 404))
+async def flow_detail(request: Request, flow: Flow) -> FlowDetail:
+    """The flow with its steps, edges, live counters and the JSON Schema of its input."""
+    ctx = context_of(request)
+    info = ctx.fq.flows.flow(flow).info()  # UnknownFlow: 404
+    stats = await ctx.store.flow_stats(flow)
+    return FlowDetail(
+        **info.model_dump(), stats=stats, input_schema=input_schema(flow, app=ctx.fq.app)
+    )
 
 
 @router.get(
@@ -185,11 +206,22 @@ async def stream(
     check_cursor("Last-Event-ID" if last_event_id else "after", cursor)
     await _run_events(ctx, flow, run_id, 1)
     if not keep_open:
-        last = await ctx.store.read_reverse(run_id, limit=1)
+        last = await _last_change(ctx, run_id)
         ended = bool(last) and last[0].kind in TERMINAL_KINDS
         if ended and cursor and parse_stream_id(cursor) >= parse_stream_id(last[0].id):
             return Response(status_code=204)  # EventSource stops reconnecting on 204
     return EventStream(_run_frames(ctx, run_id, cursor, keep_open), ctx)
+
+
+async def _last_change(ctx: ApiContext, run_id: str) -> list[Event]:
+    """The run's last event that is not a note (flow.rerun, appended to ended runs too)."""
+    before: str | None = None
+    while True:
+        page = await ctx.store.read_reverse(run_id, before=before, limit=16)
+        kept = [event for event in page if event.kind not in NOTE_KINDS]
+        if kept or len(page) < 16:
+            return kept[:1]
+        before = page[-1].id
 
 
 async def _run_frames(
@@ -220,6 +252,39 @@ async def cancel(request: Request, flow: Flow, run_id: RunId) -> Cancelled:
     await _run_events(ctx, flow, run_id, 1)
     revoked = await run_in_threadpool(ctx.fq.orchestrator.cancel, run_id, reason)
     return Cancelled(run_id=run_id, revoked=revoked)
+
+
+@router.post(
+    "/api/_flows/{flow}/runs/{run_id}/rerun",
+    response_model=Rerun,
+    status_code=201,
+    responses=problem_responses(401, 404, 408, 413, 422),
+)
+async def rerun(request: Request, flow: Flow, run_id: RunId) -> Rerun:
+    """Start a new run of the flow with this run's input. The new run's flow.started has
+    ``rerun_of`` and ``trigger`` ``{"kind": "rerun", "run_id": ...}``; this run's log gets
+    a flow.rerun event naming the new run."""
+    ctx = context_of(request)
+    await _run_events(ctx, flow, run_id, 1)
+    new_id = await run_in_threadpool(ctx.fq.orchestrator.rerun, run_id)
+    warning = await _unserved(ctx, flow)
+    warnings = [warning] if warning else []
+    return Rerun(flow=flow, run_id=new_id, rerun_of=run_id, warnings=warnings)
+
+
+@router.post(
+    "/api/_flows/{flow}/runs/{run_id}/retry",
+    response_model=Retried,
+    responses=problem_responses(401, 404, 408, 409, 422),
+)
+async def retry(request: Request, flow: Flow, run_id: RunId) -> Retried:
+    """Run a failed run again under its id and log (flow.retried): each failed step, and
+    each step its failure cancelled, gets one more attempt with its recorded input. 409
+    for a run that is not failed (nothing is written)."""
+    ctx = context_of(request)
+    await _run_events(ctx, flow, run_id, 1)
+    steps = await run_in_threadpool(ctx.fq.orchestrator.retry, run_id)
+    return Retried(run_id=run_id, steps=steps)
 
 
 @public.post(

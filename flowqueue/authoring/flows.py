@@ -19,9 +19,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
+from flowqueue.authoring.schedules import Schedule
 from flowqueue.authoring.step import FlowTask
+from flowqueue.authoring.webhooks import Webhook
 from flowqueue.backend.coordinator import Candidate
 from flowqueue.errors import ConfigurationError, FlowDefinitionError, InvalidInput, UnknownFlow
+from flowqueue.model.schedules import ScheduleSpec
 from flowqueue.model.validation import check_identifier
 
 
@@ -38,6 +41,8 @@ class StepDef:
     await_before: AwaitSpec | None = None
     await_after: AwaitSpec | None = None
     on_event: tuple[str, ...] = ()  # signals that start a run (an entry step's only)
+    webhook: Webhook | None = None  # the webhook that starts a run (an entry step's only)
+    schedules: tuple[Schedule, ...] = ()  # schedules that start runs (an entry step's only)
 
     @classmethod
     def from_task(cls, task: Any) -> StepDef:
@@ -72,6 +77,10 @@ class StepDef:
                 check_identifier("on_event name", event)
         except Exception as exc:
             raise FlowDefinitionError(f"{where}: {exc}") from None
+        webhook = getattr(task, "webhook", None)  # duck-typed tasks may not declare it
+        _check_webhook(webhook, where, bool(task.entry), flows)
+        schedules = tuple(getattr(task, "schedules", ()))  # duck-typed tasks may not declare it
+        _check_schedules(schedules, where, bool(task.entry))
         retry, awaits = task.flow_retry, (task.await_before, task.await_after)
         if not isinstance(retry, Retry | None):
             raise FlowDefinitionError(f"{where}: retry= takes a flowqueue.Retry(...).")
@@ -92,6 +101,8 @@ class StepDef:
             retry,
             *awaits,
             on_event=on_event,
+            webhook=webhook,
+            schedules=schedules,
         )
 
     def parse_input(self, value: Any, flow: str) -> Any:
@@ -107,6 +118,34 @@ class StepDef:
                 flow=flow,
                 step=self.name,
             ) from None
+
+
+def _check_webhook(webhook: Any, where: str, entry: bool, flows: tuple[str, ...]) -> None:
+    if webhook is None:
+        return
+    if not isinstance(webhook, Webhook):
+        raise FlowDefinitionError(f"{where}: webhook= takes a flowqueue.Webhook(...).")
+    if not entry:
+        raise FlowDefinitionError(
+            f"{where} declares webhook {webhook.name!r} but is not an entry step; a webhook "
+            "starts a run at its entry step, so pass entry=True."
+        )
+    if len(flows) > 1:
+        raise FlowDefinitionError(
+            f"{where} declares webhook {webhook.name!r} in flows {list(flows)}; a webhook "
+            "starts one flow, so declare it on a step of one flow."
+        )
+
+
+def _check_schedules(schedules: Sequence[Any], where: str, entry: bool) -> None:
+    for schedule in schedules:
+        if not isinstance(schedule, Schedule):
+            raise FlowDefinitionError(f"{where}: schedule= takes flowqueue.Schedule(...) or a list")
+    if schedules and not entry:
+        raise FlowDefinitionError(
+            f"{where} declares a schedule but is not an entry step; a schedule starts a run "
+            "at its entry step, so pass entry=True."
+        )
 
 
 def _names(value: str | Sequence[str] | None, where: str) -> tuple[str, ...]:
@@ -156,6 +195,9 @@ class StepInfo(BaseModel):
     emits: list[str]
     input_schema: dict[str, Any] | None = None
     on_event: list[str] = Field(default_factory=list, description="Signals that start a run.")
+    webhook: str | None = Field(
+        default=None, description="The webhook that starts a run (POST /api/_webhooks/{name})."
+    )
 
 
 class FlowInfo(BaseModel):
@@ -243,6 +285,7 @@ class FlowGraph:
                 emits=list(s.emits),
                 input_schema=s.input_model.model_json_schema() if s.input_model else None,
                 on_event=list(s.on_event),
+                webhook=s.webhook.name if s.webhook else None,
             )
             for s in self.steps.values()
         ]
@@ -263,6 +306,26 @@ class FlowRegistry:
         for graph in self.flows.values():
             for event in graph.on_event:
                 self._on_event.setdefault(event, []).append(graph)
+        self._webhooks: dict[str, tuple[Webhook, FlowGraph, StepDef]] = {}
+        for graph in self.flows.values():
+            for entry in graph.entry_steps:
+                if entry.webhook is not None:
+                    self._add_webhook(entry.webhook, graph, entry)
+        self.schedules = _schedules_of(self.flows.values())  # by name, across the app
+
+    def _add_webhook(self, webhook: Webhook, graph: FlowGraph, step: StepDef) -> None:
+        """One flow per webhook name, across the app: a second declaration is refused."""
+        if webhook.name in self._webhooks:
+            _, other_graph, other = self._webhooks[webhook.name]
+            raise FlowDefinitionError(
+                f"webhook {webhook.name!r} is declared twice: on step {other.name!r} of flow "
+                f"{other_graph.name!r} (task {other.task_name!r}) and on step {step.name!r} of "
+                f"flow {graph.name!r} (task {step.task_name!r}); a webhook name starts one "
+                "flow, so rename one.",
+                flow=graph.name,
+                step=step.name,
+            )
+        self._webhooks[webhook.name] = (webhook, graph, step)
 
     @classmethod
     def from_tasks(cls, tasks: Iterable[Any]) -> FlowRegistry:
@@ -275,9 +338,49 @@ class FlowRegistry:
             known = ", ".join(self.flows) or "none (is FLOWQUEUE_WORKERS right?)"
             raise UnknownFlow(f"unknown flow {name!r}; known flows: {known}.", flow=name) from None
 
+    def webhook(self, name: str) -> tuple[Webhook, FlowGraph] | None:
+        """The webhook named ``name`` and the flow it starts (None: no such webhook)."""
+        found = self._webhooks.get(name)
+        return None if found is None else found[:2]
+
+    @property
+    def webhooks(self) -> dict[str, tuple[Webhook, FlowGraph]]:
+        """Every webhook of the app by name, with the flow it starts."""
+        return {name: (hook, graph) for name, (hook, graph, _) in self._webhooks.items()}
+
     def started_by(self, event: str) -> list[FlowGraph]:
         """The flows a signal named ``event`` starts a run of (by name)."""
         return list(self._on_event.get(event, ()))
+
+
+def _schedules_of(graphs: Iterable[FlowGraph]) -> dict[str, ScheduleSpec]:
+    """Every schedule of the app by name (one flow each), its input checked against the
+    flow's entry input models; a name declared twice is refused, naming both places."""
+    found: dict[str, tuple[ScheduleSpec, str]] = {}
+    for graph in graphs:
+        for entry in graph.entry_steps:
+            for schedule in entry.schedules:
+                spec = schedule.spec(graph.name)
+                where = f"step {entry.name!r} of flow {graph.name!r} (task {entry.task_name!r})"
+                if spec.name in found:
+                    raise FlowDefinitionError(
+                        f"schedule {spec.name!r} is declared twice: on {found[spec.name][1]} "
+                        f"and on {where}; schedule names are unique in the app, so pass "
+                        "name='...' to one Schedule(...).",
+                        flow=graph.name,
+                        step=entry.name,
+                    )
+                try:
+                    for other in graph.entry_steps:
+                        other.parse_input(spec.input, graph.name)
+                except InvalidInput as exc:
+                    raise FlowDefinitionError(
+                        f"schedule {spec.name!r} on {where}: its input does not fit: {exc}",
+                        flow=graph.name,
+                        step=entry.name,
+                    ) from None
+                found[spec.name] = (spec, where)
+    return {name: spec for name, (spec, _) in sorted(found.items())}
 
 
 def import_workers(spec: str, *, default: str) -> list[str]:

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from flowqueue.authoring.awaits import AwaitSpec
 from flowqueue.authoring.retry import Retry
+from flowqueue.authoring.schedules import Schedule
+from flowqueue.authoring.webhooks import Webhook
 from flowqueue.errors import ConfigurationError, FlowDefinitionError, StepCalledDirectly
 from flowqueue.model.header import StepHeader, header_of
 
@@ -37,6 +39,8 @@ class FlowTask(Task):  # type: ignore[misc]  # celery ships no type hints
     flow: str | Sequence[str] | None = None
     entry: bool = False
     on_event: Sequence[str] = ()  # signal names that start a run (entry steps only)
+    webhook: Webhook | None = None  # the webhook that starts a run (entry steps only)
+    schedules: Sequence[Schedule] = ()  # schedules that start runs (entry steps only)
     subscribes: Sequence[str] = ()
     emits: Sequence[str] = ()
     input_model: type[BaseModel] | None = None
@@ -70,6 +74,8 @@ def step(
     flow: str | Sequence[str],
     entry: bool = False,
     on_event: Sequence[str] | str = (),
+    webhook: Webhook | None = None,
+    schedule: Schedule | Sequence[Schedule] = (),
     subscribes: Sequence[str] | str = (),
     emits: Sequence[str] | str = (),
     input: type[BaseModel] | None = None,
@@ -86,14 +92,16 @@ def step(
     step's input: for an entry step, the run input (checked before the run is written);
     for others, the dict of subscribed event payloads by name. ``on_event`` (entry steps
     only) names the signals that start a run of the flow, the signal's payload as its
-    input: the input model is then the signal's schema. ``retry`` is its
+    input: the input model is then the signal's schema. ``webhook`` (entry steps only; a
+    ``Webhook``) starts a run on each verified ``POST /api/_webhooks/<name>``. ``retry`` is its
     ``Retry`` policy (default: the app's, from ``FLOWQUEUE_RETRY_*``). ``await_before`` /
     ``await_after`` (``Sleep``, ``WaitForEvent``, ``WaitForTrigger``) pause the step
     before its function runs (the result is ``ctx.awaited``) or after it returned (the
     function is not run again on resume). ``name`` is the step's name in its flows
     (default: the function name), ``task_name`` the Celery task name (default:
     ``module.function``). Other keyword arguments are Celery task options (``queue``,
-    ``soft_time_limit``, ``rate_limit``, ...).
+    ``soft_time_limit``, ``rate_limit``, ...). ``schedule`` (entry steps only; a
+    ``Schedule`` or a list of them) starts a run of each of the step's flows at its ticks.
     """
     if task_name is not None:
         task_options["name"] = task_name
@@ -105,6 +113,8 @@ def step(
             flow=flow,
             entry=entry,
             on_event=(on_event,) if isinstance(on_event, str) else tuple(on_event),
+            webhook=webhook,
+            schedules=(schedule,) if isinstance(schedule, Schedule) else tuple(schedule),
             subscribes=(subscribes,) if isinstance(subscribes, str) else tuple(subscribes),
             emits=(emits,) if isinstance(emits, str) else tuple(emits),
             input_model=input or _annotated_model(fn),

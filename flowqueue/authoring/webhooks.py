@@ -21,9 +21,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-from flowqueue.errors import ConfigurationError, WebhookRejected
+from flowqueue.errors import ConfigurationError, InvalidEvent, WebhookRejected
 from flowqueue.model.validation import check_identifier
 from flowqueue.settings import Settings
 
@@ -51,6 +51,9 @@ class Verified:
     """Unix seconds the sender signed, where the scheme has a timestamp."""
     delivery_id: str | None = None
     """The sender's delivery id (``webhook-id``, ``X-GitHub-Delivery``), where it sends one."""
+    delivery_id_signed: bool = False
+    """Whether the signature covers ``delivery_id`` (Standard Webhooks' does, GitHub's not):
+    only then may it serve as the start's idempotency key."""
 
 
 class Verifier(Protocol):
@@ -247,7 +250,7 @@ class StandardWebhooks(_Timed):
         message = f"{delivery}.{timestamp}.".encode() + body
         if not self._matches(message, given, hexed=False):
             raise self._bad_signature("webhook-signature")
-        return Verified(delivery, self.replay_window, timestamp, delivery)
+        return Verified(delivery, self.replay_window, timestamp, delivery, True)
 
     def sign(
         self, body: bytes, *, delivery_id: str, timestamp: int | None = None
@@ -387,6 +390,11 @@ class Webhook:
     """Request headers copied into the run input (case-insensitive; stored lower-case)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Larger bodies are refused unread; at most FLOWQUEUE_MAX_PAYLOAD_BYTES."""
+    idempotency_field: str | None = None
+    """The top-level field of the JSON body holding the sender's event id (Stripe: ``id``,
+    Slack's Events API: ``event_id``): the start's idempotency key, so a retry the sender
+    signed anew (new timestamp, so new signed content) starts nothing new. Default: the
+    delivery id where the signature covers it (Standard Webhooks' ``webhook-id``)."""
 
     def __post_init__(self) -> None:
         try:
@@ -412,17 +420,19 @@ class Webhook:
         object.__setattr__(self, "headers", tuple(dict.fromkeys(h.lower() for h in self.headers)))
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes <= 0:
             raise ConfigurationError(f"Webhook {self.name!r}: max_body_bytes must be > 0.")
+        if self.idempotency_field is not None and (
+            not isinstance(self.idempotency_field, str) or not self.idempotency_field
+        ):
+            raise ConfigurationError(
+                f"Webhook {self.name!r}: idempotency_field= takes a top-level field name of "
+                "the body, e.g. 'id'."
+            )
 
     def body_limit(self, settings: Settings) -> int:
-        """``max_body_bytes``, checked against FLOWQUEUE_MAX_PAYLOAD_BYTES (the body
-        travels in the run's input, which the store caps)."""
-        if self.max_body_bytes > settings.max_payload_bytes:
-            raise ConfigurationError(
-                f"Webhook {self.name!r}: max_body_bytes={self.max_body_bytes} is more than "
-                f"FLOWQUEUE_MAX_PAYLOAD_BYTES={settings.max_payload_bytes}: lower it or raise "
-                "the setting."
-            )
-        return self.max_body_bytes
+        """The most bytes a delivery may have: ``max_body_bytes``, and never more than
+        FLOWQUEUE_MAX_PAYLOAD_BYTES (the body travels in the run's input, which the
+        store caps; a larger body could only be refused later)."""
+        return min(self.max_body_bytes, settings.max_payload_bytes)
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
@@ -440,3 +450,27 @@ class Webhook:
         """The allow-listed headers present in ``headers``, by lower-case name."""
         lower = _lower(headers)
         return {name: lower[name] for name in self.headers if name in lower}
+
+    def run_input(self, body: Any, headers: Mapping[str, str]) -> Any:
+        """The input of the run a delivery starts: the parsed body itself, or
+        ``{"body": ..., "headers": {...}}`` when the webhook selects headers."""
+        if not self.headers:
+            return body
+        return {"body": body, "headers": self.input_headers(headers)}
+
+    def idempotency_key(self, verified: Verified, body: Any) -> str | None:
+        """The start's idempotency key: the body's ``idempotency_field``, else a signed
+        delivery id, else none. A value that is not a valid key is hashed."""
+        if self.idempotency_field is not None:
+            value = body.get(self.idempotency_field) if isinstance(body, dict) else None
+            found = value if isinstance(value, str | int) and not isinstance(value, bool) else None
+        else:
+            found = verified.delivery_id if verified.delivery_id_signed else None
+        if found is None or found == "":
+            return None
+        text = str(found)
+        try:
+            check_identifier("idempotency key", text)
+        except InvalidEvent:
+            return "sha256:" + hashlib.sha256(_bytes(text)).hexdigest()
+        return text

@@ -29,12 +29,14 @@ from flowqueue.cli._friendly import (
     redis_unreachable,
 )
 from flowqueue.cli.gc import gc
+from flowqueue.cli.triggers import COMMANDS as TRIGGER_COMMANDS
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
 from flowqueue.model.validation import MAX_JSON_DEPTH
 from flowqueue.runtime.client import cancel as cancel_run
 from flowqueue.runtime.client import (
     first_event,
     get_run,
+    input_schema,
     list_flows,
     list_runs,
     read_events,
@@ -42,7 +44,9 @@ from flowqueue.runtime.client import (
     steps_still_to_run,
     unserved_warning,
 )
+from flowqueue.runtime.client import rerun as rerun_run
 from flowqueue.runtime.client import resume as resume_trigger
+from flowqueue.runtime.client import retry as retry_run
 from flowqueue.runtime.client import signal as send_signal
 
 MAX_TIMEOUT = 365 * 86_400.0  # a year; longer is no timeout at all: leave it out
@@ -180,6 +184,11 @@ def render_flow(info: FlowInfo) -> str:
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends.")
 @click.option("--timeout", type=TIMEOUT, metavar="SECONDS", help=f"With --wait: {TIMEOUT_HELP}")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.option(
+    "--help-input",
+    is_flag=True,
+    help="Print the JSON Schema FLOW's input must fit and exit; starts nothing.",
+)
 @click.pass_context
 def start(
     ctx: click.Context,
@@ -189,11 +198,18 @@ def start(
     wait: bool,
     timeout: float | None,
     as_json: bool,
+    help_input: bool,
 ) -> None:
     """Start a run of FLOW and print its id. With --wait, follow it: exit 0 if it
     completed, 1 if it failed or was cancelled, 124 if --timeout passed first.
 
     A line on stderr warns when no live worker serves a step of FLOW."""
+    if help_input:
+        schema = input_schema(flow, app=app_of(ctx))
+        click.echo(json.dumps({} if schema is None else schema, indent=2))
+        if schema is None:
+            warn(f"no entry step of {flow} declares an input model: any JSON value will do")
+        return
     if timeout is not None and not wait:
         raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
     app, value = writing(ctx, input_json, "--input")
@@ -273,6 +289,43 @@ def cancel(ctx: click.Context, run_id: str, reason: str) -> None:
     queued = cancel_run(run_id, reason, app=app)
     revoked = f"; revoked queued steps: {', '.join(queued)}" if queued else ""
     click.echo(f"cancelled {run_id}{revoked}")
+
+
+@main.command()
+@click.argument("run_id", type=TEXT)
+@click.option("--wait", is_flag=True, help="Follow the new run live until it ends.")
+@click.option("--timeout", type=TIMEOUT, metavar="SECONDS", help=f"With --wait: {TIMEOUT_HELP}")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rerun(
+    ctx: click.Context, run_id: str, wait: bool, timeout: float | None, as_json: bool
+) -> None:
+    """Start a new run of RUN_ID's flow with its input and print the new id. Both logs
+    link them: the new flow.started has rerun_of, RUN_ID's log a flow.rerun event."""
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
+    app, _ = writing(ctx, None, "")
+    new_id = rerun_run(run_id, app=app)
+    click.echo(json.dumps({"run_id": new_id, "rerun_of": run_id}) if as_json else new_id)
+    warn(unserved_warning(first_event(new_id, app=app).flow, app=app))
+    if wait:
+        follow(app, new_id, as_json, timeout=timeout)
+
+
+@main.command()
+@click.argument("run_id", type=TEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def retry(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Run a failed run again under its id and log: each failed step (and each step the
+    failure cancelled) gets one more attempt with its recorded input. A run that is not
+    failed is refused and nothing is written."""
+    app, _ = writing(ctx, None, "")
+    steps = retry_run(run_id, app=app)
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "steps": steps}))
+    else:
+        click.echo(f"retried {run_id}: sent {', '.join(steps) or 'no step'} again")
 
 
 @main.command()
@@ -377,3 +430,5 @@ def tail(
 
 
 main.add_command(gc)
+for command in TRIGGER_COMMANDS:  # triggers, schedules, schedule pause|resume
+    main.add_command(command)

@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 class EventKind(StrEnum):
     """Every kind of event a run's log may hold (documented in the README too)."""
 
-    FLOW_STARTED = "flow.started"  # data: {input}
+    FLOW_STARTED = "flow.started"  # data: {input, trigger, rerun_of?}
     FLOW_COMPLETED = "flow.completed"  # data: {result?}
     FLOW_FAILED = "flow.failed"  # data: {error: {type, message}, step?}
     FLOW_CANCELLED = "flow.cancelled"  # data: {reason}
+    FLOW_RERUN = "flow.rerun"  # data: {rerun} (the new run started with this one's input)
+    FLOW_RETRIED = "flow.retried"  # data: {steps} (a failed run running again; steps re-sent)
     STEP_STARTED = "step.started"  # data: {attempt, task_id?, worker?}
     STEP_COMPLETED = "step.completed"  # data: {result?}
     STEP_FAILED = "step.failed"  # data: {error, attempt, will_retry, next_retry_at?}
@@ -55,6 +57,9 @@ UNREADABLE = "record.unreadable"  # data: {key, error}
 TERMINAL_KINDS: frozenset[str] = frozenset(
     {EventKind.FLOW_COMPLETED, EventKind.FLOW_FAILED, EventKind.FLOW_CANCELLED}
 )
+# Kinds that note something about a run without changing it: appended to an ended run
+# too, so "the last event is terminal" skips them.
+NOTE_KINDS: frozenset[str] = frozenset({EventKind.FLOW_RERUN})
 # Kinds mirrored to the cross-run lifecycle feed (dashboards, run lists).
 LIFECYCLE_KINDS: frozenset[str] = frozenset(
     k.value

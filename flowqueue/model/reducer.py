@@ -124,6 +124,8 @@ class RunState(BaseModel):
     last_event_id: str | None = None
     event_count: int = 0
     unreadable: list[str] = []  # ids of records no reader could decode (skipped)
+    rerun_of: str | None = None  # the run whose input this one was started again with
+    reruns: list[str] = []  # the runs started again with this one's input, oldest first
 
     @property
     def terminal(self) -> bool:
@@ -163,6 +165,7 @@ def _copy(state: RunState) -> RunState:
             "emitted": list(state.emitted),
             "awaits": dict(state.awaits),
             "unreadable": list(state.unreadable),
+            "reruns": list(state.reruns),
         }
     )
 
@@ -195,6 +198,13 @@ def _step(state: RunState, event: Event) -> None:
             state.status = RunStatus.RUNNING
         state.started_at = state.started_at or event.ts
         state.input = data.get("input")
+        rerun_of = data.get("rerun_of")
+        state.rerun_of = rerun_of if isinstance(rerun_of, str) else None
+    elif kind == EventKind.FLOW_RERUN:
+        if isinstance(data.get("rerun"), str):
+            state.reruns.append(data["rerun"])
+    elif kind == EventKind.FLOW_RETRIED:
+        _retried(state, data.get("steps"))
     elif kind in TERMINAL_KINDS:
         if state.terminal:
             return  # the first terminal event decides
@@ -263,6 +273,22 @@ def _step(state: RunState, event: Event) -> None:
         state.state.pop(str(data.get("key")), None)
     elif kind == UNREADABLE:
         state.unreadable.append(event.id)
+
+
+def _retried(state: RunState, steps: Any) -> None:
+    """A failed run running again: its end is undone and ``steps`` are queued once more
+    (their attempts go on counting); its next terminal event decides again."""
+    state.status = RunStatus.RUNNING
+    state.ended_at = state.duration_ms = state.error = None
+    names = [name for name in steps if isinstance(name, str)] if isinstance(steps, list) else []
+    for name in names:
+        step = _step_state(state, name)
+        step.status, step.awaiting, step.error = StepStatus.QUEUED, None, None
+        step.ended_at = step.duration_ms = step.next_retry_at = None
+        step.will_retry = False
+    for key, info in list(state.awaits.items()):
+        if info.step in names:
+            del state.awaits[key]
 
 
 def _step_state(state: RunState, name: str) -> StepState:

@@ -1,6 +1,7 @@
 """Schedules as data: a cron expression in an IANA time zone, on a flow (``ScheduleSpec``),
 the ticks it has (``ticks_after``, ``latest_tick``, ``next_fire_times``), which of them are
-due (``due_ticks``) and the events that record them (``ScheduleEvent``).
+due (``due_ticks``). Their firings are recorded in the trigger registry
+(``backend/redis/triggers.py``).
 
 A tick is one time a schedule fires, identified by its UTC epoch ms. The expression is
 read with cronsim: five fields (minute hour day-of-month month day-of-week) or six with
@@ -32,19 +33,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice, takewhile
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from flowqueue.errors import FlowDefinitionError, InvalidEvent
-from flowqueue.model.ids import format_ts
 from flowqueue.model.validation import check_identifier, check_json, shown
 
 MissedPolicy = Literal["skip", "catch_up_one"]
-ScheduleEventKind = Literal["schedule.fired", "schedule.paused", "schedule.resumed"]
-Timestamp = Annotated[datetime, PlainSerializer(format_ts)]  # UTC, ISO 8601 with milliseconds
 
 GRACE_MS = 2_000  # a tick this late is still on time (> a pump's poll, < any cron period)
 MAX_DUE = 100  # ticks one call hands out: a bound, not a rule (on-time ticks are few)
@@ -108,23 +106,6 @@ class ScheduleSpec(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)  # ZoneInfo keeps one instance per key
-
-
-class ScheduleEvent(BaseModel):
-    """One record of the schedule stream; ``schedule.fired`` names the tick and the run
-    it started (the run id is chosen before the claim, so the record links it)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: ScheduleEventKind
-    schedule: str
-    ts: Timestamp  # the writer's clock
-    flow: str | None = None
-    tick_ms: int | None = None
-    run_id: str | None = None
-
-    def dump(self) -> str:
-        return self.model_dump_json(exclude_none=True)
 
 
 def expression(cron: str) -> str:

@@ -30,4 +30,6 @@ APPEND_CODES: dict[str, str] = (
 DURATION_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 # JSON strings Python writes in an event body where the script supplies the value.
 ATTEMPT_SLOT, RESULT_SLOT, DURATION_SLOT = "$attempt", "$result", "$duration_ms"
+STEPS_SLOT = "$steps"  # flow.retried's steps, known only inside retry_run.lua
 SLOTS = {"attempt": ATTEMPT_SLOT, "result": RESULT_SLOT, "duration_ms": DURATION_SLOT}
+SLOTS["steps"] = STEPS_SLOT

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
 from flowqueue.backend.redis.starts import RedisStarts, StartAnswer
+from flowqueue.backend.redis.triggers import TriggerKind, TriggerRegistry
 from flowqueue.errors import (
     BrokerUnavailable,
     FlowDefinitionError,
@@ -25,6 +26,7 @@ from flowqueue.errors import (
     PayloadTooLarge,
     RunAlreadyEnded,
     RunAlreadyExists,
+    RunNotFailed,
     TriggerAlreadyUsed,
     UnknownRun,
     UnknownTrigger,
@@ -33,6 +35,7 @@ from flowqueue.model.awaits import check_signal_name
 from flowqueue.model.events import Event, EventKind, NewEvent, encode_body
 from flowqueue.model.header import HEADER, StepHeader
 from flowqueue.model.ids import U64_MAX, new_run_id
+from flowqueue.model.statuses import STEPS_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
@@ -42,6 +45,12 @@ from flowqueue.runtime._priorities import StepPriorities, step_priorities
 log = logging.getLogger(__name__)
 # The longest signal id (``<ms>-<seq>``), to check a flow.started fits before it is known.
 _LONGEST_SIGNAL_ID = f"{U64_MAX}-{U64_MAX}"
+
+
+def _unknown(run_id: str) -> UnknownRun:
+    return UnknownRun(
+        f"run {run_id!r} has no events; check the id (flowqueue show RUN).", run_id=run_id
+    )
 
 
 def step_task_id(run_id: str, step: str) -> str:
@@ -119,15 +128,18 @@ class Orchestrator:
         run_id: str | None = None,
         trigger: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        countdown: float | None = None,
     ) -> str:
         """Start a run of ``flow``; ``trigger`` (default ``{"kind": "manual"}``) says in
         its flow.started what started it. With ``idempotency_key``, a start with the same
-        key within FLOWQUEUE_IDEMPOTENCY_SECONDS returns the first one's run id instead."""
+        key within FLOWQUEUE_IDEMPOTENCY_SECONDS returns the first one's run id instead.
+        ``countdown``: its entry steps run that many seconds from now (a schedule's run,
+        started just before its tick)."""
         graph = self.flows.flow(flow)
         value = validate_run_input(graph, input)
         started_by = dict(trigger or {"kind": "manual"})
         if idempotency_key is None:
-            return self._start(graph, value, run_id or new_run_id(), started_by)
+            return self._start(graph, value, run_id or new_run_id(), started_by, countdown)
         check_identifier("idempotency key", idempotency_key)
         started_by["idempotency_key"] = idempotency_key
         if run_id is not None and self.connections.store.read(run_id, limit=1):
@@ -142,10 +154,20 @@ class Orchestrator:
             self.starts.done("start", flow, idempotency_key)
         return answer.runs[flow]
 
+    def check_start(self, flow: str, input: Any, trigger: Mapping[str, Any]) -> None:
+        """Raise what ``start_run`` would for ``input`` (``UnknownFlow``, ``InvalidInput``,
+        ``PayloadTooLarge``) without touching Redis: for a caller that claims something
+        (a webhook delivery) before it starts the run."""
+        graph = self.flows.flow(flow)
+        trigger = {**trigger, "idempotency_key": "x" * 128}  # the longest, as start_run adds it
+        self._started(graph, validate_run_input(graph, input), new_run_id(), trigger)
+
     def _started(self, graph: FlowGraph, value: Any, run_id: str, trigger: Any) -> NewEvent:
         """The run's flow.started; raises before anything is written if it is too large."""
+        # A re-run names its first run in flow.started's data too, the link both logs hold.
+        rerun = {"rerun_of": trigger["run_id"]} if trigger.get("kind") == "rerun" else {}
         started = run_event(
-            EventKind.FLOW_STARTED, run_id, graph.name, input=value, trigger=trigger
+            EventKind.FLOW_STARTED, run_id, graph.name, input=value, trigger=trigger, **rerun
         )
         encode_body(started, self.settings.max_payload_bytes)
         return started
@@ -164,7 +186,14 @@ class Orchestrator:
             with contextlib.suppress(RunAlreadyExists):
                 self._start(self.flows.flow(flow), values[flow], run_id, trigger)
 
-    def _start(self, graph: FlowGraph, value: Any, run_id: str, trigger: Any) -> str:
+    def _start(
+        self,
+        graph: FlowGraph,
+        value: Any,
+        run_id: str,
+        trigger: Any,
+        countdown: float | None = None,
+    ) -> str:
         flow = graph.name
         started = self._started(graph, value, run_id, trigger)
         entries = graph.entry_steps
@@ -174,7 +203,7 @@ class Orchestrator:
             )
         try:
             for entry in entries:
-                self.enqueue(run_id, flow, entry, value, new_run=True)
+                self.enqueue(run_id, flow, entry, value, countdown, new_run=True)
         except Exception as exc:  # the broker refused: end the run rather than strand it
             reason = f"its first step could not be sent to the Celery broker ({exc})"
             ended = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
@@ -238,9 +267,20 @@ class Orchestrator:
         self._send_woken(list(answer.wake))
         trigger["signal_id"] = answer.signal_id
         self._start_all(answer, values, trigger)
+        if answer.state == "new":  # a replayed key started nothing: no firing
+            self._record_firings("event", name, answer.runs)
         if idempotency_key is not None and answer.state != "done" and answer.runs:
             self.starts.done("signal", name, idempotency_key)
         return Signalled(answer.woken, answer.signal_id, answer.runs, answer.state != "new")
+
+    def _record_firings(self, kind: TriggerKind, name: str, runs: Mapping[str, str]) -> None:
+        """A trigger.fired per run in the trigger registry, after the runs started."""
+        registry = TriggerRegistry(self.connections.coordinator.client, self.connections.keys)
+        for flow, run_id in runs.items():
+            try:
+                registry.fired(kind, name, flow, run_id)
+            except Exception:  # the run started: a lost record must not fail the signal
+                log.exception("could not record %s trigger %s firing run %s", kind, name, run_id)
 
     def resume(self, trigger_id: str, payload: Any) -> str:
         """Resume the await of ``trigger_id`` with ``payload``; returns its run id."""
@@ -308,6 +348,66 @@ class Orchestrator:
         if outcome.queued and not self.app.conf.task_always_eager:
             self.app.control.revoke([step_task_id(run_id, step) for step in outcome.queued])
         return outcome.queued
+
+    def rerun(self, run_id: str) -> str:
+        """Start a new run of ``run_id``'s flow with its input; flow.rerun in the old log
+        and ``rerun_of`` in the new flow.started link them. Returns the new run id."""
+        first = self._first(run_id)
+        graph = self.flows.flow(first.flow)
+        value = validate_run_input(graph, first.data.get("input"))  # the model may have moved
+        new_id, trigger = new_run_id(), {"kind": "rerun", "run_id": run_id}
+        self._started(graph, value, new_id, trigger)  # too large: raises, writes nothing
+        note = NewEvent(
+            kind=EventKind.FLOW_RERUN, run_id=run_id, flow=graph.name, data={"rerun": new_id}
+        )
+        if self.connections.coordinator.rerun_note(note) is None:
+            raise _unknown(run_id)
+        return self._start(graph, value, new_id, trigger)
+
+    def retry(self, run_id: str) -> list[str]:
+        """Run a failed run again under its id: its failed steps (and the steps its failure
+        cancelled) get one more attempt each, with the inputs its log recorded (the run's
+        input for an entry step, the first payload of each subscribed name for the others).
+        Returns those steps."""
+        flow = self._first(run_id).flow
+        events = self.connections.store.read(run_id)
+        graph = self.flows.flow(flow)
+        first_emits: dict[str, Any] = {}
+        for event in events:
+            if event.kind == EventKind.EMIT:
+                first_emits.setdefault(str(event.data.get("name")), event.data.get("payload"))
+        retried = run_event(EventKind.FLOW_RETRIED, run_id, flow, steps=STEPS_SLOT)
+        done = self.connections.coordinator.retry_run(retried, first_emits)
+        if done.outcome == "gone":
+            raise _unknown(run_id)
+        if done.outcome == "busy":
+            why = f"a step of it still holds its lease for {done.busy_ms} ms; try again then"
+        else:
+            why = f"it is {done.status}, and only a failed run can be (rerun starts a new one)"
+        if done.outcome != "ok":
+            raise RunNotFailed(f"run {run_id} cannot be retried: {why}.", run_id=run_id, flow=flow)
+        try:
+            for step_name in done.steps:
+                step = graph.step(step_name)
+                inputs = {name: first_emits.get(name) for name in step.subscribes}
+                self.enqueue(
+                    run_id, flow, step, events[0].data.get("input") if step.entry else inputs
+                )
+        except Exception as exc:  # the broker refused: end the run rather than strand it
+            reason = f"a retried step could not be sent to the Celery broker ({exc})"
+            ended = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
+            self.connections.coordinator.cancel(run_id, flow, ended)
+            raise BrokerUnavailable(
+                f"run {run_id} was cancelled: {reason}.", run_id=run_id
+            ) from exc
+        return done.steps
+
+    def _first(self, run_id: str) -> Event:
+        check_identifier("run id", run_id)
+        first = self.connections.store.read(run_id, limit=1)
+        if not first:
+            raise _unknown(run_id)
+        return first[0]
 
     def fire(self, member: str, at_ms: int | None = None) -> None:
         """Send the step of a timer (its delivery claims the timer), at its due time."""

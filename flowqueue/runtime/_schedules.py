@@ -5,8 +5,15 @@ process and nothing to elect. A pass reads the schedules' marks only when one of
 a tick due by this worker's clock, works out the due ticks (``due_ticks``: the missed
 policy), picks a run id for each and offers them all to Redis in one claim. The claim
 gives each (schedule, tick) to exactly one pump; the winner starts the run. A worker that
-dies between its claim and the start loses that firing (its ``schedule.fired`` event
+dies between its claim and the start loses that firing (its ``trigger.fired`` event
 names a run that never started): a firing is claimed exactly once and started at most once.
+The claim appends each won tick's ``trigger.fired`` to the trigger registry in the same
+script, so the registry counts firings exactly.
+
+A pump may look ``lead_ms`` ahead: it claims a tick that early and its run is started
+then, its entry steps sent with a countdown to the tick, so starting many runs at one
+tick does not make the last of them late (the worker holds the message until the tick).
+The grace and the missed policy still count from the real clock.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flowqueue.backend.redis.schedules import RedisSchedules
+from flowqueue.backend.redis.triggers import TriggerEvent
 from flowqueue.model.ids import ms_to_datetime, new_run_id
 from flowqueue.model.schedules import (
     GRACE_MS,
-    ScheduleEvent,
     ScheduleSpec,
     due_ticks,
     next_fire_times,
@@ -54,12 +61,14 @@ class SchedulePump:
         start: StartRun,
         grace_ms: int = GRACE_MS,
         clock: Callable[[], int] = now_ms,
+        lead_ms: int = 0,
     ) -> None:
         self.specs = {spec.name: spec for spec in specs}
         self.backend = backend
         self._start = start
         self.grace_ms = grace_ms
         self._clock = clock
+        self.lead_ms = lead_ms
         self._next: dict[str, int] = dict.fromkeys(self.specs, 0)  # 0: look on the first pass
         self._last_now = 0
 
@@ -69,17 +78,18 @@ class SchedulePump:
         if now < self._last_now:  # the clock went back: look at every schedule again
             self._next = dict.fromkeys(self.specs, 0)
         self._last_now = now
-        names = [name for name, at in self._next.items() if at <= now]
+        ahead = now + self.lead_ms
+        names = [name for name, at in self._next.items() if at <= ahead]
         if not names:
             return []
         marks = self.backend.marks(names)
-        offered: list[tuple[ScheduleEvent, Firing]] = []
+        offered: list[tuple[TriggerEvent, Firing]] = []
         for name in names:
             spec = self.specs[name]
-            for tick in due_ticks(spec, marks[name], now, self.grace_ms):
+            for tick in due_ticks(spec, marks[name], ahead, self.grace_ms + self.lead_ms):
                 firing = Firing(spec, tick, new_run_id())
                 offered.append((self._event(firing, now), firing))
-            self._next[name] = next(ticks_after(spec, now), NEVER)
+            self._next[name] = next(ticks_after(spec, ahead), NEVER)
         outcomes = self.backend.claim([event for event, _ in offered])
         won = [
             firing
@@ -94,16 +104,23 @@ class SchedulePump:
         return won
 
     @staticmethod
-    def _event(firing: Firing, now: int) -> ScheduleEvent:
+    def _event(firing: Firing, now: int) -> TriggerEvent:
         spec = firing.spec
-        return ScheduleEvent(
-            kind="schedule.fired",
-            schedule=spec.name,
+        return TriggerEvent(
+            kind="trigger.fired",
+            trigger="schedule",
+            name=spec.name,
             ts=ms_to_datetime(now),
             flow=spec.flow,
             tick_ms=firing.tick_ms,
             run_id=firing.run_id,
         )
+
+    def seconds_to_next(self) -> float:
+        """Seconds until the earliest tick this pump will look for (0: look now)."""
+        if not self._next:
+            return float("inf")
+        return max(0.0, (min(self._next.values()) - self.lead_ms - self._clock()) / 1000)
 
     def next_fire_times(self, count: int = 1) -> dict[str, list[int]]:
         """Each schedule's next ``count`` ticks after now, by name (for the API and CLI)."""

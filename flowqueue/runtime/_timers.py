@@ -31,13 +31,14 @@ class TimerPump:
         connections: Connections,
         fire: Callable[[str, int], None],
         horizon_ms: Callable[[], int],
+        schedules: Callable[[], SchedulePump | None] = lambda: None,
     ) -> None:
         self.connections = connections
         self.settings = connections.settings
         self._fire = fire  # sends a timer's step, to arrive at its due time
         self._horizon_ms = horizon_ms  # read when pumping: the app's config may change
         self._retention = RetentionSweep(connections)  # expired runs, on the same thread
-        self.schedules: SchedulePump | None = None  # the app's schedules, set by the engine
+        self._schedules = schedules  # the app's schedules (read each pass: flows may change)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -64,13 +65,17 @@ class TimerPump:
                 self._retention.maybe()
             except Exception as exc:  # the next sweep drops what this one could not
                 log.warning("retention sweep: %s", exc)
+            schedules = None
             try:
-                if self.schedules is not None:
-                    self.schedules.pump_once()
+                schedules = self._schedules()
+                if schedules is not None:
+                    schedules.pump_once()
             except Exception as exc:  # Redis away: the next pass claims what is still due
                 log.warning("schedule pump: %s", exc)
             if handed < BATCH:
-                self._stop.wait(interval)
+                # Wake for a schedule's next tick too: its lateness is not the poll's.
+                soonest = schedules.seconds_to_next() if schedules else interval
+                self._stop.wait(min(interval, soonest))
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from pydantic import BaseModel
 
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.backend.store import RunSummary
@@ -87,6 +88,34 @@ def cancel(run_id: str, reason: str = "", *, app: Any | None = None) -> list[str
     """
     first_event(run_id, app=app)
     return _fq(app).orchestrator.cancel(run_id, reason)
+
+
+def rerun(run_id: str, *, app: Any | None = None) -> str:
+    """Start a new run of ``run_id``'s flow with the same input; returns its id. The new
+    run's flow.started has ``rerun_of`` (and ``trigger`` ``{"kind": "rerun", ...}``), the
+    old run's log a ``flow.rerun`` event naming the new one."""
+    first_event(run_id, app=app)
+    return _fq(app).orchestrator.rerun(run_id)
+
+
+def retry(run_id: str, *, app: Any | None = None) -> list[str]:
+    """Run a failed run again under its id: each failed step (and each step its failure
+    cancelled) gets one more attempt with its recorded input; returns those steps.
+    Raises ``RunAlreadyEnded`` for a run that is not failed (nothing is written)."""
+    first_event(run_id, app=app)
+    return _fq(app).orchestrator.retry(run_id)
+
+
+def input_schema(flow: str, *, app: Any | None = None) -> dict[str, Any] | None:
+    """The JSON Schema a run's input must fit: the entry step's input model (``allOf``
+    when several entry steps declare one); None when none does (any JSON value)."""
+    schemas = [s.model_json_schema() for s in _entry_models(_fq(app), flow)]
+    return schemas[0] if len(schemas) == 1 else ({"allOf": schemas} if schemas else None)
+
+
+def _entry_models(fq: Flowqueue, flow: str) -> list[type[BaseModel]]:
+    entries = fq.flows.flow(flow).entry_steps
+    return [s.input_model for s in entries if s.input_model is not None]
 
 
 def read_events(run_id: str, *, after: str | None = None, app: Any | None = None) -> list[Event]:

@@ -4,8 +4,10 @@ and runs each delivery of a step (the ``StepHost`` that ``FlowTask`` calls)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery.exceptions import Ignore
@@ -15,19 +17,30 @@ from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
 from flowqueue.authoring.step import FlowTask
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
+from flowqueue.backend.redis.schedules import RedisSchedules
+from flowqueue.backend.redis.triggers import TriggerRegistry
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import ConfigurationError
 from flowqueue.model.header import StepHeader
+from flowqueue.model.timers import now_ms
 from flowqueue.runtime import _standard_middleware as standard
 from flowqueue.runtime._awaits import StepAwaits
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._monitor import Monitor
 from flowqueue.runtime._orchestrator import Orchestrator
 from flowqueue.runtime._runner import run_delivery
+from flowqueue.runtime._schedules import Firing, SchedulePump
 from flowqueue.runtime._timers import TimerPump
 from flowqueue.runtime.middleware import Delivery, Middleware
 from flowqueue.runtime.workers import WorkerRegistration, celery_live_numbers
 from flowqueue.settings import Settings
+
+log = logging.getLogger(__name__)
+SCHEDULE_STARTERS = 4  # threads that start scheduled runs, off the timer thread
+# How early a tick is claimed and its run started (entry steps sent with a countdown to
+# the tick): enough to start a few hundred runs before it; a worker that dies holding such
+# a message holds it this much longer than any other prefetched one.
+SCHEDULE_LEAD_MS = 500
 
 
 class Flowqueue:
@@ -37,7 +50,11 @@ class Flowqueue:
         self.connections = Connections(settings, on_open=self._opened)
         self.keys = self.connections.keys
         self.orchestrator = Orchestrator(app, self.connections, lambda: self.flows)
-        self.timer_pump = TimerPump(self.connections, self.orchestrator.fire, self._horizon_ms)
+        self.timer_pump = TimerPump(
+            self.connections, self.orchestrator.fire, self._horizon_ms, self._schedule_pump
+        )
+        self._schedules: tuple[FlowRegistry, RedisSchedules, SchedulePump] | None = None
+        self._starters: ThreadPoolExecutor | None = None
         # The worker's presence in the registry stream (started in the worker main process).
         self.worker_registration = WorkerRegistration(settings, live=celery_live_numbers)
         default_retry = Retry(
@@ -79,10 +96,58 @@ class Flowqueue:
             # Finalizers run newest first at exit: the pump stops before its server does.
             weakref.finalize(self, self.timer_pump.stop)
 
+    @property
+    def schedules(self) -> RedisSchedules:
+        """The schedules' state in Redis (marks, pauses), on this process's connection."""
+        return RedisSchedules(self.coordinator.client, self.keys)
+
+    @property
+    def trigger_registry(self) -> TriggerRegistry:
+        """The trigger registry stream, on this process's connection."""
+        return TriggerRegistry(self.coordinator.client, self.keys)
+
     def close(self) -> None:
         """Stop this process's timer pump and connections, and a ``memory://`` server."""
         self.timer_pump.stop()
+        if self._starters is not None:
+            self._starters.shutdown(wait=True)
+            self._starters = None
         self.connections.close()
+
+    # -- schedules ---------------------------------------------------------------------
+
+    def _schedule_pump(self) -> SchedulePump | None:
+        """The pump of the app's schedules, made anew when the flows or this process's
+        connection change (read by the timer thread on each pass)."""
+        flows = self.flows
+        if not flows.schedules:
+            return None
+        made = self._schedules
+        if made is None or made[0] is not flows or made[1].client is not self.coordinator.client:
+            backend = self.schedules
+            specs = flows.schedules.values()
+            pump = SchedulePump(specs, backend, self._send_firing, lead_ms=SCHEDULE_LEAD_MS)
+            made = self._schedules = (flows, backend, pump)
+        return made[2]
+
+    def _send_firing(self, firing: Firing) -> None:
+        """Start the firing's run on a starter thread: a tick won by one worker for many
+        schedules must not hold up the timer thread (timers, the next ticks)."""
+        with self._lock:
+            if self._starters is None:
+                self._starters = ThreadPoolExecutor(SCHEDULE_STARTERS, "flowqueue-schedule")
+            starters = self._starters
+        starters.submit(self._start_firing, firing)
+
+    def _start_firing(self, firing: Firing) -> None:
+        spec = firing.spec
+        trigger = {"kind": "schedule", "name": spec.name, "tick": firing.tick_ms}
+        countdown = max(0.0, (firing.tick_ms - now_ms()) / 1000) or None
+        try:
+            start = self.orchestrator.start_run
+            start(spec.flow, spec.input, run_id=firing.run_id, trigger=trigger, countdown=countdown)
+        except Exception:  # its trigger.fired stays: the firing was claimed, the start failed
+            log.exception("schedule %s: could not start run %s", spec.name, firing.run_id)
 
     def _horizon_ms(self) -> int:
         """How early timers go to Celery as countdown messages: never near the broker's

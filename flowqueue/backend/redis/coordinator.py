@@ -4,8 +4,9 @@ module builds each call by name (``scripts.py`` declares them) and decodes the r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic_core import to_json
 
@@ -28,6 +29,19 @@ from flowqueue.model.events import Event, NewEvent, encode_body
 from flowqueue.model.statuses import Outcome
 from flowqueue.model.timers import TimerSpec
 from flowqueue.model.validation import check_json
+
+
+@dataclass(frozen=True)
+class Retried:
+    """What ``retry_run`` did: ``ok`` (the run runs again; ``steps`` were queued anew),
+    ``gone`` (expired or never started), ``not_failed`` (its ``status``) or ``busy`` (a
+    step the failure cancelled still holds its lease for ``busy_ms``)."""
+
+    outcome: Literal["ok", "gone", "not_failed", "busy"]
+    event: Event | None = None
+    steps: list[str] = field(default_factory=list)
+    status: str = ""
+    busy_ms: int = 0
 
 
 class RedisRunCoordinator:
@@ -231,6 +245,33 @@ class RedisRunCoordinator:
         if reply[0] == b"dup":
             return StepFinish(duplicate=True)
         return StepFinish(duplicate=False, terminal=bool(reply[2]))
+
+    def rerun_note(self, event: NewEvent) -> Event | None:
+        """Append ``event`` (flow.rerun) to its run's log, ended or not; None if the run is
+        gone."""
+        reply = scripts.RERUN_NOTE.run(
+            self.client, **self._run(event.run_id, event.flow, event=self._body(event))
+        )
+        return None if reply is None else Event.stamped(event, reply.decode())
+
+    def retry_run(self, retried: NewEvent, first_emits: Mapping[str, Any]) -> Retried:
+        """Run a failed run again under its id (retry_run.lua): ``retried`` (flow.retried,
+        its ``steps`` ``"$steps"``), and ``first_emits`` (name -> the first payload the run
+        emitted of it, from its log) put back for joins still to come."""
+        flat = [part for name, value in first_emits.items() for part in (name, to_json(value))]
+        named = self._run(retried.run_id, retried.flow, retried=self._body(retried))
+        reply = scripts.RETRY_RUN.run(self.client, **named, first_emits=flat)
+        outcome = reply[0].decode()
+        if outcome == "ok":
+            steps = [step.decode() for step in reply[2:]]
+            data = retried.data | {"steps": steps}
+            stored = NewEvent(**(retried.body() | {"data": data}))
+            return Retried("ok", Event.stamped(stored, reply[1].decode()), steps)
+        if outcome == "not_failed":
+            return Retried("not_failed", status=reply[1].decode())
+        if outcome == "busy":
+            return Retried("busy", busy_ms=int(reply[1]))
+        return Retried("gone")
 
     def step_progress(self, run_id: str, step: str) -> str:
         """``"<status> <attempts>"`` of one step (``finish_step``'s ``expect``); ``" 0"``

@@ -34,8 +34,12 @@ class Keys:
         self.schedules = f"{prefix}:schedules"
         # Hash: paused schedule -> the ms it was paused.
         self.schedules_paused = f"{prefix}:schedules:paused"
-        # Capped stream: schedule.fired / schedule.paused / schedule.resumed (ScheduleEvent).
-        self.schedule_events = f"{prefix}:schedule-events"
+        # Capped stream, the trigger registry: trigger.fired (a start trigger's firing: its
+        # kind, name, flow, run id; a schedule's tick), trigger.paused, trigger.resumed
+        # (TriggerEvent JSON). Start triggers, not trigger ids (``trigger``).
+        self.trigger_registry = f"{prefix}:triggers"
+        # Hash: ``<kind>|<name>`` -> ``<stream id> <TriggerEvent JSON>`` of its last firing.
+        self.trigger_last = f"{prefix}:triggers:last"
 
     def run_stream(self, run_id: str) -> str:
         """Stream: the run's log, the source of truth."""

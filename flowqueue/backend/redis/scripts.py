@@ -197,12 +197,27 @@ CANCEL = Script(
     keys=("steps", "awaits", "timers", "handed", "payloads", "*pending"),
     args=("cancelled", "retention_ms"),
 )
-# Schedules: each (schedule, tick) fired once across every pump (backend/redis/schedules.py).
+# Re-run and retry-from-failure (coordinator.py): the old run's note, a failed run again.
+RERUN_NOTE = Script("run_lib.lua rerun_note.lua", args=("event",))
+RETRY_RUN = Script(
+    "run_lib.lua retry_run.lua",
+    keys=("steps", "emits", "awaits"),
+    args=("retried", "*first_emits"),
+)
+# Schedules: each (schedule, tick) fired once across every pump, its trigger.fired in the
+# same script (backend/redis/schedules.py); other start triggers' firings (triggers.py).
 CLAIM_TICKS = Script(
-    "claim_ticks.lua", keys=("fired", "paused", "history"), args=("maxlen", "*items")
+    "registry_lib.lua claim_ticks.lua",
+    keys=("fired", "paused", "registry", "last"),
+    args=("maxlen", "*items"),
 )
 PAUSE_SCHEDULE = Script(
     "pause_schedule.lua",
-    keys=("fired", "paused", "history"),
+    keys=("fired", "paused", "registry"),
     args=("name", "pause", "at_ms", "event", "maxlen"),
+)
+TRIGGER_FIRED = Script(
+    "registry_lib.lua trigger_fired.lua",
+    keys=("registry", "last"),
+    args=("field", "event", "maxlen"),
 )
