@@ -14,7 +14,6 @@ from flowqueue.api.context import context_of
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.backend.checks import check_cursor
 from flowqueue.model.ids import STREAM_ID_PATTERN
-from flowqueue.runtime.engine import Flowqueue
 from flowqueue.runtime.triggers import (
     TriggerInfo,
     TriggerPage,
@@ -60,15 +59,9 @@ async def history(
     check_cursor("before", before)
     fq = context_of(request).fq
     page = await run_in_threadpool(trigger_history, fq, name, before, limit)
-    if not page.firings and before is None and not _declared(fq, name):
+    if not page.firings and before is None and not fq.flows.declares_trigger(name):
         raise ApiError(404, f"no trigger {name!r}; GET /api/_triggers lists them.")
     return page
-
-
-def _declared(fq: Flowqueue, name: str) -> bool:
-    flows = fq.flows
-    events = {event for graph in flows.flows.values() for event in graph.on_event}
-    return name in flows.schedules or name in events or name in flows.webhooks
 
 
 async def _pause(request: Request, name: str, pause: bool) -> ScheduleChanged:

@@ -352,6 +352,11 @@ class FlowRegistry:
         """The flows a signal named ``event`` starts a run of (by name)."""
         return list(self._on_event.get(event, ()))
 
+    def declares_trigger(self, name: str) -> bool:
+        """Whether ``name`` is a start trigger of the app: a schedule, an ``on_event``
+        signal name or a webhook."""
+        return name in self.schedules or name in self._on_event or name in self._webhooks
+
 
 def _schedules_of(graphs: Iterable[FlowGraph]) -> dict[str, ScheduleSpec]:
     """Every schedule of the app by name (one flow each), its input checked against the

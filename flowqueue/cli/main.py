@@ -210,11 +210,24 @@ def start(
         if schema is None:
             warn(f"no entry step of {flow} declares an input model: any JSON value will do")
         return
-    if timeout is not None and not wait:
-        raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
+    check_wait(wait, timeout)
     app, value = writing(ctx, input_json, "--input")
     run_id = start_flow(flow, value, idempotency_key=idempotency_key, app=app)
-    click.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+    started(app, flow, {"run_id": run_id}, as_json, wait, timeout)
+
+
+def check_wait(wait: bool, timeout: float | None) -> None:
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
+
+
+def started(
+    app: Any, flow: str, shown: dict[str, str], as_json: bool, wait: bool, timeout: float | None
+) -> None:
+    """A run was started: its id (or ``shown`` as JSON), a warning if no live worker
+    serves the flow, then with ``wait`` the run followed to its end."""
+    run_id = shown["run_id"]
+    click.echo(json.dumps(shown) if as_json else run_id)
     warn(unserved_warning(flow, app=app))
     if wait:
         follow(app, run_id, as_json, timeout=timeout)
@@ -302,14 +315,11 @@ def rerun(
 ) -> None:
     """Start a new run of RUN_ID's flow with its input and print the new id. Both logs
     link them: the new flow.started has rerun_of, RUN_ID's log a flow.rerun event."""
-    if timeout is not None and not wait:
-        raise click.UsageError("--timeout needs --wait (it bounds the wait for the run's end)")
+    check_wait(wait, timeout)
     app, _ = writing(ctx, None, "")
+    flow = first_event(run_id, app=app).flow  # an unknown run: the one answer
     new_id = rerun_run(run_id, app=app)
-    click.echo(json.dumps({"run_id": new_id, "rerun_of": run_id}) if as_json else new_id)
-    warn(unserved_warning(first_event(new_id, app=app).flow, app=app))
-    if wait:
-        follow(app, new_id, as_json, timeout=timeout)
+    started(app, flow, {"run_id": new_id, "rerun_of": run_id}, as_json, wait, timeout)
 
 
 @main.command()

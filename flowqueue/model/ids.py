@@ -12,6 +12,9 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer
 
 StreamId = tuple[int, int]
 
@@ -81,3 +84,12 @@ def datetime_to_ms(value: datetime) -> int:
 def format_ts(value: datetime) -> str:
     """ISO-8601 UTC with milliseconds: ``2024-06-29T13:30:45.123Z``."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# A datetime field written as format_ts gives it (UTC, ISO 8601 with milliseconds).
+Timestamp = Annotated[datetime, PlainSerializer(format_ts)]
+
+
+def as_text(value: Any) -> str:
+    """An id or name as Redis replies it (bytes) or as given (str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

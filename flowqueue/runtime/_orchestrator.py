@@ -330,13 +330,7 @@ class Orchestrator:
     def cancel(self, run_id: str, reason: str = "") -> list[str]:
         """Cancel a run: flow.cancelled, then no step of it starts again. Returns the
         steps that were queued (their Celery messages are revoked)."""
-        check_identifier("run id", run_id)
-        first = self.connections.store.read(run_id, limit=1)
-        if not first:
-            raise UnknownRun(
-                f"run {run_id!r} has no events; check the id (flowqueue show RUN).", run_id=run_id
-            )
-        flow = first[0].flow
+        flow = self._first(run_id).flow
         event = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
         outcome = self.connections.coordinator.cancel(run_id, flow, event)
         if outcome.outcome == "ended":

@@ -101,7 +101,7 @@ def rerun(run_id: str, *, app: Any | None = None) -> str:
 def retry(run_id: str, *, app: Any | None = None) -> list[str]:
     """Run a failed run again under its id: each failed step (and each step its failure
     cancelled) gets one more attempt with its recorded input; returns those steps.
-    Raises ``RunAlreadyEnded`` for a run that is not failed (nothing is written)."""
+    Raises ``RunNotFailed`` for a run that is not failed (nothing is written)."""
     first_event(run_id, app=app)
     return _fq(app).orchestrator.retry(run_id)
 

@@ -5,10 +5,9 @@ schedule (recorded there as ``trigger.paused`` / ``trigger.resumed``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, Field
 
 from flowqueue.backend.redis.triggers import (
     TriggerEvent,
@@ -16,12 +15,11 @@ from flowqueue.backend.redis.triggers import (
     TriggerKind,
     last_field,
 )
-from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.model.ids import Timestamp, ms_to_datetime
 from flowqueue.model.schedules import MissedPolicy, ScheduleSpec, next_fire_times
 from flowqueue.model.timers import now_ms
 from flowqueue.runtime.engine import Flowqueue
 
-Timestamp = Annotated[datetime, PlainSerializer(format_ts)]  # UTC, ISO 8601 with milliseconds
 NEXT_FIRE_TIMES = 3  # how many a listing shows
 
 

@@ -23,16 +23,16 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import redis
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from flowqueue.backend.redis.keys import Keys
-from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.model.ids import Timestamp, as_text, format_ts, ms_to_datetime
 from flowqueue.model.timers import now_ms
 from flowqueue.settings import MEMORY_URL, Settings
 
@@ -45,7 +45,6 @@ WorkerEventKind = Literal["worker.registered", "worker.heartbeat", "worker.dereg
 WorkerStatus = Literal["online", "lost", "offline"]
 Entry = tuple[Any, Any]  # (stream id, fields or None) as redis-py returns them
 LiveNumbers = Callable[[], dict[str, Any]]
-Timestamp = Annotated[datetime, PlainSerializer(format_ts)]  # UTC, ISO 8601 with milliseconds
 
 
 class WorkerEvent(BaseModel):
@@ -132,10 +131,6 @@ def workers_from(
 # -- reading -----------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def decode_entries(entries: Iterable[Entry]) -> list[tuple[str, WorkerEvent]]:
     """Stream entries -> (id, event); entries that are not registry events are skipped
     (one bad writer must not hide every worker)."""
@@ -144,15 +139,15 @@ def decode_entries(entries: Iterable[Entry]) -> list[tuple[str, WorkerEvent]]:
         fields = fields or {}
         raw = fields.get(EVENT_FIELD.encode(), fields.get(EVENT_FIELD))
         try:
-            decoded.append((_text(entry_id), WorkerEvent.model_validate_json(raw or b"")))
+            decoded.append((as_text(entry_id), WorkerEvent.model_validate_json(raw or b"")))
         except ValidationError as exc:
-            log.warning("skipping registry entry %s: %s", _text(entry_id), exc)
+            log.warning("skipping registry entry %s: %s", as_text(entry_id), exc)
     return decoded
 
 
 def _after(page: Sequence[Entry]) -> str | None:
     """Where the next XRANGE page starts (exclusive), or None after the last page."""
-    return f"({_text(page[-1][0])}" if len(page) == PAGE else None
+    return f"({as_text(page[-1][0])}" if len(page) == PAGE else None
 
 
 def _reduce(entries: Iterable[Entry], settings: Settings, now: datetime | None) -> list[WorkerInfo]:
@@ -246,7 +241,7 @@ def append_event(client: redis.Redis, keys: Keys, settings: Settings, event: Wor
         minid=str(max(min_id, 0)),
         approximate=True,  # whole radix-tree nodes only: trimming stays O(1) per append
     )
-    return _text(entry_id)
+    return as_text(entry_id)
 
 
 def describe_worker(app: Any, consumer: Any) -> dict[str, Any]:

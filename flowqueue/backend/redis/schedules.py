@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.scripts import CLAIM_TICKS, PAUSE_SCHEDULE
 from flowqueue.backend.redis.triggers import HISTORY_MAXLEN, TriggerEvent, last_field
-from flowqueue.model.ids import ms_to_datetime
+from flowqueue.model.ids import as_text, ms_to_datetime
 
 ClaimOutcome = Literal["won", "fired", "paused"]
 _OUTCOMES: dict[int, ClaimOutcome] = {1: "won", 0: "fired", 2: "paused"}
@@ -31,10 +31,6 @@ class ScheduleState(BaseModel):
 
     mark_ms: int | None = None  # its next tick must be later (None: it never fired)
     paused_ms: int | None = None  # when it was paused (None: it runs)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisSchedules:
@@ -99,8 +95,8 @@ class RedisSchedules:
             marks, paused = pipe.execute()
         states: dict[str, ScheduleState] = {}
         for name, value in marks.items():
-            states[_text(name)] = ScheduleState(mark_ms=int(value))
+            states[as_text(name)] = ScheduleState(mark_ms=int(value))
         for name, value in paused.items():
-            state = states.get(_text(name), ScheduleState())
-            states[_text(name)] = state.model_copy(update={"paused_ms": int(value)})
+            state = states.get(as_text(name), ScheduleState())
+            states[as_text(name)] = state.model_copy(update={"paused_ms": int(value)})
         return states

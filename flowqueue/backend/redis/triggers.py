@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.scripts import TRIGGER_FIRED
-from flowqueue.model.ids import format_ts, ms_to_datetime
+from flowqueue.model.ids import Timestamp, as_text, ms_to_datetime
 from flowqueue.model.timers import now_ms
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,6 @@ EVENT_FIELD = "event"  # the one field of a stream entry: the TriggerEvent JSON
 HISTORY_MAXLEN = 10_000  # entries the registry keeps (about, ``MAXLEN ~``)
 TriggerKind = Literal["schedule", "event", "webhook"]
 TriggerEventKind = Literal["trigger.fired", "trigger.paused", "trigger.resumed"]
-Timestamp = Annotated[datetime, PlainSerializer(format_ts)]  # UTC, ISO 8601 with milliseconds
 Entry = tuple[Any, Any]  # (stream id, fields) as redis-py returns them
 
 
@@ -59,15 +57,11 @@ def last_field(trigger: TriggerKind, name: str, flow: str) -> str:
     return f"{trigger}|{name}|{flow}"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _decode(entry_id: Any, raw: Any) -> TriggerEvent | None:
     try:
         return TriggerEvent.model_validate_json(raw or b"")
     except ValidationError as exc:  # one bad writer must not hide the others
-        log.warning("skipping trigger registry entry %s: %s", _text(entry_id), exc)
+        log.warning("skipping trigger registry entry %s: %s", as_text(entry_id), exc)
         return None
 
 
@@ -102,13 +96,13 @@ class TriggerRegistry:
         )
         named = {"registry": self.keys.trigger_registry, "last": self.keys.trigger_last}
         named |= {"field": last_field(trigger, name, flow), "event": event.dump()}
-        return _text(TRIGGER_FIRED.run(self.client, **named, maxlen=self.history_maxlen))
+        return as_text(TRIGGER_FIRED.run(self.client, **named, maxlen=self.history_maxlen))
 
     def last_fired(self) -> dict[str, tuple[str, TriggerEvent]]:
         """Each trigger's last firing by its ``last_field``: (stream id, event)."""
         found: dict[str, tuple[str, TriggerEvent]] = {}
         for raw in self.client.hvals(self.keys.trigger_last):
-            entry_id, _, body = _text(raw).partition(" ")
+            entry_id, _, body = as_text(raw).partition(" ")
             event = _decode(entry_id, body)
             if event is not None:
                 found[last_field(event.trigger, event.name, event.flow or "")] = (entry_id, event)
@@ -144,10 +138,10 @@ class TriggerRegistry:
             for entry_id, fields in page:
                 event = _decode(entry_id, (fields or {}).get(EVENT_FIELD.encode()))
                 if event is not None and (wanted is None or event.name in wanted):
-                    found.append((_text(entry_id), event))
+                    found.append((as_text(entry_id), event))
                     if len(found) == count:
                         break
             if len(page) < page_size:
                 break
-            bound = f"({_text(page[-1][0])}"
+            bound = f"({as_text(page[-1][0])}"
         return found
