@@ -499,3 +499,15 @@ def test_the_timer_pump_fires_schedules_on_its_thread(settings, backend):
         connections.close()
     assert len(started) >= 2
     assert started[1].tick_ms - started[0].tick_ms == 1_000
+
+
+def test_history_pages_stop_at_either_end_of_the_id_space(registry):
+    """Redis refuses ``(0-0`` as the top of a reverse range (and the greatest id as the
+    bottom of a forward one): there is simply nothing beyond them."""
+    entry = registry.fired("event", "edge.probe", "some-flow", "run-1")
+    assert [e for e, _ in registry.history("edge.probe")] == [entry]
+    assert registry.history("edge.probe", before="0-0") == []
+    assert registry.history("edge.probe", before=entry) == []
+    top = f"{2**64 - 1}-{2**64 - 1}"
+    assert registry.events(after=top) == []
+    assert [e for e, _ in registry.history("edge.probe", before=top)] == [entry]

@@ -93,3 +93,11 @@ Timestamp = Annotated[datetime, PlainSerializer(format_ts)]
 def as_text(value: Any) -> str:
     """An id or name as Redis replies it (bytes) or as given (str)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def beyond(cursor: str, reverse: bool) -> str | None:
+    """The exclusive range bound for stream entries past ``cursor`` (older ones when
+    ``reverse``), or None when none can lie there: Redis refuses ``(0-0`` as the top of a
+    reverse range, and the greatest id as the bottom of a forward one."""
+    end = (0, 0) if reverse else (U64_MAX, U64_MAX)
+    return None if parse_stream_id(cursor) == end else f"({cursor}"

@@ -15,7 +15,7 @@ from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.store import FeedEntry, FlowStats, RunSummary
 from flowqueue.errors import InvalidEvent
 from flowqueue.model.events import Event, NewEvent, decode_event, unreadable
-from flowqueue.model.ids import U64_MAX, is_stream_id, parse_stream_id
+from flowqueue.model.ids import beyond, is_stream_id
 from flowqueue.settings import Settings
 
 # One XRANGE / XREVRANGE: (reverse, key, near bound, far bound, count).
@@ -113,9 +113,9 @@ class RedisCommands:
         check_cursor("before" if reverse else "after", cursor)
         check_limit(limit)
         out: list[T] = []
-        if cursor and parse_stream_id(cursor) == ((0, 0) if reverse else (U64_MAX, U64_MAX)):
-            return out  # nothing lies beyond the end of the id space (Redis: an error)
-        near = f"({cursor}" if cursor else ("+" if reverse else "-")
+        near = beyond(cursor, reverse) if cursor else ("+" if reverse else "-")
+        if near is None:
+            return out  # nothing lies beyond the end of the id space
         far = "-" if reverse else "+"
         while limit is None or len(out) < limit:
             count = self.page_size if limit is None else min(self.page_size, limit - len(out))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.scripts import TRIGGER_FIRED
-from flowqueue.model.ids import Timestamp, as_text, ms_to_datetime
+from flowqueue.model.ids import Timestamp, as_text, beyond, ms_to_datetime
 from flowqueue.model.timers import now_ms
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ class TriggerRegistry:
         wanted = None if names is None else set(names)
         found: list[tuple[str, TriggerEvent]] = []
         stream, page_size = self.keys.trigger_registry, max(count, 500)
-        bound = start if start in ("-", "+") else f"({start}"
-        while len(found) < count:
+        bound = start if start in ("-", "+") else beyond(start, reverse)
+        while bound is not None and len(found) < count:
             page: list[Entry] = (
                 self.client.xrevrange(stream, bound, "-", count=page_size)
                 if reverse
