@@ -116,6 +116,14 @@ class UnknownTrigger(FlowqueueError):
     """No trigger has that id (it never existed, or was used long ago)."""
 
 
+class UnknownSchedule(FlowqueueError):
+    """No schedule has that name, in the code of this process or of any worker."""
+
+    def __init__(self, message: str, *, schedule: str) -> None:
+        super().__init__(message)
+        self.schedule = schedule
+
+
 class TriggerAlreadyUsed(FlowqueueError):
     """The trigger's await was already resumed, timed out or cancelled."""
 

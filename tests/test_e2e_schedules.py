@@ -20,6 +20,7 @@ from flowqueue import Schedule, start_flow
 from flowqueue.authoring.flows import FlowRegistry, StepDef
 from flowqueue.backend.redis.triggers import TriggerEvent
 from flowqueue.errors import FlowDefinitionError
+from flowqueue.model.ids import new_run_id
 from flowqueue.model.schedules import GRACE_MS
 from tests.worker_harness import Cluster
 
@@ -121,6 +122,35 @@ def test_killing_every_worker_for_5_ticks_catches_up_once(make_cluster):
     skipped = ticks_of("skip-0")[len(before["skip-0"]) :]
     assert skipped[0] - last["skip-0"] >= 5_000
     assert skipped == list(range(skipped[0], skipped[-1] + 1, 1000))
+
+
+def test_a_firing_whose_worker_died_before_starting_its_run_runs_once(make_cluster):
+    """A worker that won a tick and died before its run started (``lost``: nothing of the
+    run exists) or before its entry step was sent (``half``: the run is queued, nothing
+    in the broker) leaves the start owed; a live worker's pump starts each, once."""
+    cluster = make_cluster(1)
+    fq, client = cluster.fq, cluster.fq.coordinator.client
+    tick = (int(time.time()) - 60) * 1000
+    lost, half = new_run_id(), new_run_id()
+    graph = fq.flows.flow("tick")
+    trigger = {"kind": "schedule", "name": "tick-0", "tick": tick - 1_000}
+    fq.coordinator.start_run(
+        fq.orchestrator._started(graph, {"i": 0}, half, trigger),
+        [entry.name for entry in graph.entry_steps],
+    )
+    owed = {f"{tick} {lost} tick-0": 0, f"{tick - 1_000} {half} tick-0": 0}
+    client.zadd(fq.keys.schedules_starting, owed)
+    cluster.start_worker(concurrency=1)
+    logs = cluster.wait_all([lost, half], timeout=60)
+    for run_id, at in ((lost, tick), (half, tick - 1_000)):
+        log = logs[run_id]
+        assert log[0].data["trigger"] == {"kind": "schedule", "name": "tick-0", "tick": at}
+        assert [e.kind for e in log].count("step.completed") == 1
+        assert log[-1].kind == "flow.completed"
+    cluster.wait_for(
+        lambda: all(client.zscore(fq.keys.schedules_starting, m) is None for m in owed),
+        "the owed starts confirmed",
+    )
 
 
 def test_the_example_report_is_declared_and_runs(cluster):

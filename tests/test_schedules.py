@@ -19,9 +19,10 @@ import redis
 import time_machine
 
 from flowqueue.backend.redis.keys import Keys
-from flowqueue.backend.redis.schedules import RedisSchedules
+from flowqueue.backend.redis.schedules import REDO_MS, RedisSchedules
 from flowqueue.backend.redis.triggers import TriggerEvent, TriggerRegistry
-from flowqueue.errors import FlowDefinitionError
+from flowqueue.errors import FlowDefinitionError, InvalidInput
+from flowqueue.model.ids import new_run_id
 from flowqueue.model.schedules import (
     ScheduleSpec,
     due_ticks,
@@ -386,14 +387,61 @@ def fired_event(name: str, tick: int) -> TriggerEvent:
         ts=datetime.now(UTC),
         flow="report",
         tick_ms=tick,
+        run_id=new_run_id(),
     )
 
 
 def test_the_mark_only_moves_forward(backend):
-    outcomes = backend.claim([fired_event("a", 5_000), fired_event("a", 5_000)])
+    outcomes = backend.claim([fired_event("a", 5_000), fired_event("a", 5_000)], 0)
     assert outcomes == ["won", "fired"]
-    assert backend.claim([fired_event("a", 3_000), fired_event("a", 7_000)]) == ["fired", "won"]
+    assert backend.claim([fired_event("a", 3_000), fired_event("a", 7_000)], 0) == ["fired", "won"]
     assert backend.marks(["a", "b"]) == {"a": 7_000, "b": None}
+
+
+def test_a_start_owed_by_a_pump_that_died_is_made_by_the_next_one(backend):
+    """A pump that wins a tick and dies before its run starts (here: its start is never
+    run) leaves the start owed; after REDO_MS the next pump to pass starts it, with the
+    same run id, once, and confirms it."""
+    every_minute = [spec("* * * * *", name="minutely")]
+    at = ms("2026-05-04T10:00:00.200Z")
+    dead = SchedulePump(every_minute, backend, lambda f: None, submit=lambda call: None)
+    dead._clock = lambda: at
+    (won,) = dead.pump_once()
+    started: list[Firing] = []
+
+    def pump_at(when: int) -> SchedulePump:
+        pump = SchedulePump(every_minute, backend, started.append, clock=lambda: when)
+        pump._next = {"minutely": 2**63}  # no tick of its own due: only owed starts
+        return pump
+
+    pump_at(at + REDO_MS - 1).pump_once()
+    assert started == []  # the first pump may still be starting it
+    pump_at(at + REDO_MS).pump_once()
+    assert [(f.spec.name, f.tick_ms, f.run_id) for f in started] == [
+        ("minutely", won.tick_ms, won.run_id)
+    ]
+    pump_at(at + 3 * REDO_MS).pump_once()
+    assert len(started) == 1  # confirmed: nobody starts it again
+    assert backend.client.zcard(backend.keys.schedules_starting) == 0
+
+
+def test_a_start_that_fails_stays_owed_and_one_that_cannot_succeed_is_dropped(backend):
+    every_minute = [spec("* * * * *", name="minutely")]
+    at = ms("2026-05-04T10:00:00.200Z")
+
+    def refuse(firing: Firing) -> None:
+        raise redis.ConnectionError("the broker is away")
+
+    SchedulePump(every_minute, backend, refuse, clock=lambda: at).pump_once()
+    assert backend.client.zcard(backend.keys.schedules_starting) == 1
+
+    def invalid(firing: Firing) -> None:
+        raise InvalidInput("the schedule's input does not fit the entry step")
+
+    retry = SchedulePump(every_minute, backend, invalid, clock=lambda: at + REDO_MS)
+    retry._next = {"minutely": 2**63}
+    retry.pump_once()
+    assert backend.client.zcard(backend.keys.schedules_starting) == 0
 
 
 def test_many_threads_pumping_the_same_schedules_fire_each_tick_once(redis_server, settings):
@@ -474,7 +522,7 @@ def test_the_history_stays_bounded(redis_server, settings):
     backend = RedisSchedules(client, Keys(settings.key_prefix), history_maxlen=100)
     registry = TriggerRegistry(client, Keys(settings.key_prefix))
     for batch in range(10):
-        backend.claim([fired_event("busy", (batch * 100 + i) * 1_000) for i in range(100)])
+        backend.claim([fired_event("busy", (batch * 100 + i) * 1_000) for i in range(100)], 0)
     assert client.xlen(Keys(settings.key_prefix).trigger_registry) <= 200  # MAXLEN ~: nodes
     first = registry.events(count=10)
     after = registry.events(after=first[-1][0], count=10)

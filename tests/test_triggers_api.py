@@ -48,6 +48,9 @@ def test_every_start_trigger_is_listed_with_its_next_fire_times(api_with_token, 
         "Europe/Berlin",
         "catch_up_one",
     )
+    # the session's worker declared it when it started (the trigger registry)
+    assert report["declared_by"].startswith("w")
+    assert report["declared_at"]
     nexts = [datetime.fromisoformat(t) for t in report["next_fire_times"]]
     assert len(nexts) == 3
     assert nexts == sorted(nexts)
@@ -135,5 +138,6 @@ def test_the_cli_lists_triggers_and_schedules_and_pauses_by_name(cluster):
     unknown = cluster.flowqueue("schedule", "resume", "nightly-typo")
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines() == [
-        f"Error: no schedule 'nightly-typo'; known schedules: {REPORT} (flowqueue schedules)"
+        f"Error: no schedule 'nightly-typo'; known schedules: {REPORT} (GET /api/_triggers, "
+        "flowqueue schedules)."
     ]

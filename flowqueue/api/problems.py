@@ -28,6 +28,7 @@ from flowqueue.errors import (
     TriggerAlreadyUsed,
     UnknownFlow,
     UnknownRun,
+    UnknownSchedule,
     UnknownTrigger,
 )
 
@@ -47,7 +48,7 @@ TITLES = {
 }
 # Most specific first: PayloadTooLarge is an InvalidEvent too.
 STATUS_OF_ERROR: list[tuple[tuple[type[FlowqueueError], ...], int]] = [
-    ((UnknownFlow, UnknownRun, UnknownTrigger), 404),
+    ((UnknownFlow, UnknownRun, UnknownTrigger, UnknownSchedule), 404),
     ((TriggerAlreadyUsed, RunAlreadyEnded, RunAlreadyExists, RunNotFailed), 409),
     ((BrokerUnavailable,), 503),
     ((PayloadTooLarge,), 413),

@@ -17,9 +17,9 @@ from flowqueue.model.ids import STREAM_ID_PATTERN
 from flowqueue.runtime.triggers import (
     TriggerInfo,
     TriggerPage,
+    declares_trigger,
     list_triggers,
     pause_schedule,
-    schedule_of,
     trigger_history,
 )
 
@@ -59,17 +59,17 @@ async def history(
     check_cursor("before", before)
     fq = context_of(request).fq
     page = await run_in_threadpool(trigger_history, fq, name, before, limit)
-    if not page.firings and before is None and not fq.flows.declares_trigger(name):
+    if (
+        not page.firings
+        and before is None
+        and not await run_in_threadpool(declares_trigger, fq, name)
+    ):
         raise ApiError(404, f"no trigger {name!r}; GET /api/_triggers lists them.")
     return page
 
 
 async def _pause(request: Request, name: str, pause: bool) -> ScheduleChanged:
-    fq = context_of(request).fq
-    if schedule_of(fq, name) is None:
-        known = ", ".join(fq.flows.schedules) or "none"
-        raise ApiError(404, f"no schedule {name!r}; known schedules: {known}.")
-    changed = await run_in_threadpool(pause_schedule, fq, name, pause)
+    changed = await run_in_threadpool(pause_schedule, context_of(request).fq, name, pause)
     return ScheduleChanged(name=name, status="paused" if pause else "active", changed=changed)
 
 

@@ -23,6 +23,7 @@ from flowqueue.authoring.schedules import Schedule
 from flowqueue.authoring.step import FlowTask
 from flowqueue.authoring.webhooks import Webhook
 from flowqueue.backend.coordinator import Candidate
+from flowqueue.backend.redis.triggers import Declaration
 from flowqueue.errors import ConfigurationError, FlowDefinitionError, InvalidInput, UnknownFlow
 from flowqueue.model.schedules import ScheduleSpec
 from flowqueue.model.validation import check_identifier
@@ -351,6 +352,33 @@ class FlowRegistry:
     def started_by(self, event: str) -> list[FlowGraph]:
         """The flows a signal named ``event`` starts a run of (by name)."""
         return list(self._on_event.get(event, ()))
+
+    def declarations(self) -> list[Declaration]:
+        """Every start trigger of the app as the trigger registry records it (schedules,
+        then signal names, then webhooks)."""
+        found = [
+            Declaration(
+                trigger="schedule",
+                name=spec.name,
+                flow=spec.flow,
+                settings=spec.model_dump(mode="json", exclude={"name", "flow"}),
+            )
+            for spec in self.schedules.values()
+        ]
+        found += [
+            Declaration(trigger="event", name=event, flow=graph.name)
+            for graph in self.flows.values()
+            for event in graph.on_event
+        ]
+        for name, (hook, graph) in self.webhooks.items():
+            settings: dict[str, Any] = {"verifier": hook.verifier.kind}
+            settings |= {"headers": list(hook.headers)}
+            settings |= {"max_body_bytes": hook.max_body_bytes}
+            settings |= {"idempotency_field": hook.idempotency_field}
+            found.append(
+                Declaration(trigger="webhook", name=name, flow=graph.name, settings=settings)
+            )
+        return found
 
     def declares_trigger(self, name: str) -> bool:
         """Whether ``name`` is a start trigger of the app: a schedule, an ``on_event``

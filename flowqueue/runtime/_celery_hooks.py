@@ -62,6 +62,8 @@ def connect(app: Any, fq: Flowqueue) -> None:
         if getattr(sender, "app", None) is app:  # sender: the worker's Consumer (once)
             fq.timer_pump.start()  # every worker pumps timers: no single point
             registration.start(sender.hostname, describe_worker(app, sender))
+            if not fq.connections.memory:
+                fq.declare_triggers(sender.hostname)
             notice_lost_children(sender)
 
     def worker_shutdown(sender: Any = None, **_: Any) -> None:

@@ -154,6 +154,27 @@ class Orchestrator:
             self.starts.done("start", flow, idempotency_key)
         return answer.runs[flow]
 
+    def start_owed(
+        self,
+        flow: str,
+        input: Any,
+        run_id: str,
+        trigger: Mapping[str, Any],
+        countdown: float | None = None,
+    ) -> None:
+        """Start run ``run_id`` that a firing owes; if it exists, send again the entry
+        steps no delivery has claimed yet (an earlier start died before sending them).
+        Safe to repeat: a step's duplicate delivery is skipped by its claim."""
+        graph = self.flows.flow(flow)
+        value = validate_run_input(graph, input)
+        try:
+            self._start(graph, value, run_id, trigger, countdown)
+        except RunAlreadyExists:
+            statuses = self.connections.coordinator.step_statuses(run_id)
+            for entry in graph.entry_steps:
+                if statuses.get(entry.name) == "queued":
+                    self.enqueue(run_id, flow, entry, value, countdown, new_run=True)
+
     def check_start(self, flow: str, input: Any, trigger: Mapping[str, Any]) -> None:
         """Raise what ``start_run`` would for ``input`` (``UnknownFlow``, ``InvalidInput``,
         ``PayloadTooLarge``) without touching Redis: for a caller that claims something

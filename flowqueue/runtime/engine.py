@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis
 from celery.exceptions import Ignore
 
 from flowqueue.authoring.context import FlowContext
@@ -106,6 +108,19 @@ class Flowqueue:
         """The trigger registry stream, on this process's connection."""
         return TriggerRegistry(self.coordinator.client, self.keys)
 
+    def declare_triggers(self, worker: str) -> int:
+        """Record this worker's start triggers in the trigger registry (those new, changed
+        or gone since the last worker of its flows said); the number of events written.
+        Redis trouble is logged, never raised: it must not stop a worker starting."""
+        flows = self.flows
+        try:
+            return self.trigger_registry.declare(
+                flows.declarations(), flows.flows, worker, now_ms()
+            )
+        except redis.RedisError as exc:
+            log.warning("trigger registry: could not record this worker's triggers: %s", exc)
+            return 0
+
     def close(self) -> None:
         """Stop this process's timer pump and connections, and a ``memory://`` server."""
         self.timer_pump.stop()
@@ -126,28 +141,30 @@ class Flowqueue:
         if made is None or made[0] is not flows or made[1].client is not self.coordinator.client:
             backend = self.schedules
             specs = flows.schedules.values()
-            pump = SchedulePump(specs, backend, self._send_firing, lead_ms=SCHEDULE_LEAD_MS)
+            pump = SchedulePump(
+                specs,
+                backend,
+                self._start_firing,
+                lead_ms=SCHEDULE_LEAD_MS,
+                submit=self._submit_start,
+            )
             made = self._schedules = (flows, backend, pump)
         return made[2]
 
-    def _send_firing(self, firing: Firing) -> None:
-        """Start the firing's run on a starter thread: a tick won by one worker for many
+    def _submit_start(self, start: Callable[[], None]) -> None:
+        """Start a firing's run on a starter thread: a tick won by one worker for many
         schedules must not hold up the timer thread (timers, the next ticks)."""
         with self._lock:
             if self._starters is None:
                 self._starters = ThreadPoolExecutor(SCHEDULE_STARTERS, "flowqueue-schedule")
             starters = self._starters
-        starters.submit(self._start_firing, firing)
+        starters.submit(start)
 
     def _start_firing(self, firing: Firing) -> None:
         spec = firing.spec
         trigger = {"kind": "schedule", "name": spec.name, "tick": firing.tick_ms}
         countdown = max(0.0, (firing.tick_ms - now_ms()) / 1000) or None
-        try:
-            start = self.orchestrator.start_run
-            start(spec.flow, spec.input, run_id=firing.run_id, trigger=trigger, countdown=countdown)
-        except Exception:  # its trigger.fired stays: the firing was claimed, the start failed
-            log.exception("schedule %s: could not start run %s", spec.name, firing.run_id)
+        self.orchestrator.start_owed(spec.flow, spec.input, firing.run_id, trigger, countdown)
 
     def _horizon_ms(self) -> int:
         """How early timers go to Celery as countdown messages: never near the broker's

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from flowqueue.backend.redis.triggers import (
+    Declaration,
     TriggerEvent,
     TriggerEventKind,
     TriggerKind,
-    last_field,
 )
+from flowqueue.errors import FlowqueueError, UnknownSchedule
 from flowqueue.model.ids import Timestamp, ms_to_datetime
 from flowqueue.model.schedules import MissedPolicy, ScheduleSpec, next_fire_times
 from flowqueue.model.timers import now_ms
 from flowqueue.runtime.engine import Flowqueue
 
 NEXT_FIRE_TIMES = 3  # how many a listing shows
+_ORDER: dict[TriggerKind, int] = {"schedule": 0, "event": 1, "webhook": 2}
 
 
 class FiringInfo(BaseModel):
@@ -65,6 +67,12 @@ class TriggerInfo(BaseModel):
     cron: str | None = None
     timezone: str | None = None
     missed: MissedPolicy | None = None
+    declared_at: Timestamp | None = Field(
+        default=None,
+        description="When a worker's code first declared it as it is now (null: only the "
+        "code of the process answering declares it; no worker has started with it yet).",
+    )
+    declared_by: str | None = Field(default=None, description="That worker's hostname.")
 
 
 class TriggerPage(BaseModel):
@@ -75,40 +83,57 @@ class TriggerPage(BaseModel):
 
 
 def list_triggers(fq: Flowqueue, count: int = NEXT_FIRE_TIMES) -> list[TriggerInfo]:
-    """Every start trigger of the app: schedules, then event triggers, then webhooks."""
-    flows, now = fq.flows, now_ms()
-    states = fq.schedules.states()
-    last = {
-        field: FiringInfo.of(*entry) for field, entry in fq.trigger_registry.last_fired().items()
+    """Every start trigger that a worker declared (the trigger registry) or this
+    process's code declares: schedules, then event triggers, then webhooks, by name. A
+    worker's declaration wins: its code is what fires."""
+    registry, now = fq.trigger_registry, now_ms()
+    declared = registry.declared()
+    found: dict[str, tuple[Declaration, TriggerEvent | None]] = {
+        field: (Declaration.of(event), event) for field, (_, event) in declared.items()
     }
-    found: list[TriggerInfo] = []
-    for spec in flows.schedules.values():
-        state = states.get(spec.name)
-        paused = state is not None and state.paused_ms is not None
-        ticks = [] if paused else next_fire_times(spec, now, count)
-        found.append(
-            TriggerInfo(
-                kind="schedule",
-                name=spec.name,
-                flow=spec.flow,
-                status="paused" if paused else "active",
-                last_fired=last.get(last_field("schedule", spec.name, spec.flow)),
-                next_fire_times=[ms_to_datetime(tick) for tick in ticks],
-                cron=spec.cron,
-                timezone=spec.timezone,
-                missed=spec.missed,
-            )
+    for decl in fq.flows.declarations():
+        found.setdefault(decl.field, (decl, None))
+    states = fq.schedules.states()
+    last = {field: FiringInfo.of(*entry) for field, entry in registry.last_fired().items()}
+    listed: list[TriggerInfo] = []
+    for field, (decl, event) in found.items():
+        info = TriggerInfo(
+            kind=decl.trigger,
+            name=decl.name,
+            flow=decl.flow,
+            status="active",
+            last_fired=last.get(field),
+            declared_at=None if event is None else event.ts,
+            declared_by=None if event is None else event.worker,
         )
-    started: list[tuple[TriggerKind, str, str]] = [
-        ("event", event, graph.name) for graph in flows.flows.values() for event in graph.on_event
-    ]
-    started += [("webhook", name, graph.name) for name, (_, graph) in flows.webhooks.items()]
-    for kind, name, flow in started:
-        fired = last.get(last_field(kind, name, flow))
-        found.append(
-            TriggerInfo(kind=kind, name=name, flow=flow, status="active", last_fired=fired)
-        )
-    return found
+        spec = _spec(decl)
+        if spec is not None:
+            state = states.get(spec.name)
+            paused = state is not None and state.paused_ms is not None
+            ticks = [] if paused else next_fire_times(spec, now, count)
+            info.status = "paused" if paused else "active"
+            info.next_fire_times = [ms_to_datetime(tick) for tick in ticks]
+            info.cron, info.timezone, info.missed = spec.cron, spec.timezone, spec.missed
+        listed.append(info)
+    return sorted(listed, key=lambda t: (_ORDER[t.kind], t.name, t.flow))
+
+
+def _spec(decl: Declaration) -> ScheduleSpec | None:
+    """A declared schedule's spec; None for another kind (or settings this version of
+    flowqueue cannot read: a newer worker's)."""
+    if decl.trigger != "schedule":
+        return None
+    try:
+        return ScheduleSpec(name=decl.name, flow=decl.flow, **decl.settings)
+    except (ValidationError, FlowqueueError, TypeError):
+        return None
+
+
+def declares_trigger(fq: Flowqueue, name: str) -> bool:
+    """Whether this process's code or a worker's declares a start trigger ``name``."""
+    if fq.flows.declares_trigger(name):
+        return True
+    return any(event.name == name for _, event in fq.trigger_registry.declared().values())
 
 
 def trigger_history(
@@ -122,13 +147,32 @@ def trigger_history(
     )
 
 
-def schedule_of(fq: Flowqueue, name: str) -> ScheduleSpec | None:
-    """The app's schedule ``name`` (None: no such schedule)."""
-    return fq.flows.schedules.get(name)
+def schedule_of(fq: Flowqueue, name: str) -> ScheduleSpec:
+    """Schedule ``name`` as this process's code or a worker declares it;
+    ``UnknownSchedule`` (naming the known ones) when neither does."""
+    local = fq.flows.schedules.get(name)
+    if local is not None:
+        return local
+    declared = [
+        Declaration.of(event)
+        for _, event in fq.trigger_registry.declared().values()
+        if event.trigger == "schedule"
+    ]
+    for decl in declared:
+        spec = _spec(decl) if decl.name == name else None
+        if spec is not None:
+            return spec
+    known = ", ".join(sorted({*fq.flows.schedules, *(d.name for d in declared)})) or "none"
+    raise UnknownSchedule(
+        f"no schedule {name!r}; known schedules: {known} (GET /api/_triggers, "
+        "flowqueue schedules).",
+        schedule=name,
+    )
 
 
 def pause_schedule(fq: Flowqueue, name: str, pause: bool = True) -> bool:
-    """Pause (or resume) schedule ``name`` of the app; False if it was so already.
-    The caller checks the name (``schedule_of``): Redis holds state for any name."""
+    """Pause (or resume) schedule ``name``; False if it was so already. ``UnknownSchedule``
+    if no code declares it (Redis would hold state for any name)."""
+    schedule_of(fq, name)
     backend, at = fq.schedules, now_ms()
     return backend.pause(name, at) if pause else backend.resume(name, at)

@@ -34,12 +34,20 @@ class Keys:
         self.schedules = f"{prefix}:schedules"
         # Hash: paused schedule -> the ms it was paused.
         self.schedules_paused = f"{prefix}:schedules:paused"
-        # Capped stream, the trigger registry: trigger.fired (a start trigger's firing: its
-        # kind, name, flow, run id; a schedule's tick), trigger.paused, trigger.resumed
-        # (TriggerEvent JSON). Start triggers, not trigger ids (``trigger``).
+        # Sorted set: '<tick> <run id> <schedule>' of each won tick whose run is not yet
+        # confirmed started, scored by when another pump may start it (claim_ticks.lua).
+        self.schedules_starting = f"{prefix}:schedules:starting"
+        # Capped stream, the trigger registry: trigger.declared / trigger.undeclared (what
+        # workers' code declares), trigger.fired (a start trigger's firing: its kind, name,
+        # flow, run id; a schedule's tick), trigger.paused, trigger.resumed (TriggerEvent
+        # JSON). Start triggers, not trigger ids (``trigger``).
         self.trigger_registry = f"{prefix}:triggers"
-        # Hash: ``<kind>|<name>`` -> ``<stream id> <TriggerEvent JSON>`` of its last firing.
+        # Hash: ``<kind>|<name>|<flow>`` -> ``<stream id> <TriggerEvent JSON>`` of its last
+        # firing.
         self.trigger_last = f"{prefix}:triggers:last"
+        # Hash: ``<kind>|<name>|<flow>`` -> ``<declaration JSON>\n<stream id> <TriggerEvent
+        # JSON>`` of every start trigger a worker declared (declare_triggers.lua).
+        self.trigger_declared = f"{prefix}:triggers:declared"
 
     def run_stream(self, run_id: str) -> str:
         """Stream: the run's log, the source of truth."""

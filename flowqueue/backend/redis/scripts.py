@@ -208,13 +208,21 @@ RETRY_RUN = Script(
 # same script (backend/redis/schedules.py); other start triggers' firings (triggers.py).
 CLAIM_TICKS = Script(
     "registry_lib.lua claim_ticks.lua",
-    keys=("fired", "paused", "registry", "last"),
-    args=("maxlen", "*items"),
+    keys=("fired", "paused", "starting", "registry", "last"),
+    args=("now_ms", "redo_ms", "maxlen", "*items"),
+)
+RETAKE_STARTS = Script(
+    "retake_starts.lua", keys=("starting",), args=("now_ms", "redo_ms", "*members")
 )
 PAUSE_SCHEDULE = Script(
     "pause_schedule.lua",
     keys=("fired", "paused", "registry"),
     args=("name", "pause", "at_ms", "event", "maxlen"),
+)
+DECLARE_TRIGGERS = Script(
+    "declare_triggers.lua",
+    keys=("registry", "declared"),
+    args=("maxlen", "ts", "worker", "flows", "*items"),
 )
 TRIGGER_FIRED = Script(
     "registry_lib.lua trigger_fired.lua",

@@ -1,9 +1,13 @@
 """The trigger registry: one capped stream (``Keys.trigger_registry``) of what start
 triggers did, as the worker registry is one of what workers did.
 
-Each entry is a ``TriggerEvent``: ``trigger.fired`` (a schedule's tick, a signal or a
-webhook starting a run; it names the run), ``trigger.paused`` and ``trigger.resumed`` (a
-schedule's). A schedule's firing is appended by ``claim_ticks.lua`` in the same script
+Each entry is a ``TriggerEvent``: ``trigger.declared`` and ``trigger.undeclared`` (a
+worker's code declares a trigger anew or changed, or no longer declares one of the flows
+it serves; written at worker start, only on a change), ``trigger.fired`` (a schedule's
+tick, a signal or a webhook starting a run; it names the run), ``trigger.paused`` and
+``trigger.resumed`` (a schedule's). The declarations themselves are kept in
+``Keys.trigger_declared``, so the API and CLI list the triggers of every worker's code,
+not only their own. A schedule's firing is appended by ``claim_ticks.lua`` in the same script
 that wins its tick, so counting ``trigger.fired`` per (schedule, tick) counts the claims;
 other kinds append with ``TriggerRegistry.fired`` right after they start a run. The last
 firing of each trigger is also kept in ``Keys.trigger_last`` (the stream is trimmed by
@@ -12,6 +16,7 @@ length: the registry's history, never the only copy of a schedule's state).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -20,8 +25,8 @@ import redis
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowqueue.backend.redis.keys import Keys
-from flowqueue.backend.redis.scripts import TRIGGER_FIRED
-from flowqueue.model.ids import Timestamp, as_text, beyond, ms_to_datetime
+from flowqueue.backend.redis.scripts import DECLARE_TRIGGERS, TRIGGER_FIRED
+from flowqueue.model.ids import Timestamp, as_text, beyond, format_ts, ms_to_datetime
 from flowqueue.model.timers import now_ms
 
 log = logging.getLogger(__name__)
@@ -29,7 +34,9 @@ log = logging.getLogger(__name__)
 EVENT_FIELD = "event"  # the one field of a stream entry: the TriggerEvent JSON
 HISTORY_MAXLEN = 10_000  # entries the registry keeps (about, ``MAXLEN ~``)
 TriggerKind = Literal["schedule", "event", "webhook"]
-TriggerEventKind = Literal["trigger.fired", "trigger.paused", "trigger.resumed"]
+TriggerEventKind = Literal[
+    "trigger.declared", "trigger.undeclared", "trigger.fired", "trigger.paused", "trigger.resumed"
+]
 Entry = tuple[Any, Any]  # (stream id, fields) as redis-py returns them
 
 
@@ -46,9 +53,41 @@ class TriggerEvent(BaseModel):
     flow: str | None = None
     run_id: str | None = None
     tick_ms: int | None = None
+    declared: dict[str, Any] | None = None  # a trigger.declared's settings (a schedule's cron)
+    worker: str | None = None  # who declared or undeclared it
 
     def dump(self) -> str:
         return self.model_dump_json(exclude_none=True)
+
+
+class Declaration(BaseModel):
+    """A start trigger as a worker's code declares it: kind, name, flow and its settings
+    (a schedule's cron, time zone, missed policy and input; a webhook's verifier)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trigger: TriggerKind
+    name: str
+    flow: str
+    settings: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, event: TriggerEvent) -> Declaration:
+        """The declaration a ``trigger.declared`` event records."""
+        return cls(
+            trigger=event.trigger,
+            name=event.name,
+            flow=event.flow or "",
+            settings=event.declared or {},
+        )
+
+    @property
+    def field(self) -> str:
+        return last_field(self.trigger, self.name, self.flow)
+
+    def canonical(self) -> str:
+        """The JSON two workers with the same code write byte for byte alike."""
+        return json.dumps(self.settings, sort_keys=True, separators=(",", ":"))
 
 
 def last_field(trigger: TriggerKind, name: str, flow: str) -> str:
@@ -97,6 +136,48 @@ class TriggerRegistry:
         named = {"registry": self.keys.trigger_registry, "last": self.keys.trigger_last}
         named |= {"field": last_field(trigger, name, flow), "event": event.dump()}
         return as_text(TRIGGER_FIRED.run(self.client, **named, maxlen=self.history_maxlen))
+
+    def declare(
+        self, declarations: Iterable[Declaration], flows: Iterable[str], worker: str, at_ms: int
+    ) -> int:
+        """Record a worker's start triggers, those of ``flows`` (every flow it serves):
+        new or changed ones as ``trigger.declared``, ones of those flows it no longer
+        declares as ``trigger.undeclared``; nothing when nothing changed. The number of
+        events appended."""
+        ts = ms_to_datetime(at_ms)
+        items: list[str] = []
+        for decl in declarations:
+            event = TriggerEvent(
+                kind="trigger.declared",
+                trigger=decl.trigger,
+                name=decl.name,
+                ts=ts,
+                flow=decl.flow,
+                declared=decl.settings,
+                worker=worker,
+            )
+            items += [decl.field, decl.canonical(), event.dump()]
+        named: dict[str, Any] = {"registry": self.keys.trigger_registry}
+        named |= {
+            "declared": self.keys.trigger_declared,
+            "maxlen": self.history_maxlen,
+            "ts": format_ts(ts),
+            "worker": worker,
+        }
+        named |= {"flows": " ".join(flows), "items": items}
+        return int(DECLARE_TRIGGERS.run(self.client, **named))
+
+    def declared(self) -> dict[str, tuple[str, TriggerEvent]]:
+        """Every start trigger workers declared, by ``last_field``: (stream id, its
+        ``trigger.declared`` event)."""
+        found: dict[str, tuple[str, TriggerEvent]] = {}
+        for raw in self.client.hvals(self.keys.trigger_declared):
+            _, _, recorded = as_text(raw).partition("\n")
+            entry_id, _, body = recorded.partition(" ")
+            event = _decode(entry_id, body)
+            if event is not None:
+                found[last_field(event.trigger, event.name, event.flow or "")] = (entry_id, event)
+        return found
 
     def last_fired(self) -> dict[str, tuple[str, TriggerEvent]]:
         """Each trigger's last firing by its ``last_field``: (stream id, event)."""
