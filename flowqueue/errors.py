@@ -119,8 +119,8 @@ class UnknownTrigger(FlowqueueError):
 class UnknownSchedule(FlowqueueError):
     """No schedule has that name, in the code of this process or of any worker."""
 
-    def __init__(self, message: str, *, schedule: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", *, schedule: str = "", **about: str | None) -> None:
+        super().__init__(message, **about)
         self.schedule = schedule
 
 

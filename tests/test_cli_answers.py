@@ -137,6 +137,7 @@ def test_a_worker_serves_a_step_only_online_with_the_step_and_its_queue() -> Non
 # -- Redis down, a bad URL -------------------------------------------------------------
 
 DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+SIGNUP = {"user_id": "u-1", "email": "ada@example.com"}  # fits workers/signups.py
 COMMANDS = [
     ("runs",),
     ("runs", "order"),
@@ -212,9 +213,26 @@ def test_the_api_refuses_a_bad_url_and_warns_when_redis_is_down() -> None:
                 assert time.monotonic() < deadline, "flowqueue api did not start"
                 time.sleep(0.1)
         assert health.status_code == 503
+        # Every route that needs Redis says so: 503 problem+json, one log line, no traceback.
+        base = f"http://127.0.0.1:{port}"
+        calls = [
+            ("GET", "/api/_flows", None),
+            ("GET", "/api/_triggers", None),
+            ("GET", "/api/_workers", None),
+            ("POST", "/api/_signals", {"name": "user.signed_up", "payload": SIGNUP}),
+            ("POST", "/api/_schedules/daily-report/pause", None),
+            ("POST", "/api/_flows/example-flow/start", {"name": "x"}),
+        ]
+        for method, path, body in calls:
+            answer = httpx.request(method, base + path, json=body, timeout=30)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json", path
+            assert answer.json()["detail"].startswith(f"Redis at {DOWN} is not answering"), path
+            assert answer.headers["retry-after"] == "5"
     finally:
         server.terminate()
-        server.wait(30)
+        _, err = server.communicate(timeout=30)
+    assert "Traceback" not in err, err
 
 
 # -- unknown runs ----------------------------------------------------------------------

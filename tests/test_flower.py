@@ -21,6 +21,8 @@ import pytest
 from flowqueue import get_run, resume, start_flow
 from flowqueue.backend.redis.embedded import free_port
 from flowqueue.model.reducer import StepStatus
+from flowqueue.runtime._monitor import name_sent_events
+from flowqueue.runtime.app import create_app
 from tests.worker_harness import ROOT, Cluster
 
 pytestmark = pytest.mark.e2e
@@ -184,3 +186,19 @@ def test_a_sleeping_step_reads_AWAITING_with_its_wake_time(cluster, flower):
     slept = next(e for e in cluster.fq.store.read(run) if e.kind == "step.await.time")
     assert parked["result"] == f"awaiting time until {slept.data['until']}"
     assert flower.wait_state(task_id, "SUCCESS")["retries"] == 0
+
+
+def test_task_sent_events_name_the_step_as_task_received_does(settings):
+    """A monitor that gets a message's ``task-sent`` after its ``task-received`` (they
+    travel on different connections) keeps the name of the later one: both say
+    ``<flow>/<step>``. Messages without a shadow keep the task's name."""
+    app = create_app(settings)
+    amqp = app.amqp
+    shadowed = amqp.create_task_message(
+        "r:s", "workers.flaky.call_partner", create_sent_event=True, shadow="partner-sync/s"
+    )
+    assert shadowed.sent_event["name"] == "partner-sync/s"
+    plain = amqp.create_task_message("t-1", "some.task", create_sent_event=True)
+    assert plain.sent_event["name"] == "some.task"
+    name_sent_events(app)  # installed once: a second call wraps nothing again
+    assert amqp.create_task_message("t-2", "x", create_sent_event=True).sent_event["name"] == "x"

@@ -85,6 +85,10 @@ def test_a_rerun_starts_a_new_run_with_the_same_input_linked_both_ways(api, clus
     assert notes == [{"rerun": by_api}, {"rerun": by_cli}, {"rerun": by_python}]
     state = get_run(first, app=cluster.app)
     assert (state.status, state.reruns) == ("completed", [by_api, by_cli, by_python])
+    # `flowqueue show` says the link both ways, as the README has it.
+    shown = cluster.flowqueue("show", first).stdout.splitlines()
+    assert f"reruns   {by_api}, {by_cli}, {by_python}" in shown
+    assert f"rerun of {first}" in cluster.flowqueue("show", by_cli).stdout.splitlines()
     # The old run's stream still ends: flow.rerun is a note, not its last change.
     with api.client() as client:
         terminal = next(e for e in cluster.fq.store.read(first) if e.kind == "flow.completed")

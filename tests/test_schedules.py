@@ -31,7 +31,7 @@ from flowqueue.model.schedules import (
 )
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._schedules import Firing, SchedulePump
-from flowqueue.runtime._timers import TimerPump
+from flowqueue.runtime._timers import MAX_BACKOFF_S, TimerPump, _Outage
 
 
 def ms(text: str) -> int:
@@ -559,3 +559,19 @@ def test_history_pages_stop_at_either_end_of_the_id_space(registry):
     top = f"{2**64 - 1}-{2**64 - 1}"
     assert registry.events(after=top) == []
     assert [e for e, _ in registry.history("edge.probe", before=top)] == [entry]
+
+
+def test_the_timer_pump_says_once_that_redis_is_away_and_once_that_it_is_back(caplog):
+    outage = _Outage()
+    with caplog.at_level("WARNING", logger="flowqueue.runtime._timers"):
+        for _ in range(50):
+            outage.pass_ended(["timer pump: Error 111 connecting"])
+        assert outage.backoff(0.1) == MAX_BACKOFF_S
+        outage.pass_ended([])
+        outage.pass_ended([])
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "timer pump: Error 111 connecting; retrying until it works (timers wait in Redis)",
+        "timer pump: working again after 50 failed passes",
+    ]
+    assert outage.backoff(0.1) == 0.1

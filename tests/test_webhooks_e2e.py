@@ -242,6 +242,7 @@ def refusals() -> list[Any]:
     not_json = b"id=evt_1&type=form"
     off_model = json.dumps({"id": "evt_no_type"}).encode()
     big = new_body(padding="x" * 2048)  # hook-slack's max_body_bytes is 1024
+    twice = b'{"id": "evt_2", "type": "payment.refunded", "type": "payment.succeeded"}'
     cases = []
     for name in ("hook-standard", "hook-stripe", "hook-github", "hook-slack"):
         cases += [
@@ -293,6 +294,14 @@ def refusals() -> list[Any]:
             None,
         ),
         ("too large", "hook-slack", big, lambda: signed("hook-slack", big), 413, None),
+        (
+            "a key twice",  # signed, but which "type" counts depends on the parser
+            "hook-github",
+            twice,
+            lambda: signed("hook-github", twice),
+            422,
+            None,
+        ),
         ("unknown webhook", "no-such-hook", body, dict, 404, None),
     ]
     return [pytest.param(*case[1:], id=case[0]) for case in cases]
@@ -373,6 +382,26 @@ def test_a_retry_signed_anew_with_the_same_event_id_starts_nothing_new(hooks, cl
     }
     assert written(cluster)["runs"]["hook-stripe"] == runs
     assert len(firings(cluster, "hook-stripe")) == fired  # nothing new fired
+
+
+def test_a_manual_starts_key_never_swallows_a_webhook_delivery(hooks, cluster):
+    """A manual start's Idempotency-Key and a webhook's delivery id are kept apart: a
+    signed delivery whose id a manual start used starts its own run."""
+    delivery = f"msg_{uuid.uuid4().hex}"
+    with hooks.client() as client:
+        manual = client.post(
+            "/api/_flows/hook-standard/start",
+            json={"manual": True},
+            headers={"Idempotency-Key": delivery, "Authorization": f"Bearer {TOKEN}"},
+        )
+    assert manual.status_code == 201, manual.text
+    body = new_body()
+    answer = post(hooks, "hook-standard", body, standard_headers(STANDARD_NEW, body, delivery))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["replayed"] is False
+    assert answer.json()["run_id"] != manual.json()["run_id"]
+    log = completed(cluster, answer.json()["run_id"])
+    assert log[0].data["input"]["body"] == json.loads(body)
 
 
 def test_the_payments_example_books_a_signed_payment(hooks, cluster):

@@ -4,6 +4,7 @@ huge, stalled or malformed body is refused (413 / 408 / 422) before anything is 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fastapi import Request
@@ -84,12 +85,23 @@ async def raw_body(
     return bytes(body)
 
 
-def parse_json(body: bytes, default: Any = None) -> Any:
-    """``body`` as JSON (``default`` when empty); 422 when it is not JSON or nests too deep."""
+def parse_json(body: bytes, default: Any = None, *, unique_keys: bool = False) -> Any:
+    """``body`` as JSON (``default`` when empty); 422 when it is not JSON or nests too
+    deep, and with ``unique_keys`` when an object repeats a key (a signed body must mean
+    one thing: parsers differ on which copy wins)."""
     if not body.strip():
         return default
     try:
-        return from_json(body)
+        value = from_json(body)
+        if unique_keys:
+            json.loads(body, object_pairs_hook=_unique)
+        return value
+    except _RepeatedKey as exc:
+        raise ApiError(
+            422,
+            f"the body repeats the key {exc.key!r} in one object; send each key once "
+            "(which copy counts differs between JSON parsers).",
+        ) from None
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise ApiError(
@@ -98,6 +110,21 @@ def parse_json(body: bytes, default: Any = None) -> Any:
                 "or store it elsewhere and send a reference.",
             ) from None
         raise ApiError(422, f"the body is not valid JSON: {exc}") from None
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key[:80]
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(key)
+        found[key] = value
+    return found
 
 
 def too_large(size: int, limit: int, limit_name: str) -> str:

@@ -7,6 +7,7 @@ place without touching the routes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowqueue.errors import (
@@ -31,7 +34,11 @@ from flowqueue.errors import (
     UnknownSchedule,
     UnknownTrigger,
 )
+from flowqueue.model.ids import STREAM_ID_PATTERN
+from flowqueue.model.validation import IDENT_PATTERN
+from flowqueue.settings import redact_url
 
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TITLES = {
     400: "Bad request",
@@ -60,6 +67,12 @@ HINTS = {  # what to do, for the parameters whose rules are not obvious
     "last-event-id": "; send the id of the last event received, such as '1719667845123-0' "
     "(each half within 64 bits)",
     "name": "; use 1-128 characters from letters, digits and '_.:-'",
+}
+# What each pattern means, for a value that does not match it (the regex itself is long).
+PATTERN_HINTS = {
+    IDENT_PATTERN: "; use 1-128 characters from letters, digits and '_.:-'",
+    STREAM_ID_PATTERN: "; pass an id such as '1719667845123-0' taken from a record (each "
+    "half within 64 bits)",
 }
 
 
@@ -122,7 +135,9 @@ def install_handlers(api: FastAPI) -> None:
             loc = [str(p) for p in error.get("loc", ())]
             hint = HINTS.get(loc[-1].lower(), "") if loc else ""
             message = error.get("msg", "")
-            if hint and error.get("type") == "string_pattern_mismatch":
+            if error.get("type") == "string_pattern_mismatch":
+                pattern = (error.get("ctx") or {}).get("pattern", "")
+                hint = hint or PATTERN_HINTS.get(pattern, "")
                 message = "not valid"  # the hint says what is (the pattern is long)
             parts.append(f"{'.'.join(loc)}: {message}{hint}")
         return problem(422, "; ".join(parts) or "the request does not fit the API schema")
@@ -131,6 +146,20 @@ def install_handlers(api: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)  # ApiError is one too
         return problem(exc.status_code, str(exc.detail), exc.headers)
 
+    async def on_redis_error(request: Request, exc: Exception) -> Response:
+        # Redis away (restarting, unreachable): one line in the log, a 503 that says so.
+        fq = request.app.state.flowqueue.fq
+        url = redact_url(fq.settings.redis_url)
+        log.warning("%s %s: Redis at %s: %s", request.method, request.url.path, url, exc)
+        return problem(
+            503,
+            f"Redis at {url} is not answering ({type(exc).__name__}); nothing was written. "
+            "Try again once it is back (GET /healthz says when).",
+            {"Retry-After": "5"},
+        )
+
     api.add_exception_handler(FlowqueueError, on_flowqueue_error)
+    api.add_exception_handler(RedisConnectionError, on_redis_error)
+    api.add_exception_handler(RedisTimeoutError, on_redis_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
     api.add_exception_handler(StarletteHTTPException, on_http_error)

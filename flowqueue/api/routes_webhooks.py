@@ -135,7 +135,7 @@ async def webhook(request: Request, name: WebhookName) -> WebhookAccepted | Resp
         raise ApiError(
             503, f"webhook {name!r} is not configured on this server; see the API's log."
         ) from None
-    value = parse_json(body)
+    value = parse_json(body, unique_keys=True)
     run_input = hook.run_input(value, request.headers)
     trigger: dict[str, Any] = {"kind": "webhook", "name": name, "delivery_id": verified.delivery_id}
     key = hook.idempotency_key(verified, value)
@@ -155,6 +155,7 @@ async def webhook(request: Request, name: WebhookName) -> WebhookAccepted | Resp
             run_id=run_id,
             trigger=trigger,
             idempotency_key=key,
+            idempotency_scope="webhook",
         )
     except BaseException:
         await replays.release(run_id)  # so that the sender's retry is accepted

@@ -113,9 +113,13 @@ class StepDef:
         try:
             return self.input_model.model_validate(value)
         except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}"
+                for error in exc.errors(include_url=False)[:10]
+            )
             raise InvalidInput(
                 f"input of step {self.name!r} of flow {flow!r} does not fit "
-                f"{self.input_model.__name__}: {exc}",
+                f"{self.input_model.__name__}: {problems}",
                 flow=flow,
                 step=self.name,
             ) from None

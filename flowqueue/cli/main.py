@@ -264,6 +264,10 @@ def render_run(state: RunState) -> str:
     ]
     if state.status is RunStatus.FAILED and state.error is not None:
         lines.append(f"error    {state.error.type}: {state.error.message}")
+    if state.rerun_of is not None:
+        lines.append(f"rerun of {state.rerun_of}")
+    if state.reruns:
+        lines.append(f"reruns   {', '.join(state.reruns)}")
     lines.append("steps")
     for step in state.steps.values():
         took = f"{step.duration_ms} ms" if step.duration_ms is not None else ""
@@ -356,10 +360,15 @@ def signal(
     flow, run id)."""
     app, value = writing(ctx, data_json, "--data")
     sent = send_signal(name, value, idempotency_key=idempotency_key, app=app)
-    again = " (sent before with this idempotency key)" if sent.replayed else ""
-    click.echo(f"sent {name}; woke {sent.woken} waiting step{'s' if sent != 1 else ''}{again}")
+    if sent.replayed:  # nothing was sent or started now: say what the first call did
+        click.echo(f"{name} was sent before with this idempotency key; nothing sent now")
+        click.echo(f"it woke {sent.woken} waiting step{'s' if sent != 1 else ''}")
+        verb = "it started"
+    else:
+        click.echo(f"sent {name}; woke {sent.woken} waiting step{'s' if sent != 1 else ''}")
+        verb = "started"
     for flow, run_id in sent.runs.items():
-        click.echo(f"started {flow} {run_id}")
+        click.echo(f"{verb} {flow} {run_id}")
 
 
 @main.command()

@@ -5,7 +5,8 @@ Every delivery of a step has the step instance's task id (``<run>:<step>``), so 
 shows one task per step of a run, and flowqueue makes that task tell the truth:
 
 - its name is ``<flow>/<step>``: each message's ``shadow`` (``/`` occurs in neither
-  name); the real task name still routes the message and picks the task;
+  name), in its ``task-sent`` too (``name_sent_events``); the real task name still
+  routes the message and picks the task;
 - a failed attempt that runs again ends with Celery's ``Retry`` (``task-retried``: state
   ``RETRY``, with the exception); the next attempt's message carries ``retries``, so its
   ``task-received`` brings the count;
@@ -40,6 +41,28 @@ _RESUMING = frozenset({"wake", "event", "timeout", "resume"})  # timers that end
 def monitor_name(flow: str, step: str) -> str:
     """The name monitors show for a step: its messages' ``shadow``."""
     return f"{flow}/{step}"
+
+
+def name_sent_events(app: Any) -> None:
+    """Make ``app``'s ``task-sent`` events name a message's ``shadow``, as its
+    ``task-received`` does. Celery puts the task's own name there, and a monitor that gets
+    the ``task-sent`` last (it travels on the publisher's connection, the other on the
+    worker's) would show the task name, not ``<flow>/<step>``. Only this app's messages
+    are touched, and only those with a shadow."""
+    amqp = app.amqp
+    create = amqp.create_task_message
+    if getattr(create, "flowqueue_names_sent_events", False):
+        return
+
+    def create_task_message(*args: Any, **kwargs: Any) -> Any:
+        message = create(*args, **kwargs)
+        shadow = message.headers.get("shadow") if isinstance(message.headers, dict) else None
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+    create_task_message.flowqueue_names_sent_events = True  # type: ignore[attr-defined]
+    amqp.create_task_message = create_task_message
 
 
 def attempt_over(delivery: Delivery, failure: Exception, delay: float) -> Exception:

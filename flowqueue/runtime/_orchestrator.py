@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
-from flowqueue.backend.redis.starts import RedisStarts, StartAnswer
+from flowqueue.backend.redis.starts import RedisStarts, StartAnswer, StartScope
 from flowqueue.backend.redis.triggers import TriggerKind, TriggerRegistry
 from flowqueue.errors import (
     BrokerUnavailable,
@@ -23,7 +23,6 @@ from flowqueue.errors import (
     InvalidInput,
     InvalidSignal,
     NonJsonPayload,
-    PayloadTooLarge,
     RunAlreadyEnded,
     RunAlreadyExists,
     RunNotFailed,
@@ -129,12 +128,14 @@ class Orchestrator:
         trigger: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         countdown: float | None = None,
+        idempotency_scope: StartScope = "start",
     ) -> str:
         """Start a run of ``flow``; ``trigger`` (default ``{"kind": "manual"}``) says in
         its flow.started what started it. With ``idempotency_key``, a start with the same
         key within FLOWQUEUE_IDEMPOTENCY_SECONDS returns the first one's run id instead.
         ``countdown``: its entry steps run that many seconds from now (a schedule's run,
-        started just before its tick)."""
+        started just before its tick). ``idempotency_scope`` keeps a webhook's delivery
+        ids apart from the keys of manual starts."""
         graph = self.flows.flow(flow)
         value = validate_run_input(graph, input)
         started_by = dict(trigger or {"kind": "manual"})
@@ -148,10 +149,10 @@ class Orchestrator:
             )
         planned = run_id or new_run_id()
         self._started(graph, value, planned, started_by)  # too large: raises, writes nothing
-        answer = self.starts.claim_start(flow, planned, idempotency_key)
+        answer = self.starts.claim_start(flow, planned, idempotency_key, idempotency_scope)
         self._start_all(answer, {flow: value}, started_by)
         if answer.state != "done":
-            self.starts.done("start", flow, idempotency_key)
+            self.starts.done(idempotency_scope, flow, idempotency_key)
         return answer.runs[flow]
 
     def start_owed(
@@ -283,8 +284,9 @@ class Orchestrator:
             for graph in flows:
                 self._started(graph, values[graph.name], runs[graph.name], trigger)
             answer = self.starts.signal(name, payload, runs, idempotency_key)
-        except (NonJsonPayload, PayloadTooLarge) as exc:
+        except NonJsonPayload as exc:
             raise InvalidSignal(str(exc)) from None
+        # PayloadTooLarge stays itself: too large is 413 on every way in (a start, a rerun).
         self._send_woken(list(answer.wake))
         trigger["signal_id"] = answer.signal_id
         self._start_all(answer, values, trigger)

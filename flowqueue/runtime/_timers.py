@@ -55,24 +55,29 @@ class TimerPump:
 
     def _loop(self) -> None:
         interval = self.settings.timer_poll_seconds
+        outage = _Outage()
         while not self._stop.is_set():
+            errors: list[str] = []
             try:
                 handed = self.pump_once()
             except Exception as exc:  # Redis away: keep trying, timers wait in Redis
-                log.warning("timer pump: %s", exc)
                 handed = 0
+                errors.append(f"timer pump: {exc}")
             try:
                 self._retention.maybe()
             except Exception as exc:  # the next sweep drops what this one could not
-                log.warning("retention sweep: %s", exc)
+                errors.append(f"retention sweep: {exc}")
             schedules = None
             try:
                 schedules = self._schedules()
                 if schedules is not None:
                     schedules.pump_once()
             except Exception as exc:  # Redis away: the next pass claims what is still due
-                log.warning("schedule pump: %s", exc)
-            if handed < BATCH:
+                errors.append(f"schedule pump: {exc}")
+            outage.pass_ended(errors)
+            if errors:  # back off while Redis is away, up to MAX_BACKOFF_S
+                self._stop.wait(outage.backoff(interval))
+            elif handed < BATCH:
                 # Wake for a schedule's next tick too: its lateness is not the poll's.
                 soonest = schedules.seconds_to_next() if schedules else interval
                 self._stop.wait(min(interval, soonest))
@@ -87,3 +92,26 @@ class TimerPump:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+
+
+MAX_BACKOFF_S = 2.0  # the longest pause between passes while Redis is away
+
+
+class _Outage:
+    """The pump's view of Redis trouble: one warning when passes start failing (not one
+    per pass, ten a second), one line when they work again, and a growing pause."""
+
+    def __init__(self) -> None:
+        self.failures = 0  # passes in a row with an error
+
+    def pass_ended(self, errors: list[str]) -> None:
+        if errors:
+            if self.failures == 0:
+                log.warning("%s; retrying until it works (timers wait in Redis)", "; ".join(errors))
+            self.failures += 1
+        elif self.failures:
+            log.warning("timer pump: working again after %d failed passes", self.failures)
+            self.failures = 0
+
+    def backoff(self, interval: float) -> float:
+        return float(min(MAX_BACKOFF_S, interval * 2 ** min(self.failures, 10)))

@@ -10,6 +10,7 @@ from celery import Celery
 from celery.utils.imports import import_from_cwd
 
 from flowqueue.runtime._celery_hooks import connect
+from flowqueue.runtime._monitor import name_sent_events
 from flowqueue.runtime.engine import Flowqueue
 from flowqueue.settings import Settings
 
@@ -19,6 +20,7 @@ def install(app: Any, settings: Settings | None = None) -> Flowqueue:
     fq = Flowqueue(app, settings or Settings())
     app.flowqueue = fq
     connect(app, fq)  # worker hooks, and what only Celery sees of a step
+    name_sent_events(app)  # monitors see <flow>/<step> whichever task event comes last
     return fq
 
 

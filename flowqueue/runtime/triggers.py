@@ -19,6 +19,7 @@ from flowqueue.errors import FlowqueueError, UnknownSchedule
 from flowqueue.model.ids import Timestamp, ms_to_datetime
 from flowqueue.model.schedules import MissedPolicy, ScheduleSpec, next_fire_times
 from flowqueue.model.timers import now_ms
+from flowqueue.model.validation import shown
 from flowqueue.runtime.engine import Flowqueue
 
 NEXT_FIRE_TIMES = 3  # how many a listing shows
@@ -164,7 +165,7 @@ def schedule_of(fq: Flowqueue, name: str) -> ScheduleSpec:
             return spec
     known = ", ".join(sorted({*fq.flows.schedules, *(d.name for d in declared)})) or "none"
     raise UnknownSchedule(
-        f"no schedule {name!r}; known schedules: {known} (GET /api/_triggers, "
+        f"no schedule {shown(name)}; known schedules: {known} (GET /api/_triggers, "
         "flowqueue schedules).",
         schedule=name,
     )

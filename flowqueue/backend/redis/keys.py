@@ -119,8 +119,9 @@ class Keys:
         return f"{self.prefix}:waiters:{name}"
 
     def idempotency(self, what: str, name: str, key: str) -> str:
-        """Hash: what the first signal (``what`` ``signal``, ``name`` its name) or start
-        (``start``, the flow's name) with idempotency key ``key`` did: ``runs`` (JSON, flow ->
+        """Hash: what the first signal (``what`` ``signal``, ``name`` its name), start
+        (``start``, the flow's name) or webhook delivery (``webhook``, the flow's name) with
+        idempotency key ``key`` did: ``runs`` (JSON, flow ->
         run id), ``signal`` (its signal id), ``woken``, and ``done`` once its runs have
         started; expires after FLOWQUEUE_IDEMPOTENCY_SECONDS. (``|`` is in no name or key.)"""
         return f"{self.prefix}:idempotency:{what}:{name}|{key}"

@@ -68,20 +68,26 @@ class RedisStarts:
         }
         return _answer(scripts.SIGNAL_START.run(self.client, **named))
 
-    def claim_start(self, flow: str, run_id: str, key: str) -> StartAnswer:
+    def claim_start(
+        self, flow: str, run_id: str, key: str, scope: StartScope = "start"
+    ) -> StartAnswer:
         """Record that a start of ``flow`` with ``key`` starts ``run_id``, unless ``key``
-        was used within the window."""
+        was used within the window. ``scope``: whose keys these are (a webhook's delivery
+        ids never meet the keys of manual starts)."""
         named = {
-            "idempotency": self.keys.idempotency("start", flow, key),
+            "idempotency": self.keys.idempotency(scope, flow, key),
             "runs": to_json({flow: run_id}),
             "idempotency_ms": self._window_ms,
         }
         return _answer(scripts.CLAIM_START.run(self.client, **named))
 
-    def done(self, what: Literal["signal", "start"], name: str, key: str) -> None:
+    def done(self, what: Literal["signal"] | StartScope, name: str, key: str) -> None:
         """The runs of ``key`` have started: later calls need not help start them."""
         idempotency = self.keys.idempotency(what, name, key)
         scripts.IDEMPOTENCY_DONE.run(self.client, idempotency=idempotency)
+
+
+StartScope = Literal["start", "webhook"]  # the keys of manual starts, of webhook deliveries
 
 
 def _answer(reply: list[Any]) -> StartAnswer:
