@@ -1,10 +1,10 @@
-# The two commands: `make demo` and `make test`. Both set everything up on a fresh machine.
+# The two commands: `make dev` and `make test`. Both set everything up on a fresh machine.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test check lint typecheck imports pytest bench clean mutate mutate-lua
+.PHONY: install dev demo test check lint typecheck imports pytest bench clean mutate mutate-lua
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowqueue needs Python >= 3.11; set PYTHON=python3.11")'
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Everything for developing flows until Ctrl-C: Redis, a worker that reloads on changes,
+# the API with the dashboard, Flower and example runs. DEV_ARGS passes options, e.g.
+# DEV_ARGS='--port 8001 --no-examples' (flowqueue dev --help lists them).
+DEV_ARGS ?=
+dev: install
+	$(VENV)/bin/flowqueue dev $(DEV_ARGS)
 
 demo: install
 	$(PY) -m flowqueue.devtools.demo

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     the log as it catches up: nothing lost, memory bounded."""
     sse_send_timeout_seconds: float = Field(default=10.0, gt=0)
     """An SSE client that accepts no data for this long is disconnected."""
+    flower_url: str | None = None
+    """Flower's address as a browser reaches it (e.g. http://localhost:5555): the dashboard
+    links each step to its task there. Unset: no links."""
     # -- HTTP server timeouts: stalled clients must not hold connections forever ---------
     api_header_timeout_seconds: float = Field(default=10.0, gt=0)
     """A request's line and headers must arrive within this many seconds of the connection opening

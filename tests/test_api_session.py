@@ -96,10 +96,17 @@ def test_the_cookie_is_a_signed_expiring_session_not_the_token(pair):
     assert morsel["path"] == "/"
     assert not morsel["secure"]  # plain http here; see the https test
     assert stream_status(one, value) == 404
-    with client(one) as other:  # the session opens the streams and docs, nothing else
+    with client(one) as other:  # the session opens what the token does (the dashboard)
         other.cookies.set(COOKIE, value)
         assert other.get("/docs").status_code == 200
-        assert other.get("/api/_flows").status_code == 401
+        assert other.get("/api/_flows").status_code == 200
+        # A change needs the dashboard's header too: no other site's form can send it.
+        start = "/api/_flows/no-such-flow/start"
+        assert other.post(start, json={}).status_code == 401
+        sent = other.post(start, json={}, headers={"X-Requested-With": "flowqueue"})
+        assert sent.status_code == 404
+    with client(one) as anonymous:
+        assert anonymous.get("/api/_flows").status_code == 401
 
 
 def test_the_cookie_is_secure_when_served_over_https(pair):

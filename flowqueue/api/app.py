@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from flowqueue.api import routes_events, routes_flows, routes_ops, routes_triggers, routes_webhooks
-from flowqueue.api.auth import Auth, require_token_or_cookie
+from flowqueue.api.auth import Auth, require_token
 from flowqueue.api.body import JSON_VALUE_SCHEMA
 from flowqueue.api.context import ApiContext
 from flowqueue.api.problems import Problem, install_handlers
@@ -61,6 +61,7 @@ def create_api(app: Any | None = None) -> FastAPI:
             api.include_router(router)
     _add_problem_schema(api)
     _add_docs(api)
+    _add_dashboard(api)
     return api
 
 
@@ -80,7 +81,7 @@ DOCS_HEADERS = {
 
 
 def _add_docs(api: FastAPI) -> None:
-    docs = APIRouter(dependencies=[Depends(require_token_or_cookie)], include_in_schema=False)
+    docs = APIRouter(dependencies=[Depends(require_token)], include_in_schema=False)
     page = (DOCS_DIR / "index.html").read_bytes()
 
     @docs.get("/openapi.json")
@@ -95,6 +96,31 @@ def _add_docs(api: FastAPI) -> None:
     # Public: upstream Swagger UI files and our init script, nothing about this deployment
     # (the schema itself stays behind the token); browsers can cache them (ETag).
     api.mount("/docs/assets", StaticFiles(directory=DOCS_DIR / "assets"), name="docs-assets")
+
+
+DASHBOARD_DIR = Path(__file__).with_name("dashboard")
+# The dashboard's page is a shell: public (it shows the login form when a token is set),
+# no data in it; every number comes from the API, behind the token or the login cookie.
+# Only its own files run, nothing is sent elsewhere (no CDN), nobody frames it.
+DASHBOARD_HEADERS = DOCS_HEADERS | {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'",
+}
+
+
+def _add_dashboard(api: FastAPI) -> None:
+    page = (DASHBOARD_DIR / "index.html").read_bytes()
+
+    @api.get("/", include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(page, headers=DASHBOARD_HEADERS)
+
+    api.mount(
+        "/dashboard/assets",
+        StaticFiles(directory=DASHBOARD_DIR / "assets"),
+        name="dashboard-assets",
+    )
 
 
 def _add_cors(api: FastAPI, settings: Settings) -> None:

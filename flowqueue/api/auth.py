@@ -3,11 +3,11 @@
 Every route but ``/healthz``, login/logout, trigger resume (authorised by its
 unguessable, single-use id) and ``POST /api/_webhooks/{name}`` (authorised by the
 webhook's signature: ``api/routes_webhooks.py``) requires ``Authorization: Bearer
-<token>``: each router declares ``require_token`` (or ``require_token_or_cookie``), and
-the public ones say why they have none. Browsers' ``EventSource`` cannot send headers,
-so the SSE routes (and the docs) also accept the session cookie ``POST /api/_login``
-sets: a timestamped signature (itsdangerous), never the token itself, keyed by a secret
-every API process derives from the same settings.
+<token>``: each router declares ``require_token``, and the public ones say why they have
+none. Browsers (the dashboard, ``EventSource``, the docs) send the session cookie
+``POST /api/_login`` sets instead, accepted wherever the token is (a POST also needs
+``X-Requested-With: flowqueue``): a timestamped signature (itsdangerous), never the token
+itself, keyed by a secret every API process derives from the same settings.
 
 Login attempts are rate-limited per client IP (the ``limits`` library), counted in Redis
 (a moving window, one atomic Lua call per attempt, on the API process's own connection
@@ -48,6 +48,8 @@ MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 CLOCK_SKEW_SECONDS = 60
 _KEY_CONTEXT = b"flowqueue-session-v1"
 COOKIE_FLAGS: dict[str, Any] = {"path": "/", "httponly": True, "samesite": "strict"}
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+CSRF_HEADER, CSRF_VALUE = "X-Requested-With", "flowqueue"  # the dashboard sends it on POST
 
 log = logging.getLogger("flowqueue.api")
 
@@ -222,16 +224,16 @@ def clear_session_cookie(request: Request, response: Response) -> None:
 
 
 async def require_token(request: Request) -> None:
-    if not token_matches(request):
-        raise ApiError(401, "send 'Authorization: Bearer <FLOWQUEUE_API_TOKEN>'.", CHALLENGE)
-
-
-async def require_token_or_cookie(request: Request) -> None:
-    if not token_matches(request, cookie=True):
+    """The token, or the dashboard's session cookie: on any read, and on a change (POST)
+    only with ``X-Requested-With: flowqueue``, a header no other site's form or link can
+    send (the cookie is SameSite=Strict too: two locks against forged requests)."""
+    cookie = request.method in SAFE_METHODS or request.headers.get(CSRF_HEADER) == CSRF_VALUE
+    if not token_matches(request, cookie=cookie):
         raise ApiError(
             401,
             "send 'Authorization: Bearer <FLOWQUEUE_API_TOKEN>', or log in with "
             "POST /api/_login so the browser sends the session cookie (it expires after "
-            "FLOWQUEUE_SESSION_TTL_SECONDS).",
+            "FLOWQUEUE_SESSION_TTL_SECONDS; a POST with it also sends "
+            f"'{CSRF_HEADER}: {CSRF_VALUE}').",
             CHALLENGE,
         )

@@ -127,3 +127,17 @@ class QueueOut(BaseModel):
 class Health(BaseModel):
     status: str
     redis: str
+
+
+class About(BaseModel):
+    """What the dashboard needs to know of this deployment."""
+
+    version: str = Field(description="flowqueue's version.")
+    flower_url: str | None = Field(
+        default=None, description="FLOWQUEUE_FLOWER_URL: where steps' tasks are in Flower."
+    )
+    auth: bool = Field(description="Whether FLOWQUEUE_API_TOKEN is set.")
+    session: bool = Field(
+        description="Whether this request may use the API (its token or session cookie is "
+        "valid, or auth is off): false means log in first."
+    )

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from flowqueue.api.auth import require_token, require_token_or_cookie
+from flowqueue.api.auth import require_token
 from flowqueue.api.body import JSON_VALUE_REF, json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import SignalIn, SignalSent
@@ -22,7 +22,7 @@ from flowqueue.backend.checks import check_cursor
 SIGNAL_SCHEMA = SignalIn.model_json_schema()
 SIGNAL_SCHEMA["properties"]["payload"] = JSON_VALUE_REF
 router = APIRouter(dependencies=[Depends(require_token)])
-streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])
+streams = APIRouter(dependencies=[Depends(require_token)])
 
 
 @router.post(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from flowqueue.api.auth import require_token, require_token_or_cookie
+from flowqueue.api.auth import require_token
 from flowqueue.api.body import ANY_JSON_BODY, json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import (
@@ -32,13 +32,13 @@ from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
 from flowqueue.model.events import NOTE_KINDS, TERMINAL_KINDS, Event
 from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
-from flowqueue.model.reducer import RunState, RunStatus, reduce
+from flowqueue.model.reducer import RunState, RunStatus, reduce, state_at
 from flowqueue.model.validation import IDENT_PATTERN
 from flowqueue.runtime.client import input_schema, step_queues
 from flowqueue.runtime.workers import read_workers_async, unserved
 
 router = APIRouter(dependencies=[Depends(require_token)])
-streams = APIRouter(dependencies=[Depends(require_token_or_cookie)])  # EventSource: cookie
+streams = APIRouter(dependencies=[Depends(require_token)])  # EventSource: cookie
 public = APIRouter()  # no token: a trigger id authorises its own resume
 Flow = Annotated[str, Path(description="Flow name.", max_length=128)]
 RunId = Annotated[str, Path(description="Run id.", max_length=128)]
@@ -160,9 +160,29 @@ async def _unserved(ctx: ApiContext, flow: str) -> str | None:
     response_model=RunState,
     responses=problem_responses(401, 404, 422),
 )
-async def run_state(request: Request, flow: Flow, run_id: RunId) -> RunState:
-    """The run's state, reduced from its whole log."""
-    return reduce(await _run_events(context_of(request), flow, run_id, None))
+async def run_state(
+    request: Request,
+    flow: Flow,
+    run_id: RunId,
+    at: Annotated[
+        str | None,
+        Query(
+            pattern=STREAM_ID_PATTERN,
+            description="Time travel: the state just after this event id (the log up to it).",
+        ),
+    ] = None,
+) -> RunState:
+    """The run's state, reduced from its whole log (or, with ``at``, from the log up to and
+    including that event: what the run looked like then)."""
+    check_cursor("at", at)
+    events = await _run_events(context_of(request), flow, run_id, None)
+    if at is None:
+        return reduce(events)
+    if parse_stream_id(at) < parse_stream_id(events[0].id):
+        raise ApiError(
+            422, f"at={at} is before the run's first event ({events[0].id}); pass one of its ids."
+        )
+    return state_at(events, at)
 
 
 @router.get(

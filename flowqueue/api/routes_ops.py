@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import suppress
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,10 +11,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from flowqueue.api.auth import auth_of, clear_session_cookie, require_token, set_session_cookie
+from flowqueue.api.auth import (
+    auth_of,
+    clear_session_cookie,
+    require_token,
+    set_session_cookie,
+    token_matches,
+)
 from flowqueue.api.body import json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
-from flowqueue.api.models import Health, LoginIn, QueueOut
+from flowqueue.api.models import About, Health, LoginIn, QueueOut
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.backend.store import DURATION_BUCKETS_MS, FlowStats
 from flowqueue.runtime.workers import WorkerInfo, read_workers_async
@@ -21,6 +28,22 @@ from flowqueue.runtime.workers import WorkerInfo, read_workers_async
 router = APIRouter(dependencies=[Depends(require_token)])
 public = APIRouter()
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
+
+
+@public.get("/api/_about", response_model=About)
+async def about(request: Request) -> About:
+    """flowqueue's version, whether a token is set and whether this request carries a
+    valid one (or session cookie): the dashboard shows its login form without a 401 first.
+    Public; Flower's address (FLOWQUEUE_FLOWER_URL) is only told to an authorised caller."""
+    settings = context_of(request).settings
+    auth = settings.api_token is not None
+    session = not auth or token_matches(request, cookie=True)
+    return About(
+        version=version("flowqueue"),
+        flower_url=settings.flower_url if session else None,
+        auth=auth,
+        session=session,
+    )
 
 
 @router.get("/api/_workers", response_model=list[WorkerInfo], responses=problem_responses(401))

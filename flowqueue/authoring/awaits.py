@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flowqueue.authoring.context import FlowContext
@@ -20,6 +21,9 @@ class Sleep:
         ctx.sleep(self.seconds)
         return None
 
+    def describe(self) -> str:
+        return f"sleep {_seconds(self.seconds)}"
+
 
 @dataclass(frozen=True)
 class WaitForEvent:
@@ -34,6 +38,9 @@ class WaitForEvent:
         match = self.match(ctx, input) if callable(self.match) else self.match
         return ctx.wait_for_event(self.name, match=match, timeout=self.timeout)
 
+    def describe(self) -> str:
+        return f"event {self.name}{_timeout(self.timeout)}"
+
 
 @dataclass(frozen=True)
 class WaitForTrigger:
@@ -45,6 +52,19 @@ class WaitForTrigger:
 
     def wait(self, ctx: FlowContext, input: Any) -> Any:
         return ctx.wait_for_trigger(timeout=self.timeout, info=self.info)
+
+    def describe(self) -> str:
+        return f"trigger{_timeout(self.timeout)}"
+
+
+def _seconds(value: Seconds) -> str:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return f"{seconds:g} s"
+
+
+def _timeout(value: Seconds | None) -> str:
+    """How a declared await's timeout reads in a flow's description (the dashboard)."""
+    return "" if value is None else f" (timeout {_seconds(value)})"
 
 
 AwaitSpec = Sleep | WaitForEvent | WaitForTrigger

@@ -203,6 +203,12 @@ class StepInfo(BaseModel):
     webhook: str | None = Field(
         default=None, description="The webhook that starts a run (POST /api/_webhooks/{name})."
     )
+    await_before: str | None = Field(
+        default=None,
+        description="Its declared await before the body: 'sleep 5 s', "
+        "'event payment.confirmed (timeout 60 s)' or 'trigger'.",
+    )
+    await_after: str | None = Field(default=None, description="Its declared await after the body.")
 
 
 class FlowInfo(BaseModel):
@@ -291,6 +297,8 @@ class FlowGraph:
                 input_schema=s.input_model.model_json_schema() if s.input_model else None,
                 on_event=list(s.on_event),
                 webhook=s.webhook.name if s.webhook else None,
+                await_before=s.await_before.describe() if s.await_before else None,
+                await_after=s.await_after.describe() if s.await_after else None,
             )
             for s in self.steps.values()
         ]

@@ -10,11 +10,12 @@ from collections.abc import AsyncGenerator, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from flowqueue.model.events import Event, NewEvent
 from flowqueue.model.ids import ms_to_datetime
 from flowqueue.model.statuses import DURATION_BUCKETS_MS as DURATION_BUCKETS_MS
+from flowqueue.model.statuses import duration_quantile
 
 
 class RunSummary(BaseModel):
@@ -56,6 +57,18 @@ class FlowStats(BaseModel):
     # cumulative) and the sum of their durations in ms.
     step_ms_buckets: dict[str, int] = {}
     step_ms_sum: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def step_ms_p50(self) -> float | None:
+        """Median step attempt duration in ms, from the histogram (None: none finished)."""
+        return duration_quantile(self.step_ms_buckets, 0.5)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def step_ms_p95(self) -> float | None:
+        """95th percentile step attempt duration in ms, from the histogram."""
+        return duration_quantile(self.step_ms_buckets, 0.95)
 
 
 class ExpiredRun(BaseModel):

@@ -28,6 +28,7 @@ from flowqueue.cli._friendly import (
     quiet_logging,
     redis_unreachable,
 )
+from flowqueue.cli.dev import dev
 from flowqueue.cli.gc import gc
 from flowqueue.cli.triggers import COMMANDS as TRIGGER_COMMANDS
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
@@ -236,12 +237,17 @@ def started(
 @main.command()
 @click.argument("run_id", type=TEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print the RunState as JSON.")
+@click.option(
+    "--at",
+    type=TEXT,
+    help="Time travel: the state just after this event id (see flowqueue events RUN).",
+)
 @click.pass_context
-def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Show a run's state, reduced from its log."""
+def show(ctx: click.Context, run_id: str, as_json: bool, at: str | None) -> None:
+    """Show a run's state, reduced from its log (with --at, from its log up to an event)."""
     app = app_of(ctx)
     first_event(run_id, app=app)  # an unknown run: the same answer as every command's
-    state = get_run(run_id, app=app)
+    state = get_run(run_id, at=at, app=app)
     click.echo(state.model_dump_json(indent=2) if as_json else render_run(state))
 
 
@@ -449,5 +455,6 @@ def tail(
 
 
 main.add_command(gc)
+main.add_command(dev)
 for command in TRIGGER_COMMANDS:  # triggers, schedules, schedule pause|resume
     main.add_command(command)

@@ -4,6 +4,8 @@ appending each event kind does, the step-duration buckets and the slots Lua fill
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Literal
 
 from flowqueue.model import events
@@ -33,3 +35,24 @@ ATTEMPT_SLOT, RESULT_SLOT, DURATION_SLOT = "$attempt", "$result", "$duration_ms"
 STEPS_SLOT = "$steps"  # flow.retried's steps, known only inside retry_run.lua
 SLOTS = {"attempt": ATTEMPT_SLOT, "result": RESULT_SLOT, "duration_ms": DURATION_SLOT}
 SLOTS["steps"] = STEPS_SLOT
+
+
+def duration_quantile(buckets: Mapping[str, int], q: float) -> float | None:
+    """The ``q`` quantile (0-1) of step durations in ms from the histogram's buckets (upper
+    bound or ``"inf"`` -> count, not cumulative), interpolated within its bucket as
+    Prometheus' ``histogram_quantile`` does; one in the last bucket gives its lower bound.
+    None with no durations counted."""
+    counts = [(float(bound), buckets.get(str(bound), 0)) for bound in DURATION_BUCKETS_MS]
+    counts.append((math.inf, buckets.get("inf", 0)))
+    total = sum(count for _, count in counts)
+    if total == 0:
+        return None
+    rank, seen, lower = q * total, 0, 0.0
+    for upper, count in counts:
+        if count and seen + count >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+        lower = upper
+    return lower

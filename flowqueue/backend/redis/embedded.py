@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -114,7 +115,8 @@ class EmbeddedRedis:
     def _unwatch(self) -> None:
         watchdog, self._watchdog = self._watchdog, None
         if watchdog is not None:
-            watchdog.kill()
+            with contextlib.suppress(ProcessLookupError):  # the shell and its `sleep 1`
+                os.killpg(watchdog.pid, signal.SIGKILL)
             watchdog.wait()
 
     def _wait_ready(self, timeout: float) -> bool:
