@@ -16,6 +16,12 @@ measures with the Performance API (ms from the page's navigation start):
 
 The ratio is dashboard ``interactive`` / baseline: what rendering the page costs on top
 of receiving the data. Target: interactive within 2,000 ms.
+
+Then live counters: the flows page stays open while runs start and complete at
+``--rate`` runs a second for ``--live-seconds`` (each run's ``flow.started`` and
+``flow.completed`` appended to the store, as a worker would); measured: how often the
+page's completed counter changed, how far behind the store it was at the end (after
+one second to settle), and the page's long tasks meanwhile.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from flowqueue.model.ids import new_run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
 FLOW = "example-flow"  # workers/example_flow.py: the API knows its graph
 TARGET_MS = 2_000.0
 # Installed before the page's own scripts: records long tasks and when the timeline
@@ -116,9 +123,7 @@ def measure(base: str, run_id: str, total: int, loads: int) -> dict[str, list[fl
     found: dict[str, list[float]] = {"ready": [], "interactive": [], "longest_task": [], "raw": []}
     stream = f"/api/_flows/{FLOW}/runs/{run_id}/stream"
     with sync_playwright() as play:
-        browser = play.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = play.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for _ in range(loads):
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
@@ -146,7 +151,68 @@ def measure(base: str, run_id: str, total: int, loads: int) -> dict[str, list[fl
     return found
 
 
-def run(events: int, loads: int) -> dict[str, Any]:
+COUNTER = f'.flow-card[data-flow="{FLOW}"] .c-completed'
+# Records each change of the completed counter: (ms since navigation, its text).
+WATCH_COUNTER = """
+window.__counts = [];
+new MutationObserver(() => {
+  const cell = document.querySelector('__COUNTER__');
+  const text = cell ? cell.textContent : null;
+  const last = window.__counts[window.__counts.length - 1];
+  if (text !== null && (!last || last[1] !== text)) window.__counts.push([performance.now(), text]);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+""".replace("__COUNTER__", COUNTER)
+
+
+def completed_runs(settings: Settings, rate: int, seconds: float) -> int:
+    """Runs that start and complete, ``rate`` a second for ``seconds``; how many."""
+    store = RedisEventStore(settings)
+    done, began = 0, time.monotonic()
+    while (elapsed := time.monotonic() - began) < seconds:
+        due = int(elapsed * rate) + 1
+        while done < due:
+            run_id = new_run_id()
+            store.append_many(
+                [NewEvent(kind="flow.started", run_id=run_id, flow=FLOW, data={"input": {}})]
+            )
+            store.append_many([NewEvent(kind="flow.completed", run_id=run_id, flow=FLOW, data={})])
+            done += 1
+        time.sleep(0.005)
+    store.close()
+    return done
+
+
+def live_counters(base: str, settings: Settings, rate: int, seconds: float) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.add_init_script(WATCH % 0 + WATCH_COUNTER)
+        page.goto(f"{base}/#/flows")
+        page.locator(COUNTER).wait_for(timeout=60_000)
+        page.wait_for_timeout(1_000)
+        before = int(page.locator(COUNTER).inner_text())
+        began = page.evaluate("performance.now()")
+        added = completed_runs(settings, rate, seconds)
+        page.wait_for_timeout(1_000)
+        counts, tasks = page.evaluate("[window.__counts, window.__longtasks]")
+        shown = int(page.locator(COUNTER).inner_text())
+        browser.close()
+    during = [c for c in counts if c[0] >= began]
+    busy = [length for start, length in tasks if start >= began]
+    return {
+        "live_rate": rate,
+        "live_seconds": seconds,
+        "live_runs": added,
+        "live_updates_per_s": round(len(during) / (seconds + 1), 1),
+        "live_behind_runs": before + added - shown,
+        "live_longest_task_ms": round(max([0.0, *busy]), 1),
+        "live_busy_share": round(sum(busy) / ((seconds + 1) * 1000), 3),
+    }
+
+
+def run(events: int, loads: int, rate: int, live_seconds: float) -> dict[str, Any]:
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis() as server:
@@ -156,6 +222,7 @@ def run(events: int, loads: int) -> dict[str, Any]:
         api = start_api(settings, port, Path(tmp) / "api.log")
         try:
             found = measure(f"http://127.0.0.1:{port}", run_id, events, loads)
+            live = live_counters(f"http://127.0.0.1:{port}", settings, rate, live_seconds)
         finally:
             api.terminate()
             api.wait(30)
@@ -165,7 +232,7 @@ def run(events: int, loads: int) -> dict[str, Any]:
         result[f"{name}_max_ms"] = round(max(samples), 1)
     result["ratio"] = round(result["interactive_p50_ms"] / result["raw_p50_ms"], 2)
     result["target_ms"] = TARGET_MS
-    return result
+    return result | live
 
 
 def report(result: dict[str, Any]) -> None:
@@ -179,10 +246,18 @@ def report(result: dict[str, Any]) -> None:
     print(f"  ratio (interactive / raw) {result['ratio']}")
     ok = result["interactive_max_ms"] <= TARGET_MS
     print(f"  target: interactive <= {TARGET_MS:.0f} ms: {verdict(ok)}")
+    print(
+        f"live counters, {result['live_runs']} runs at {result['live_rate']}/s for "
+        f"{result['live_seconds']:g} s: the counter changed {result['live_updates_per_s']} "
+        f"times a second, {result['live_behind_runs']} runs behind at the end; longest task "
+        f"{result['live_longest_task_ms']} ms, main thread busy {result['live_busy_share']:.1%}"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--rate", type=int, default=100, help="runs a second, live counters")
+    parser.add_argument("--live-seconds", type=float, default=10.0)
     cli(parser, run, report)

@@ -17,8 +17,10 @@ from tests.worker_harness import ROOT
 class ApiProcess:
     """``flowqueue api`` on a free port, in a cluster's environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, **extra_env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], log_path: Path, port: int | None = None, **extra_env: str
+    ) -> None:
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")

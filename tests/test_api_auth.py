@@ -17,6 +17,7 @@ TOKEN = "s3cret-token-0123456789-abcdefghij-KLMNOP"
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/_flows/triggers/{trigger_id}")}
 PUBLIC |= {("POST", "/api/_login"), ("POST", "/api/_logout")}
 PUBLIC |= {("POST", "/api/_webhooks/{name}")}  # the signature is the auth
+PUBLIC |= {("GET", "/api/_about")}  # says whether to log in; Flower's address only with auth
 STREAM = "/api/_flows/nap/runs/0190a4e2-0000-7000-8000-000000000000/stream"  # no such run
 FILL = {
     "flow": "nap",
@@ -77,15 +78,20 @@ def test_every_route_needs_the_token(secured):
         assert client.get("/healthz").status_code == 200
 
 
-def test_sse_accepts_the_login_cookie(secured):
+def test_the_login_cookie_opens_what_the_token_does(secured):
     with secured.client() as browser:
         assert browser.post("/api/_login", json={"token": "nope"}).status_code == 401
         assert browser.get("/api/_flows/nap/runs/x/stream").status_code == 401
         assert browser.post("/api/_login", json={"token": TOKEN}).status_code == 204
-        # The cookie opens the streams (404: no such run) and the docs, not the other routes.
+        # The cookie opens the streams (404: no such run), the docs and the dashboard's
+        # reads; a change needs the dashboard's header as well.
         assert browser.get(f"/api/_flows/nap/runs/{FILL['run_id']}/stream").status_code == 404
         assert browser.get("/docs").status_code == 200
-        assert browser.get("/api/_flows").status_code == 401
+        assert browser.get("/api/_flows").status_code == 200
+        cancel = f"/api/_flows/nap/runs/{FILL['run_id']}/cancel"
+        assert browser.post(cancel, json={}).status_code == 401
+        dashboard = {"X-Requested-With": "flowqueue"}
+        assert browser.post(cancel, json={}, headers=dashboard).status_code == 404
 
 
 ALMOST = [

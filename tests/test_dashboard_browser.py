@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from flowqueue import get_run, resume
 from flowqueue.model.events import NewEvent
 from tests.api_harness import ApiProcess
 from tests.test_docs_browser import CHROMIUM, CHROMIUM_ARGS, WATCH_CSP
@@ -286,6 +287,45 @@ def test_resume_a_trigger_await_from_its_button(dashboard, open_page, shots):
     expect(page.locator(".run-status .badge")).to_have_text("completed", timeout=WAIT_MS)
     expect(page.locator(".awaits-panel")).to_contain_text("Nothing pending")
     assert run_status(dashboard, "expense-approval", run_id) == "completed"
+    watched.assert_clean()
+
+
+def test_a_dropped_stream_resumes_with_no_gap_or_duplicate(cluster, open_page, tmp_path):
+    """The API process goes away while the page follows a waiting run, the run goes on
+    meanwhile, and an API process comes back on the same address: the page's EventSource
+    reconnects with Last-Event-ID and ends with every event of the log, once each."""
+    from playwright.sync_api import expect
+
+    api = ApiProcess(cluster.env, tmp_path / "before.log")
+    run_id = start(api, "expense-approval", {"employee": "blip", "amount": 7})
+    watched = open_page()
+    page = watched.page
+    page.goto(f"{api.url}/#/flows/expense-approval/runs/{run_id}")
+    expect(page.get_by_role("button", name="Resume request_approval")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    expect(page.locator(".live-badge")).to_have_text("live", timeout=WAIT_MS)
+    api.stop()  # the blip: the stream's connection drops, and nothing answers for a while
+    expect(page.locator(".live-badge")).not_to_have_text("live", timeout=WAIT_MS)
+    (waiting,) = get_run(run_id, app=cluster.app).awaits.values()
+    assert waiting.trigger_id is not None
+    resume(waiting.trigger_id, {"approved": True, "by": "blip"}, app=cluster.app)
+    log = cluster.wait_terminal(run_id)  # every event after the drop is written meanwhile
+    back = ApiProcess(cluster.env, tmp_path / "after.log", port=api.port)
+    try:
+        where = page.locator(".tt-where")
+        expect(where).to_have_text(f"live: {len(log)} events", timeout=WAIT_MS)
+        expect(page.locator(".run-status .badge")).to_have_text("completed", timeout=WAIT_MS)
+        last = page.locator(".vlist[aria-label='Run timeline'] .vrow").last
+        expect(last).to_contain_text("flow.completed", timeout=WAIT_MS)
+        expect(last).to_contain_text(str(len(log)))  # numbered as the log's last: no duplicate
+    finally:
+        back.stop()
+    # The browser logged the cut stream and its refused reconnects; nothing else.
+    blip = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED")
+    others = [line for line in watched.console_errors() if not any(b in line for b in blip)]
+    assert others == []
+    watched.console.clear()
     watched.assert_clean()
 
 

@@ -12,6 +12,7 @@ from flowqueue import cancel, get_run, resume, signal, start_flow
 from flowqueue.errors import (
     InvalidIdentifier,
     InvalidSignal,
+    PayloadTooLarge,
     RunAlreadyEnded,
     TriggerAlreadyUsed,
     UnknownRun,
@@ -146,7 +147,7 @@ def test_bad_resumes_and_emits_write_nothing(cluster):
         signal("bad name!", {}, app=cluster.app)
     with pytest.raises(InvalidSignal, match="JSON"):
         signal("fine-name", {"when": object()}, app=cluster.app)
-    with pytest.raises(InvalidSignal, match="limit"):
+    with pytest.raises(PayloadTooLarge, match="limit"):  # too large: 413, on every way in
         signal("fine-name", {"blob": "x" * 2_000_000}, app=cluster.app)
     assert not client.exists(keys.signals("fine-name"))
     bad = cluster.flowqueue("signal", "fine-name", "--data", "{not json")
