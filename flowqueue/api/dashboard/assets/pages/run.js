@@ -48,8 +48,7 @@ export function mountRun(main, route, ctx) {
   const travel = timeTravel({ flow, run, events, onState: (state, index) => show(state, index), onLive: () => latest && show(latest, -1) });
   const asOf = h("p", { class: "as-of", hidden: true });
 
-  // The graph, the state and the log so far load side by side, and each shows as it
-  // comes: a long log is not held up by the state, nor the state by the log.
+  // The graph and the log so far load side by side, and each shows as it comes.
   let failed = false;
   const fail = (err) => {
     if (failed) return;
@@ -72,13 +71,15 @@ export function mountRun(main, route, ctx) {
       if (latest) show(latest, -1);
     })
     .catch(fail);
-  const stateRead = api(runPath(flow, run)).then((state) => {
-    latest = state;
-    if (graph) show(state, -1);
-  });
+  // The log first, then the state: one API process reduces a long log for the state
+  // while it would also be reading it out, and the timeline need not wait for that.
   const logRead = readLog().then((log) => {
     addMany(log);
     if (latest && graph && travel.isLive()) show(latest, -1); // failed attempts come from the log
+  });
+  const stateRead = logRead.then(() => api(runPath(flow, run))).then((state) => {
+    latest = state;
+    if (graph) show(state, -1);
   });
   Promise.all([stateRead, logRead])
     .then(() => {
