@@ -83,9 +83,10 @@ export function mountRun(main, route, ctx) {
   });
   Promise.all([stateRead, logRead])
     .then(() => {
-      const last = events.length ? events[events.length - 1].id : null;
-      if (last && latest.last_event_id !== last) refresh(); // the state was read before the log's end
-      connect(last);
+      const last = events.length ? events[events.length - 1] : null;
+      if (last && latest.last_event_id !== last.id) refresh(); // the state was read before the log's end
+      if (last && TERMINAL.has(last.kind)) live.set("ended"); // nothing more will come
+      else connect(last ? last.id : null);
     })
     .catch(fail);
 
