@@ -50,6 +50,8 @@ bench: install
 	$(PY) bench/live.py
 	$(PY) bench/run_bytes.py
 	$(PY) bench/schedules.py
+	$(PY) bench/dashboard.py
+	$(PY) bench/profile_steps.py
 
 # Breaking the code on purpose (on demand only; never part of `make test` or CI).
 # mutmut over the modules in [tool.mutmut] (pyproject.toml), judged by the fast tests; it
