@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from flowqueue.backend.redis.triggers import TriggerEvent
 from flowqueue.errors import FlowDefinitionError
 from flowqueue.model.ids import new_run_id
 from flowqueue.model.schedules import GRACE_MS
+from tests.helpers import fake_step
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -168,17 +167,6 @@ def test_the_example_report_is_declared_and_runs(cluster):
 
 
 # -- declaring -------------------------------------------------------------------------
-
-
-def fake_step(name: str, **options: Any) -> SimpleNamespace:
-    """A step task's flow options, as ``@step`` sets them on its class (a real @step here
-    would join every app of the session: Celery's shared tasks are process-wide)."""
-    defaults: dict[str, Any] = dict(
-        name=name, flow="f", entry=True, on_event=(), subscribes=(), emits=(),
-        input_model=None, step_name=name.rsplit(".", 1)[-1], flow_retry=None, await_before=None,
-        await_after=None, webhook=None, schedules=(), run=lambda ctx, input: None,
-    )  # fmt: skip
-    return SimpleNamespace(**(defaults | options))
 
 
 def test_only_entry_steps_take_a_schedule_and_names_are_unique_in_the_app():

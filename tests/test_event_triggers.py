@@ -11,8 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from flowqueue import create_app, get_run, signal, start_flow
 from flowqueue.authoring.flows import FlowRegistry, StepDef
 from flowqueue.errors import FlowDefinitionError, InvalidInput, InvalidSignal, PayloadTooLarge
 from flowqueue.runtime.engine import flowqueue_of
+from tests.helpers import fake_step
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -70,16 +70,6 @@ def all_at_once(call: Callable[[int], T], count: int = CONCURRENT) -> list[T]:
 
 def signup(user: str, plan: str = "free") -> dict[str, str]:
     return {"user_id": user, "email": f"{user}@example.com", "plan": plan}
-
-
-def fake_step(**options: Any) -> SimpleNamespace:
-    """A step task's flow options, as ``@step`` sets them on its class."""
-    defaults: dict[str, Any] = dict(
-        name="t.first", flow="f", entry=True, on_event=(), subscribes=(), emits=(),
-        input_model=None, step_name="first", flow_retry=None, await_before=None,
-        await_after=None, run=lambda ctx, input: None,
-    )  # fmt: skip
-    return SimpleNamespace(**(defaults | options))
 
 
 def test_only_an_entry_step_may_start_on_an_event_and_the_registry_answers_by_name():

@@ -32,7 +32,7 @@ def test_each_event_id_gives_the_run_as_it_was_then(api, cluster):
         assert set(seen[:-1]) == {"running"}  # never completed before its last event
         before = http.get(f"/api/_flows/example-flow/runs/{run}", params={"at": "1-0"})
         assert before.status_code == 422
-        assert "before the run's first event" in before.json()["detail"]
+        assert "comes before the run's first event" in before.json()["detail"]
         bad = http.get(f"/api/_flows/example-flow/runs/{run}", params={"at": "yesterday"})
         assert bad.status_code == 422
     first = cluster.flowqueue("show", run, "--at", log[0].id)
@@ -42,4 +42,4 @@ def test_each_event_id_gives_the_run_as_it_was_then(api, cluster):
     assert '"status": "completed"' in last.stdout
     refused = cluster.flowqueue("show", run, "--at", "1-0")
     assert refused.returncode == 1
-    assert "before run" in refused.stderr
+    assert "comes before the run's first event" in refused.stderr

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.triggers import Declaration, TriggerRegistry
 from flowqueue.errors import UnknownSchedule
 from flowqueue.runtime.app import create_app
@@ -110,8 +109,3 @@ def test_a_declaration_this_version_cannot_read_is_listed_without_next_times(fq,
     registry.declare([odd], ["billing-q"], "newer@host", 1_000)
     (listed,) = mine(fq)
     assert (listed.name, listed.next_fire_times, listed.cron) == ("nightly-q", [], None)
-
-
-def test_keys_are_those_of_the_prefix(settings):
-    keys = Keys(settings.key_prefix)
-    assert keys.trigger_declared == f"{settings.key_prefix}:triggers:declared"

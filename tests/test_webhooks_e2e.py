@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from flowqueue import GitHub, NoVerification, Slack, StandardWebhooks, Stripe, W
 from flowqueue.authoring.flows import FlowRegistry, StepDef
 from flowqueue.errors import FlowDefinitionError
 from tests.api_harness import ApiProcess
+from tests.helpers import fake_step
 from tests.worker_harness import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -424,16 +424,6 @@ def test_the_payments_example_books_a_signed_payment(hooks, cluster):
 
 
 # -- declaring ----------------------------------------------------------------------------------
-
-
-def fake_step(**options: Any) -> SimpleNamespace:
-    """A step task's flow options, as ``@step`` sets them on its class."""
-    defaults: dict[str, Any] = dict(
-        name="t.first", flow="f", entry=True, on_event=(), subscribes=(), emits=(),
-        input_model=None, step_name="first", flow_retry=None, await_before=None,
-        await_after=None, run=lambda ctx, input: None, webhook=None, schedules=(),
-    )  # fmt: skip
-    return SimpleNamespace(**(defaults | options))
 
 
 def test_a_webhook_name_starts_one_flow_from_an_entry_step():

@@ -148,8 +148,8 @@ def install_handlers(api: FastAPI) -> None:
 
     async def on_redis_error(request: Request, exc: Exception) -> Response:
         # Redis away (restarting, unreachable): one line in the log, a 503 that says so.
-        fq = request.app.state.flowqueue.fq
-        url = redact_url(fq.settings.redis_url)
+        # request.app.state.flowqueue is the ApiContext (context_of: a cycle from here)
+        url = redact_url(request.app.state.flowqueue.settings.redis_url)
         log.warning("%s %s: Redis at %s: %s", request.method, request.url.path, url, exc)
         return problem(
             503,

@@ -32,7 +32,7 @@ from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
 from flowqueue.model.events import NOTE_KINDS, TERMINAL_KINDS, Event
 from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
-from flowqueue.model.reducer import RunState, RunStatus, reduce, state_at
+from flowqueue.model.reducer import RunState, RunStatus, reduce, state_after
 from flowqueue.model.validation import IDENT_PATTERN
 from flowqueue.runtime.client import input_schema, step_queues
 from flowqueue.runtime.workers import read_workers_async, unserved
@@ -176,13 +176,7 @@ async def run_state(
     including that event: what the run looked like then)."""
     check_cursor("at", at)
     events = await _run_events(context_of(request), flow, run_id, None)
-    if at is None:
-        return reduce(events)
-    if parse_stream_id(at) < parse_stream_id(events[0].id):
-        raise ApiError(
-            422, f"at={at} is before the run's first event ({events[0].id}); pass one of its ids."
-        )
-    return state_at(events, at)
+    return reduce(events) if at is None else state_after(events, at)  # InvalidEvent: 422
 
 
 @router.get(

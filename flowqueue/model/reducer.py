@@ -8,7 +8,7 @@ prefix of the log: the run as it was at an event id or a moment (time travel).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from itertools import takewhile
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from flowqueue.errors import InvalidEvent
 from flowqueue.model.events import AWAIT_KINDS, TERMINAL_KINDS, UNREADABLE, Event, EventKind
 from flowqueue.model.ids import datetime_to_ms, parse_stream_id, stream_id_ms
 
@@ -153,6 +154,18 @@ def state_at(events: Iterable[Event], at: str | datetime) -> RunState:
         return reduce(takewhile(lambda e: parse_stream_id(e.id) <= limit, events))
     limit_ms = datetime_to_ms(at)
     return reduce(takewhile(lambda e: stream_id_ms(e.id) <= limit_ms, events))
+
+
+def state_after(events: Sequence[Event], at: str) -> RunState:
+    """Time travel: the run as it was just after event id ``at`` (``events``: its whole
+    log). ``InvalidEvent`` when ``at`` comes before the run's first event: there was no
+    run then to show."""
+    if events and parse_stream_id(at) < parse_stream_id(events[0].id):
+        raise InvalidEvent(
+            f"at={at} comes before the run's first event ({events[0].id}); pass one of its "
+            "event ids."
+        )
+    return state_at(events, at)
 
 
 def _copy(state: RunState) -> RunState:

@@ -17,10 +17,9 @@ from pydantic import BaseModel
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.store import RunSummary
-from flowqueue.errors import InvalidEvent, UnknownRun
+from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event
-from flowqueue.model.ids import parse_stream_id
-from flowqueue.model.reducer import RunState, StepStatus, reduce, state_at
+from flowqueue.model.reducer import RunState, StepStatus, reduce, state_after
 from flowqueue.model.validation import check_identifier, shown
 from flowqueue.runtime._orchestrator import Signalled as Signalled  # signal() returns it
 from flowqueue.runtime.app import default_app
@@ -134,12 +133,7 @@ def get_run(run_id: str, *, at: str | None = None, app: Any | None = None) -> Ru
     if at is None:
         return reduce(events)
     check_cursor("at", at)
-    if parse_stream_id(at) < parse_stream_id(events[0].id):
-        raise InvalidEvent(
-            f"at {at!r} is before run {run_id}'s first event ({events[0].id}); pass one of "
-            "its event ids (flowqueue events RUN lists them)."
-        )
-    return state_at(events, at)
+    return state_after(events, at)
 
 
 def first_event(run_id: str, *, app: Any | None = None) -> Event:

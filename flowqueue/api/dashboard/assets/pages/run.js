@@ -114,18 +114,15 @@ export function mountRun(main, route, ctx) {
   // redraw once per animation frame, the state is fetched at most 4 times a second.
   function add(event) {
     if (!keep(event)) return;
-    changed();
+    redraw();
+    refresh();
     if (TERMINAL.has(event.kind)) refresh();
   }
 
   function addMany(batch) {
     let added = 0;
     for (const event of batch) if (keep(event)) added += 1;
-    if (added) {
-      tl.itemsChanged();
-      logView.itemsChanged();
-      travel.grown();
-    }
+    if (added) redraw();
   }
 
   function keep(event) {
@@ -139,11 +136,10 @@ export function mountRun(main, route, ctx) {
     return true;
   }
 
-  function changed() {
+  function redraw() {
     tl.itemsChanged();
     logView.itemsChanged();
     travel.grown();
-    refresh();
   }
 
   const refresh = throttle(async () => {
