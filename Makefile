@@ -43,15 +43,21 @@ pytest: install
 
 test: check pytest
 
+# Every benchmark, then the plots: docs/bench/<script>.json -> .png (bench/plots.py), which
+# the README embeds. SOAK_MINUTES shortens the soak (the README's figure is 30 minutes).
+SOAK_MINUTES ?= 30
 bench: install
-	$(PY) bench/append.py
-	$(PY) bench/steps.py
+	$(PY) bench/append.py --json-out docs/bench/append.json
+	$(PY) bench/steps.py --json-out docs/bench/steps.json
 	$(PY) bench/timers.py
-	$(PY) bench/live.py
-	$(PY) bench/run_bytes.py
+	$(PY) bench/live.py --json-out docs/bench/live.json
+	$(PY) bench/run_bytes.py --json-out docs/bench/run_bytes.json
+	$(PY) bench/chord.py --json-out docs/bench/chord.json
 	$(PY) bench/schedules.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/profile_steps.py
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) --json-out docs/bench/soak.json
+	$(PY) bench/plots.py docs/bench
 
 # Breaking the code on purpose (on demand only; never part of `make test` or CI).
 # mutmut over the modules in [tool.mutmut] (pyproject.toml), judged by the fast tests; it

@@ -93,7 +93,8 @@ def run(n: int) -> dict[str, Any]:
             by_key: dict[str, list[int]] = defaultdict(list)
             for run_id in runs:
                 total = 0
-                for key in client.keys(f"{keys.prefix}:run:{{{run_id}}}*"):
+                run_keys: list[bytes] = client.keys(f"{keys.prefix}:run:{{{run_id}}}*")  # type: ignore[assignment]
+                for key in run_keys:
                     size = usage(client, key)
                     total += size
                     by_key[key.decode().rsplit("}", 1)[1] or "(log)"].append(size)
@@ -111,6 +112,7 @@ def run(n: int) -> dict[str, Any]:
     mean = statistics.mean(per_run)
     celery_four = statistics.mean(reference)
     return {
+        "command": f".venv/bin/python bench/run_bytes.py --n {n}",
         "n": n,
         "redis": version,
         "mean_bytes": round(mean),

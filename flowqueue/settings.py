@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=MIB, gt=0)
     """Largest encoded event accepted by the store."""
     feed_maxlen: int = Field(default=10_000, gt=0)
-    """Approximate length cap of the cross-run lifecycle feed stream."""
+    """Approximate length cap of the cross-run lifecycle feed stream (its entries are also dropped
+    once older than the shortest run retention, so none outlives its run)."""
     subscriber_buffer: int = Field(default=10_000, gt=0)
     """Live events buffered per subscriber before it falls back to re-reading the log (memory stays
     bounded; nothing is lost)."""
@@ -192,6 +193,17 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @property
+    def shortest_retention_seconds(self) -> float:
+        """The shortest retention of an ended run (0: every run is kept forever); the
+        lifecycle feed keeps nothing older."""
+        kept = (
+            self.completed_retention_seconds,
+            self.failed_retention_seconds,
+            self.cancelled_retention_seconds,
+        )
+        return min((s for s in kept if s > 0), default=0.0)
 
     # -- Redis URL: checked when settings are read, not at the first connection ---------
     @field_validator("redis_url")

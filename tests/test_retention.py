@@ -87,7 +87,6 @@ def test_each_end_keeps_its_run_as_long_as_its_own_retention(make_app, redis_cli
         # Every key of the run expires with it; what only a live run needs is gone.
         assert all(0 < ttl <= retention[status] * SECOND for ttl in keys.values()), keys
         assert fq.keys.run_emits(run) not in keys
-        assert fq.keys.run_positions(run) not in keys
 
     for status, run in runs.items():
         wait_until(lambda run=run: not run_keys(redis_client, fq.keys, run), f"{status} is gone")
@@ -176,11 +175,15 @@ def test_expired_runs_leave_the_index_the_feed_and_the_counters(make_app, redis_
     refund = fq.store.flow_stats("refund")
     assert (refund.failed, refund.running) == (0, 0)
     assert failed not in feed_runs(redis_client, keys)
-    # The run still waiting keeps its place everywhere.
+    # The run still waiting keeps its place in the index and the counters; the feed keeps
+    # nothing older than the shortest retention, its events included.
     assert [r.run_id for r in fq.store.list_runs("wait-trigger")] == [waiting]
-    assert waiting in feed_runs(redis_client, keys)
     assert fq.store.flow_stats("wait-trigger").running == 1
+    oldest = time.time() * 1000 - SECOND
+    assert all(int(i.split(b"-")[0]) >= oldest for i, _ in redis_client.xrange(keys.feed))
     assert redis_client.smembers(keys.expiring) == set()  # no flow has runs left to expire
+    cancel(waiting, app=app)  # what it does next is in the feed again
+    assert waiting in feed_runs(redis_client, keys)
 
 
 def test_late_writes_neither_outlive_the_run_nor_bring_it_back(make_app, redis_client):
@@ -314,7 +317,6 @@ def test_a_worker_sweeps_expired_runs_and_keeps_the_ones_not_ended(redis_server,
 
         cluster.wait_for(swept, "the worker's sweep", timeout=30)
         assert get_run(waiting, app=cluster.app).steps["wait_trigger"].status == "awaiting"
-        assert waiting in feed_runs(raw, keys)
         keys_of_waiting = run_keys(raw, keys, waiting)
         assert keys.run_stream(waiting) in keys_of_waiting
         assert all(ttl == -1 for ttl in keys_of_waiting.values()), keys_of_waiting
@@ -341,7 +343,7 @@ def test_a_run_written_as_started_again_through_the_store_never_expires(make_sto
     assert redis_client.zcard(keys.flow_expiry("f")) == 0
     time.sleep(2.5)
     assert [r.status for r in store.list_runs("f")] == ["running"]
-    # Its feed positions were kept: when it ends and expires, the feed loses all of them.
+    # When it ends and expires, the feed has none of its events left.
     store.append(event(EventKind.FLOW_COMPLETED))
     wait_until(lambda: not run_keys(redis_client, keys, "again"), "it expired")
     assert store.list_runs("f") == []

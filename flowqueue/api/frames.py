@@ -2,19 +2,27 @@
 resumes after it), its JSON as ``data:``. No ``event:`` field, so a browser's
 ``EventSource.onmessage`` sees every event.
 
-A live event goes to every client following its run; the cache encodes it once per
-process instead of once per client.
+A live event goes to every client following its run: it is encoded once per live message
+(``FrameEncoder`` is the key a ``LiveBatch`` caches it under) and the cache keeps recent
+frames for the clients reading the log (backfill, catching up).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Generic, TypeVar
 
 from redis.exceptions import RedisError
 
 from flowqueue.api.problems import Problem
+from flowqueue.backend.store import FeedEntry
 from flowqueue.errors import FlowqueueError
-from flowqueue.model.events import Event
+from flowqueue.model.events import TERMINAL_KINDS, Event
+
+T = TypeVar("T")
 
 HEARTBEAT = b": heartbeat\n\n"
 ERROR_RETRY_MS = 5_000  # after an error frame, the browser waits this long to reconnect
@@ -53,3 +61,53 @@ class FrameCache:
         if len(self._frames) > self._size:
             self._frames.popitem(last=False)
         return encoded
+
+    def run_encoder(self, keep_open: bool) -> FrameEncoder[Event]:
+        """A run stream's frames; without ``keep_open`` it ends after the terminal event."""
+        return self._run_open if keep_open else self._run
+
+    @cached_property
+    def _run(self) -> FrameEncoder[Event]:
+        return FrameEncoder(self.event_frame, lambda event: event.kind in TERMINAL_KINDS)
+
+    @cached_property
+    def _run_open(self) -> FrameEncoder[Event]:
+        return FrameEncoder(self.event_frame, None)
+
+    @cached_property
+    def feed_encoder(self) -> FrameEncoder[FeedEntry]:
+        """The feed's frames: SSE ids are feed positions."""
+        return FrameEncoder(lambda entry: self.event_frame(entry.event, entry.id), None)
+
+
+@dataclass(frozen=True, eq=False)
+class Frames:
+    """Items encoded as SSE frames: the first ``count`` items of what was encoded (fewer
+    when the stream ``ends`` at one of them)."""
+
+    data: bytes
+    count: int
+    ends: bool
+
+    @cached_property
+    def chunk(self) -> bytes:
+        """``data`` as one HTTP/1.1 chunk, to write straight to a client's transport."""
+        return b"%x\r\n%b\r\n" % (len(self.data), self.data)
+
+
+class FrameEncoder(Generic[T]):
+    """How one kind of stream frames its items, and after which item it ends. One
+    instance per kind and process (hashed by identity), so that every client of a live
+    message shares one encoding of it."""
+
+    def __init__(self, frame: Callable[[T], bytes], ends: Callable[[T], bool] | None) -> None:
+        self._frame = frame
+        self._ends = ends
+
+    def encode(self, items: Sequence[T]) -> Frames:
+        frames = []
+        for item in items:
+            frames.append(self._frame(item))
+            if self._ends is not None and self._ends(item):
+                return Frames(b"".join(frames), len(frames), True)
+        return Frames(b"".join(frames), len(frames), False)

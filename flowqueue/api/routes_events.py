@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -12,11 +9,11 @@ from starlette.concurrency import run_in_threadpool
 
 from flowqueue.api.auth import require_token
 from flowqueue.api.body import JSON_VALUE_REF, json_body, request_body
-from flowqueue.api.context import ApiContext, context_of
+from flowqueue.api.context import context_of
 from flowqueue.api.models import SignalIn, SignalSent
 from flowqueue.api.problems import ApiError, problem_responses
 from flowqueue.api.routes_flows import SSE_RESPONSES, After, LastEventId
-from flowqueue.api.sse import EventStream
+from flowqueue.api.sse import feed_stream
 from flowqueue.backend.checks import check_cursor
 
 SIGNAL_SCHEMA = SignalIn.model_json_schema()
@@ -71,13 +68,7 @@ async def feed(
     ctx = context_of(request)
     cursor = last_event_id or after
     check_cursor("Last-Event-ID" if last_event_id else "after", cursor)
-    return EventStream(_feed_frames(ctx, cursor), ctx)
-
-
-async def _feed_frames(ctx: ApiContext, after: str | None) -> AsyncGenerator[bytes, None]:
-    async with contextlib.aclosing(ctx.store.subscribe_feed(after)) as entries:
-        async for entry in entries:
-            yield ctx.frames.event_frame(entry.event, entry.id)
+    return feed_stream(ctx, cursor)
 
 
 ROUTERS = (router, streams)

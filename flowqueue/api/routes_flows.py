@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import redis
@@ -26,7 +24,7 @@ from flowqueue.api.models import (
     Started,
 )
 from flowqueue.api.problems import ApiError, problem_responses
-from flowqueue.api.sse import EventStream
+from flowqueue.api.sse import run_stream
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
@@ -224,7 +222,7 @@ async def stream(
         ended = bool(last) and last[0].kind in TERMINAL_KINDS
         if ended and cursor and parse_stream_id(cursor) >= parse_stream_id(last[0].id):
             return Response(status_code=204)  # EventSource stops reconnecting on 204
-    return EventStream(_run_frames(ctx, run_id, cursor, keep_open), ctx)
+    return run_stream(ctx, run_id, cursor, keep_open)
 
 
 async def _last_change(ctx: ApiContext, run_id: str) -> list[Event]:
@@ -236,16 +234,6 @@ async def _last_change(ctx: ApiContext, run_id: str) -> list[Event]:
         if kept or len(page) < 16:
             return kept[:1]
         before = page[-1].id
-
-
-async def _run_frames(
-    ctx: ApiContext, run_id: str, after: str | None, keep_open: bool
-) -> AsyncGenerator[bytes, None]:
-    async with contextlib.aclosing(ctx.store.subscribe(run_id, after)) as events:
-        async for event in events:
-            yield ctx.frames.event_frame(event)
-            if event.kind in TERMINAL_KINDS and not keep_open:
-                return
 
 
 @router.post(

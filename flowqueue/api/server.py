@@ -1,17 +1,22 @@
 """``serve``: the one place that starts uvicorn (``flowqueue api``), with flowqueue's
-timeouts and shutdown bound."""
+timeouts and shutdown bound, in one process or several (``--workers``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+from celery.utils.imports import symbol_by_name
+from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from flowqueue.api.app import create_api
 from flowqueue.api.problems import problem
+from flowqueue.api.sse import TRANSPORT_KEY
+from flowqueue.runtime.app import default_app
 from flowqueue.runtime.engine import flowqueue_of
 
 logger = logging.getLogger("flowqueue.api")
@@ -62,6 +67,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        # Live SSE frames are written straight to the transport (api/sse.py LiveStream).
+        cast(dict[str, Any], self.scope)[TRANSPORT_KEY] = self.transport
         self._cancel_head_timer()
         self._head_due = False
         self._head_bytes = 0
@@ -116,23 +123,52 @@ def _problem(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None
     return b"\r\n".join(lines) + b"\r\n\r\n" + response.body
 
 
-def serve(app: Any, host: str, port: int, log_level: str) -> None:
-    """Serve ``create_api(app)`` until interrupted."""
+class ServedProtocol(HeadTimeoutProtocol):
+    """The protocol ``serve`` runs, its bound set from the app's settings (uvicorn builds
+    protocols itself; worker processes import this class by name)."""
+
+
+# The app a worker process serves, as module:attribute (the CLI's -A / FLOWQUEUE_APP);
+# unset: flowqueue's default app.
+APP_ENV = "FLOWQUEUE_APP"
+
+
+def serve(
+    app: Any, host: str, port: int, log_level: str, workers: int = 1, app_path: str | None = None
+) -> None:
+    """Serve ``create_api(app)`` until interrupted. With ``workers`` > 1, that many
+    processes share the socket; each loads the app from ``app_path`` (module:attribute,
+    default flowqueue's app) and has its own Redis connections and Pub/Sub."""
     import uvicorn
 
-    settings = flowqueue_of(app).settings
-
-    class Protocol(HeadTimeoutProtocol):  # with its bound set (uvicorn builds protocols itself)
-        head_timeout = settings.api_header_timeout_seconds
-
+    _configure(app)
     # Open SSE streams would hold a graceful shutdown forever; their clients reconnect
     # elsewhere with Last-Event-ID and lose nothing.
-    uvicorn.run(
-        create_api(app),
-        host=host,
-        port=port,
-        log_level=log_level,
-        http=Protocol,
-        timeout_keep_alive=settings.api_keep_alive_seconds,
-        timeout_graceful_shutdown=5,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "http": ServedProtocol,
+        "timeout_keep_alive": flowqueue_of(app).settings.api_keep_alive_seconds,
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers == 1:
+        uvicorn.run(create_api(app), **options)
+        return
+    if app_path is None:
+        os.environ.pop(APP_ENV, None)
+    else:
+        os.environ[APP_ENV] = app_path  # the workers are spawned: they inherit it
+    uvicorn.run(f"{__name__}:worker_api", factory=True, workers=workers, **options)
+
+
+def worker_api() -> FastAPI:
+    """The API of one worker process of ``serve(..., workers=N)``."""
+    path = os.environ.get(APP_ENV)
+    app = default_app() if path is None else symbol_by_name(path)
+    _configure(app)
+    return create_api(app)
+
+
+def _configure(app: Any) -> None:
+    ServedProtocol.head_timeout = flowqueue_of(app).settings.api_header_timeout_seconds

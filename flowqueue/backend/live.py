@@ -1,5 +1,6 @@
-"""Live delivery shared by every store: a bounded per-subscriber buffer and the
-backfill-then-live merge that makes ``subscribe`` gap-free and duplicate-free.
+"""Live delivery shared by every store: what a live message is (``LiveBatch``), who
+receives it (``LiveSink``), a bounded per-subscriber buffer and the backfill-then-live
+merge that makes ``subscribe`` gap-free and duplicate-free.
 
 The protocol: a subscriber's buffer is registered with the live source *before* the
 log is read. Whenever the buffer cannot vouch for continuity (just attached, overflowed,
@@ -14,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from flowqueue.model.ids import StreamId, parse_stream_id
 
@@ -26,7 +29,54 @@ class HasId(Protocol):
 
 
 T = TypeVar("T", bound=HasId)
+T_co = TypeVar("T_co", bound=HasId, covariant=True)
+E = TypeVar("E")
 PageReader = Callable[[str | None], Awaitable[list[T]]]
+
+
+class LiveBatch(Generic[T]):
+    """The items of one live message (one append), decoded once and shared by every
+    subscriber of the channel; ``encoded`` caches what they encode to, once per encoder,
+    so a thousand clients of one run cost one encoding."""
+
+    __slots__ = ("_encoded", "first", "items", "last")
+
+    def __init__(self, items: list[T]) -> None:
+        self.items = items
+        self.first = parse_stream_id(items[0].id)
+        self.last = parse_stream_id(items[-1].id)
+        self._encoded: dict[Hashable, Any] = {}
+
+    def encoded(self, key: Hashable, encode: Callable[[list[T]], E]) -> E:
+        """``encode(items)``, computed by the first subscriber that asks with ``key``."""
+        try:
+            value: E = self._encoded[key]
+        except KeyError:
+            value = self._encoded[key] = encode(self.items)
+        return value
+
+
+class LiveSink(Protocol[T_co]):
+    """One subscriber of a live channel. Both calls run on the hub's event loop, once per
+    message: they must not block (no I/O wait), and must not fail."""
+
+    def on_batch(self, batch: LiveBatch[Any]) -> None:
+        """The items of one message, in append order."""
+
+    def on_resync(self) -> None:
+        """Live messages may have been lost (just subscribed, or reconnected): read the
+        log after the last item taken before trusting live items again."""
+
+
+@dataclass(frozen=True)
+class LiveSource(Generic[T]):
+    """What a follower of one channel needs: ``attach`` a sink for as long as the context
+    lasts (the first ``on_resync`` comes once the subscription is confirmed), and
+    ``read_page`` the log after a cursor, ``page_size`` items at most."""
+
+    attach: Callable[[LiveSink[T]], AbstractAsyncContextManager[None]]
+    read_page: PageReader[T]
+    page_size: int
 
 
 class LiveBuffer(Generic[T]):
@@ -45,13 +95,25 @@ class LiveBuffer(Generic[T]):
 
     def push(self, event: T) -> None:
         with self._lock:
-            if len(self._items) >= self._maxlen:
-                # Too far behind: drop the backlog, re-read the log instead.
-                self._items.clear()
-                self._resync = True
-            else:
-                self._items.append(event)
+            self._add(event)
         self._notify()
+
+    def on_batch(self, batch: LiveBatch[Any]) -> None:
+        with self._lock:
+            for item in batch.items:
+                self._add(item)
+        self._notify()
+
+    def on_resync(self) -> None:
+        self.request_resync()
+
+    def _add(self, event: T) -> None:
+        if len(self._items) >= self._maxlen:
+            # Too far behind: drop the backlog, re-read the log instead.
+            self._items.clear()
+            self._resync = True
+        else:
+            self._items.append(event)
 
     def request_resync(self) -> None:
         with self._lock:

@@ -397,8 +397,15 @@ def resume(ctx: click.Context, trigger_id: str, data_json: str | None) -> None:
     "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind."
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes sharing the port, each with its own Redis Pub/Sub connection.",
+)
 @click.pass_context
-def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+def api(ctx: click.Context, host: str, port: int, log_level: str, workers: int) -> None:
     """Serve the HTTP API (OpenAPI at /docs); run as many processes as you like."""
     try:  # the API is an extra: without it the rest of the CLI still works
         from flowqueue.api.server import serve
@@ -410,7 +417,8 @@ def api(ctx: click.Context, host: str, port: int, log_level: str) -> None:
     unreachable = redis_unreachable(app)
     if unreachable is not None:  # serve anyway: it answers once Redis is up
         warn(f"{unreachable}; serving anyway, /healthz answers 503 until Redis answers")
-    serve(app, host, port, log_level)
+    state: CliState = ctx.obj
+    serve(app, host, port, log_level, workers=workers, app_path=state.app_path)
 
 
 @main.command()

@@ -11,6 +11,18 @@ from flowqueue.model.events import NewEvent
 HEADER = "flowqueue"  # the Celery message header carrying a step's flow context
 
 
+class StartNote(BaseModel):
+    """A new run's start, carried by its entry steps' messages: the starter records it
+    just after sending them, and the first claim of an entry step records it if it gets
+    there first, so a run whose entry step was sent starts even if its starter dies."""
+
+    model_config = ConfigDict(frozen=True)
+
+    body: str  # the flow.started event, encoded
+    entries: list[str]  # the entry steps, all queued by the start
+    made_ms: int  # when it was made: too late to record past the shortest retention
+
+
 class StepHeader(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -18,6 +30,7 @@ class StepHeader(BaseModel):
     flow: str
     step: str
     timer: str = ""  # the durable timer that sent this delivery (a retry, a resume), if any
+    start: StartNote | None = None  # a new run's start, on its entry steps' messages
 
     def event(self, kind: str, attempt: int | str, /, **data: Any) -> NewEvent:
         """An event of this step instance, tagged with its attempt."""

@@ -32,7 +32,7 @@ from flowqueue.errors import (
 )
 from flowqueue.model.awaits import check_signal_name
 from flowqueue.model.events import Event, EventKind, NewEvent, encode_body
-from flowqueue.model.header import HEADER, StepHeader
+from flowqueue.model.header import HEADER, StartNote, StepHeader
 from flowqueue.model.ids import U64_MAX, new_run_id
 from flowqueue.model.statuses import STEPS_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
@@ -139,6 +139,8 @@ class Orchestrator:
         graph = self.flows.flow(flow)
         value = validate_run_input(graph, input)
         started_by = dict(trigger or {"kind": "manual"})
+        if idempotency_key is None and run_id is None:
+            return self._start_new(graph, value, new_run_id(), started_by, countdown)
         if idempotency_key is None:
             return self._start(graph, value, run_id or new_run_id(), started_by, countdown)
         check_identifier("idempotency key", idempotency_key)
@@ -227,16 +229,41 @@ class Orchestrator:
             for entry in entries:
                 self.enqueue(run_id, flow, entry, value, countdown, new_run=True)
         except Exception as exc:  # the broker refused: end the run rather than strand it
-            reason = f"its first step could not be sent to the Celery broker ({exc})"
-            ended = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
-            self.connections.coordinator.cancel(run_id, flow, ended)
-            raise BrokerUnavailable(
-                f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
-                "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again.",
-                run_id=run_id,
-                flow=flow,
-            ) from exc
+            raise self._not_sent(run_id, flow, exc) from exc
         return run_id
+
+    def _start_new(
+        self, graph: FlowGraph, value: Any, run_id: str, trigger: Any, countdown: float | None
+    ) -> str:
+        """``_start`` for a new run id (none can exist): the entry steps are sent first,
+        each carrying the start (``StartNote``), then it is recorded. A run whose entry
+        step was sent always starts: if this process dies before recording it, the step's
+        claim does; a refused send records nothing that could be left running."""
+        started = self._started(graph, value, run_id, trigger)
+        entries = [s.name for s in graph.entry_steps]
+        body = encode_body(started, self.settings.max_payload_bytes).decode()
+        note = StartNote(body=body, entries=entries, made_ms=now_ms())
+        try:
+            for entry in graph.entry_steps:
+                self.enqueue(run_id, graph.name, entry, value, countdown, new_run=True, start=note)
+        except Exception as exc:  # an entry step sent before may run: start it, then end it
+            self.connections.coordinator.start_run(started, entries)
+            raise self._not_sent(run_id, graph.name, exc) from exc
+        # Recorded already if an entry step's claim came first (an eager or quick worker).
+        self.connections.coordinator.start_run(started, entries)
+        return run_id
+
+    def _not_sent(self, run_id: str, flow: str, exc: Exception) -> BrokerUnavailable:
+        """Cancel a run whose entry steps the broker refused; the error to raise."""
+        reason = f"its first step could not be sent to the Celery broker ({exc})"
+        ended = run_event(EventKind.FLOW_CANCELLED, run_id, flow, reason=reason)
+        self.connections.coordinator.cancel(run_id, flow, ended)
+        return BrokerUnavailable(
+            f"run {run_id} was not started: {reason}. Check CELERY_BROKER_URL / "
+            "FLOWQUEUE_REDIS_URL and that the broker is up, then start it again.",
+            run_id=run_id,
+            flow=flow,
+        )
 
     def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:
         check_signal_name(name)
@@ -455,17 +482,19 @@ class Orchestrator:
         *,
         new_run: bool = False,
         retries: int = 0,
+        start: StartNote | None = None,
     ) -> None:
         """Send one delivery of ``step``; a new run's entry steps queue behind the
         deliveries that runs in progress are owed (``flowqueue.runtime._priorities``).
-        Monitors see it as ``<flow>/<step>``, retried ``retries`` times (``_monitor``)."""
+        Monitors see it as ``<flow>/<step>``, retried ``retries`` times (``_monitor``).
+        ``start``: the run's start, for an entry step's claim to record if it is first."""
         task = self.app.tasks[step.task_name]
-        header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer)
+        header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer, start=start)
         priorities = self.priorities
         task.apply_async(
             args=[arg],
             task_id=step_task_id(run_id, step.name),
-            headers={HEADER: header.model_dump()},
+            headers={HEADER: header.model_dump(exclude_defaults=True)},
             countdown=countdown,
             priority=priorities.new_run if new_run else priorities.in_flight,
             shadow=monitor_name(flow, step.name),

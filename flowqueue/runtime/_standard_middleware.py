@@ -53,7 +53,11 @@ class Claim(Middleware):
             worker=request.hostname,
         )
         start = self.connections.coordinator.begin_step(
-            started, self.connections.lease_ms, timer=header.timer, on_claim=claim_event(header)
+            started,
+            self.connections.lease_ms,
+            timer=header.timer,
+            on_claim=claim_event(header),
+            start=header.start,
         )
         if start.decision == "busy":
             # Another delivery is running it: look again once its lease could have run out.

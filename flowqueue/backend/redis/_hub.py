@@ -1,5 +1,9 @@
 """One Redis Pub/Sub connection per store, shared by all its live subscribers.
 
+Each message is decoded once into a ``LiveBatch`` and handed to every subscriber (a
+``LiveSink``) of its channel in one pass, with no task or queue per subscriber: an SSE
+client writes it straight to its socket, a ``subscribe`` iterator buffers it.
+
 Every ``subscribe`` confirmation from Redis (the first one, and the ones redis-py sends
 again after a reconnect) asks the channel's subscribers to resync from the log, so a
 dropped connection can delay live events but never lose them.
@@ -18,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from flowqueue.backend.live import LiveBuffer
+from flowqueue.backend.live import LiveBatch, LiveSink
 from flowqueue.backend.store import FeedEntry
 from flowqueue.model.events import decode_event
 from flowqueue.model.ids import is_stream_id
@@ -60,10 +64,9 @@ async def retry_while_unreachable(call: Callable[[], Awaitable[T]], timeout: flo
 
 
 class RedisLiveHub:
-    def __init__(self, client: aioredis.Redis, buffer_size: int) -> None:
+    def __init__(self, client: aioredis.Redis) -> None:
         self._pubsub = client.pubsub()
-        self._buffer_size = buffer_size
-        self._subscribers: dict[bytes, set[LiveBuffer[Any]]] = {}
+        self._subscribers: dict[bytes, set[LiveSink[Any]]] = {}
         self._decoders: dict[bytes, Decoder] = {}
         self._confirmed: set[bytes] = set()
         self._lock = asyncio.Lock()  # serialises SUBSCRIBE/UNSUBSCRIBE decisions
@@ -71,10 +74,10 @@ class RedisLiveHub:
 
     @contextlib.asynccontextmanager
     async def attach(
-        self, channel: str, decode: Decoder = decode_run_line
-    ) -> AsyncIterator[LiveBuffer[Any]]:
+        self, channel: str, buffer: LiveSink[Any], decode: Decoder = decode_run_line
+    ) -> AsyncIterator[None]:
+        """Hand ``buffer`` every message of ``channel`` while the context lasts."""
         key = channel.encode()
-        buffer: LiveBuffer[Any] = LiveBuffer(self._buffer_size, asyncio.get_running_loop())
         async with self._lock:
             subscribers = self._subscribers.get(key)
             if subscribers is None:
@@ -90,13 +93,13 @@ class RedisLiveHub:
             else:
                 subscribers.add(buffer)
                 if key in self._confirmed:
-                    buffer.request_resync()
+                    buffer.on_resync()
         try:
-            yield buffer
+            yield
         finally:
             await self._detach(key, buffer)
 
-    async def _detach(self, key: bytes, buffer: LiveBuffer[Any]) -> None:
+    async def _detach(self, key: bytes, buffer: LiveSink[Any]) -> None:
         async with self._lock:
             subscribers = self._subscribers.get(key)
             if subscribers is None:
@@ -136,17 +139,24 @@ class RedisLiveHub:
         if kind == "message" and subscribers:
             assert isinstance(data, bytes)
             decode = self._decoders[channel]
+            items = []
             for line in data.split(b"\n"):  # one line per event of the appended batch
                 item = decode(line)  # decoded once, shared by every subscriber
                 if item is None:  # not ours (something else published here): the log
                     log.warning("ignoring a malformed live message on %r", channel)
                     continue  # is the truth, and a resync would read it
-                for buffer in subscribers:
-                    buffer.push(item)
+                items.append(item)
+            if items:
+                batch = LiveBatch(items)
+                for sink in subscribers:
+                    try:  # one subscriber's bug must not stop the others' events
+                        sink.on_batch(batch)
+                    except Exception:
+                        log.exception("a live subscriber failed")
         elif kind == "subscribe" and subscribers is not None:
             self._confirmed.add(channel)
-            for buffer in subscribers:
-                buffer.request_resync()
+            for sink in subscribers:
+                sink.on_resync()
 
     async def aclose(self) -> None:
         if self._reader is not None:

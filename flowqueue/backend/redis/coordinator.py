@@ -26,6 +26,7 @@ from flowqueue.backend.redis.store import RedisEventStore, gone
 from flowqueue.errors import PayloadTooLarge
 from flowqueue.model.awaits import AwaitOutcome, AwaitRecord
 from flowqueue.model.events import Event, NewEvent, encode_body
+from flowqueue.model.header import StartNote
 from flowqueue.model.statuses import Outcome
 from flowqueue.model.timers import TimerSpec
 from flowqueue.model.validation import check_json
@@ -82,6 +83,7 @@ class RedisRunCoordinator:
         *,
         timer: str = "",
         on_claim: NewEvent | None = None,
+        start: StartNote | None = None,
     ) -> StepStart:
         """Claim a delivery of ``started.step``; appends step.started when it runs.
 
@@ -89,7 +91,8 @@ class RedisRunCoordinator:
         writes the real attempt number there. A step waiting for a retry or awaiting
         starts only for the delivery whose ``timer`` it claims, which also appends
         ``on_claim`` (step.retry with "$attempt"; step.resumed with "$result", filled with
-        the waking event's payload; step.await.timeout) and resolves the await.
+        the waking event's payload; step.await.timeout) and resolves the await. An entry
+        step's ``start`` is recorded first if its run has not started yet.
         """
         spec = TimerSpec.model_validate_json(timer) if timer else None
         # Only a timeout's claim needs these: its event wait's waiters, its trigger.
@@ -98,6 +101,10 @@ class RedisRunCoordinator:
         named = self._run(started.run_id, started.flow, waiters=waiters, trigger=trigger)
         named.update(step=started.step, lease_ms=lease_ms, timer=timer, started=self._body(started))
         named.update(on_claim=self._body(on_claim), claim_kind=on_claim.kind if on_claim else "")
+        if start is None:
+            named.update(start="", entries="[]", made_ms=0)
+        else:
+            named.update(start=start.body, entries=to_json(start.entries), made_ms=start.made_ms)
         reply = scripts.BEGIN_STEP.run(self.client, **named)
         decision = reply[0].decode()
         if decision == "run":

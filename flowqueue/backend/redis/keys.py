@@ -85,12 +85,6 @@ class Keys:
         a step has reached, replayed when it runs again)."""
         return f"{self.prefix}:run:{{{run_id}}}:awaits"
 
-    def run_positions(self, run_id: str) -> str:
-        """String: the run's positions in the lifecycle feed while it is not ended: the first
-        in full, then ``<ms after the first>-<seq>`` for each next one, space-separated (they
-        move to its expiry entry when it ends, so the sweep can delete them from the feed)."""
-        return f"{self.prefix}:run:{{{run_id}}}:positions"
-
     def flow_runs(self, flow: str) -> str:
         """Sorted set (lexicographic): ``<start-ms, 13 digits>:<run id>``, one per run."""
         return f"{self.prefix}:runs:{flow}"
@@ -105,8 +99,8 @@ class Keys:
 
     def flow_expiry(self, flow: str) -> str:
         """Sorted set: the flow's ended runs by the ms their keys expire, one member each:
-        ``<status>|<its flow_runs member>|<its feed positions>`` (what dropping it from the
-        index, the counters and the feed needs once its own keys are gone)."""
+        ``<status>|<its flow_runs member>|`` (what dropping it from the index and the
+        counters needs once its own keys are gone)."""
         return f"{self.prefix}:expiry:{flow}"
 
     def signals(self, name: str) -> str:

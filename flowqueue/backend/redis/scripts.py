@@ -39,22 +39,27 @@ SHARED = {
     "SLOT": _table((k, re.sub(r"(\W)", r"%\1", json.dumps(v))) for k, v in statuses.SLOTS.items()),
 }
 # Every script's helpers: rest(t, i), a list's values from i on (a loop: unpack() stops at
-# a few thousand values); now_ms(), the server's time (scripts are replicated by effects, so
-# TIME is allowed before writes).
+# a few thousand values); now_ms(), the server's time, read once per call: a call happens
+# at one instant (scripts are replicated by effects, so TIME is allowed before writes).
 _HELPERS = """\
 local function rest(t, i) local r = {} for j = i, #t do r[#r + 1] = t[j] end return r end
+local now_read = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now_read == nil then
+    local t = redis.call('TIME')
+    now_read = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_read
 end"""
 # run_lib.lua's keys and arguments, which every per-run script takes first (ScriptNames.run,
 # fills them): the run's own keys, where it is listed and counted, and how long each end keeps it.
-RUN_KEYS: tuple[str, ...] = ("stream", "meta", "steps", "emits", "awaits", "positions", "copy")
+RUN_KEYS: tuple[str, ...] = ("stream", "meta", "steps", "emits", "awaits", "copy")
 RUN_KEYS += ("runs", "feed", "stats", "expiry", "expiring")
 RUN_ARGS: tuple[str, ...] = ("run_live", "feed_live", "feed_maxlen", "run_id", "flow")
 RUN_ARGS += ("completed_retention_ms", "failed_retention_ms", "cancelled_retention_ms")
-# expiry_lib.lua's: a flow's index, counters, expiry set, and the feed.
+# expiry_lib.lua's: a flow's index, counters, expiry set, and the feed; the feed's age.
 EXPIRY_KEYS = ("runs", "expiry", "stats", "feed", "expiring")
+EXPIRY_ARGS = ("feed_keep_ms",)
 
 
 class Script:
@@ -73,6 +78,7 @@ class Script:
             keys, args = RUN_KEYS + tuple(k for k in keys if k not in RUN_KEYS), RUN_ARGS + args
         elif files.startswith("expiry_lib.lua "):
             keys = EXPIRY_KEYS + tuple(k for k in keys if k not in EXPIRY_KEYS)
+            args = EXPIRY_ARGS + args
         self.filename = files.split()[-1]
         self.keys = [k for k in keys if k[-1] != "?" and k[0] != "*"]
         self.optional = [k[:-1] for k in keys if k[-1] == "?"]
@@ -138,7 +144,10 @@ START_RUN = Script("run_lib.lua start_run.lua", keys=("steps",), args=("started"
 BEGIN_STEP = Script(
     "run_lib.lua trigger_lib.lua begin_step.lua",
     keys=("steps", "awaits", "timers", "handed", "payloads", "waiters?", "trigger?"),
-    args=("step", "lease_ms", "started", "timer", "on_claim", "claim_kind", "retention_ms"),
+    args=(
+        *("step", "lease_ms", "started", "timer", "on_claim", "claim_kind", "retention_ms"),
+        *("start", "entries", "made_ms"),  # an entry step's StartNote
+    ),
 )
 RENEW_LEASE = Script("renew_lease.lua", keys=("steps",), args=("step", "lease_ms"))
 EMIT = Script(

@@ -6,7 +6,9 @@ asyncio API (the API server). Both encode and decode through ``RedisCommands``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -15,7 +17,7 @@ import redis.asyncio as aioredis
 
 from flowqueue.backend.bridge import LoopThread
 from flowqueue.backend.checks import check_cursor
-from flowqueue.backend.live import HasId, merge_backfill_and_live
+from flowqueue.backend.live import HasId, LiveBuffer, LiveSink, LiveSource, merge_backfill_and_live
 from flowqueue.backend.redis._commands import Entries, Plan, RedisCommands
 from flowqueue.backend.redis._hub import (
     Decoder,
@@ -88,6 +90,7 @@ class ScriptNames:
             "completed_retention_ms": round(settings.completed_retention_seconds * 1000),
             "failed_retention_ms": round(settings.failed_retention_seconds * 1000),
             "cancelled_retention_ms": round(settings.cancelled_retention_seconds * 1000),
+            "feed_keep_ms": round(settings.shortest_retention_seconds * 1000),
         }
 
     def run(self, run_id: str, flow: str) -> dict[str, Any]:
@@ -96,7 +99,6 @@ class ScriptNames:
             "steps": keys.run_steps(run_id),
             "emits": keys.run_emits(run_id),
             "awaits": keys.run_awaits(run_id),
-            "positions": keys.run_positions(run_id),
             "copy": keys.run_copy(run_id),
         }
         return self.commands.run_call(run_id, flow) | self.flow(flow) | own
@@ -326,36 +328,52 @@ class AsyncRedisEventStore:
     def hub(self) -> RedisLiveHub:
         """The store's one Pub/Sub connection, shared by all its subscribers."""
         if self._hub is None:
-            self._hub = RedisLiveHub(self.client, self.settings.subscriber_buffer)
+            self._hub = RedisLiveHub(self.client)
         return self._hub
 
     def subscribe_feed(self, after: str | None = None) -> AsyncGenerator[FeedEntry, None]:
         check_cursor("after", after)
-        return self._follow(self.commands.keys.feed_live, decode_feed_line, self.read_feed, after)
+        return self._follow(self.live_feed(), after)
 
     def subscribe(self, run_id: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         check_cursor("after", after)
-        read = partial(self.read, run_id)
-        return self._follow(self.commands.keys.run_live(run_id), decode_run_line, read, after)
+        return self._follow(self.live_run(run_id), after)
 
-    async def _follow(
-        self,
-        channel: str,
-        decode: Decoder,
-        read: Callable[[str | None, int], Awaitable[list[T]]],
-        after: str | None,
-    ) -> AsyncGenerator[T, None]:
-        """Backfill with ``read`` (retried while Redis is unreachable), then live from
-        ``channel``: every item after ``after`` once, in order."""
+    def live_feed(self) -> LiveSource[FeedEntry]:
+        """The feed's live channel and log, for followers that take live messages
+        themselves (the API's SSE fan-out); ``subscribe_feed`` wraps it."""
+        return self._source(self.commands.keys.feed_live, decode_feed_line, self.read_feed)
+
+    def live_run(self, run_id: str) -> LiveSource[Event]:
+        """A run's live channel and log (see ``live_feed``)."""
+        read = partial(self.read, run_id)
+        return self._source(self.commands.keys.run_live(run_id), decode_run_line, read)
+
+    def _source(
+        self, channel: str, decode: Decoder, read: Callable[[str | None, int], Awaitable[list[T]]]
+    ) -> LiveSource[T]:
         page_size = self.commands.page_size
 
         async def read_page(cursor: str | None) -> list[T]:
+            # Retried while Redis is unreachable (restarting), up to reconnect_timeout.
             return await retry_while_unreachable(
                 lambda: read(cursor, page_size), self.settings.reconnect_timeout
             )
 
-        async with self.hub.attach(channel, decode) as buffer:
-            async for item in merge_backfill_and_live(buffer, read_page, page_size, after):
+        def attach(sink: LiveSink[T]) -> AbstractAsyncContextManager[None]:
+            return self.hub.attach(channel, sink, decode)
+
+        return LiveSource(attach, read_page, page_size)
+
+    async def _follow(self, source: LiveSource[T], after: str | None) -> AsyncGenerator[T, None]:
+        """Every item after ``after`` once, in order: backfill, then live."""
+        buffer: LiveBuffer[T] = LiveBuffer(
+            self.settings.subscriber_buffer, asyncio.get_running_loop()
+        )
+        async with source.attach(buffer):
+            async for item in merge_backfill_and_live(
+                buffer, source.read_page, source.page_size, after
+            ):
                 yield item
 
     async def aclose(self) -> None:

@@ -3,7 +3,7 @@
 -- of them (returns false), rather than a log no run owns. Other appends (a log of the
 -- store's own, maybe of no run) are kept whole, with no lookup.
 if A.needs_run == '1' then
-  local flow = redis.call('HGET', K.meta, 'flow')
+  local flow = meta().flow
   if not flow then
     return false
   end

@@ -1,6 +1,8 @@
 -- begin_step: K.steps, K.awaits (the run's), K.timers, K.handed, K.payloads (of wake
 -- timers); a timeout's K.waiters (event wait) or K.trigger (trigger wait), else absent.
--- A.step, A.lease_ms, A.started the step.started body ("$attempt"), A.timer that sent this
+-- A.step, A.lease_ms, A.started the step.started body ("$attempt"), A.start the run's
+-- flow.started when the message carries its start ('' if not), A.entries (JSON list) and
+-- A.made_ms with it (start_run's), A.timer that sent this
 -- delivery ('' for none), A.on_claim appended when its claim wins (step.retry "$attempt",
 -- step.resumed "$result"), A.claim_kind its kind, A.retention_ms of a settled trigger.
 -- A step retrying or awaiting starts only for a delivery whose timer it can claim (ZREM
@@ -9,7 +11,12 @@
 -- Returns {'run', attempt}, {'busy', ms left}, {'done'}, {'ended'}, {'wait'} or {'stale'}
 -- (StepStart, in flowqueue/backend/coordinator.py, says when).
 local step, timer = A.step, A.timer
-local status = redis.call('HGET', K.steps, step)
+-- An entry step that gets here before its starter recorded the run starts it.
+if A.start ~= '' and run_gone() and not too_late(A.made_ms) then
+  start(A.start, cjson.decode(A.entries))
+end
+local status, attempts, lease, since_kept = unpack(redis.call('HMGET', K.steps, step,
+  step .. '|attempts', step .. '|lease', step .. '|since'))
 
 -- A delivery that will never run removes its timer, so the pump stops sending it.
 local done = FINISHED[status]
@@ -19,13 +26,10 @@ if done or run_ended() then
   return {done and 'done' or 'ended'}
 end
 local now = now_ms()
-if status == STATUS.running then
-  local lease = tonumber(redis.call('HGET', K.steps, step .. '|lease') or '0')
-  if lease > now then
-    return {'busy', tostring(lease - now)}
-  end
+if status == STATUS.running and tonumber(lease or '0') > now then
+  return {'busy', tostring(tonumber(lease) - now)}
 end
-local attempts = tonumber(redis.call('HGET', K.steps, step .. '|attempts') or '0')
+attempts = tonumber(attempts or '0')
 local attempt = attempts + 1
 local since = nil
 if status == STATUS.retrying or status == STATUS.awaiting then
@@ -73,13 +77,12 @@ if status == STATUS.retrying or status == STATUS.awaiting then
   end
   redis.call('HDEL', K.steps, step .. '|timer')
 end
-if since then
-  redis.call('HSET', K.steps, step .. '|since', since)
-else
-  redis.call('HSETNX', K.steps, step .. '|since', tostring(now))
+local running = {step, STATUS.running, step .. '|lease', now + tonumber(A.lease_ms),
+  step .. '|attempts', attempt}
+if since or not since_kept then -- an await's end says where; else the first claim's time
+  running[#running + 1], running[#running + 2] = step .. '|since', since or tostring(now)
 end
-redis.call('HSET', K.steps, step .. '|attempts', attempt)
-redis.call('HSET', K.steps, step, STATUS.running, step .. '|lease', now + tonumber(A.lease_ms))
+redis.call('HSET', K.steps, unpack(running))
 append(fill(A.started, SLOT.attempt, attempt), 'step.started')
 flush()
 return {'run', tostring(attempt)}

@@ -5,7 +5,7 @@
 -- and appends flow.cancelled. Returns {'ended', status} (nothing to cancel), {'again'} (a
 -- pending await uses a key not passed in: read again) or {'ok', queued step, ...}.
 if A.cancelled ~= '' and run_ended() then
-  return {'ended', redis.call('HGET', K.meta, 'status') or ''}
+  return {'ended', meta().status or ''}
 end
 local declared = {}
 for _, key in ipairs(K.pending) do

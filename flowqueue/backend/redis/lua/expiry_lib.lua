@@ -1,10 +1,13 @@
 -- Dropping a flow's expired runs: K.runs (its index), K.expiry (its expiry set), K.stats
 -- (its counters), K.feed, K.expiring (flows with an expiry set); A.flow, A.batch (how many
--- at most, per call). Redis deletes an ended run's own keys when they expire; its entry in
--- the expiry set (run_lib.lua: '<status>|<index member>|<feed positions>') says what else
--- goes: its index member, one from its status's counter, and its feed entries.
+-- at most, per call), A.feed_keep_ms (the shortest retention; 0: runs are kept forever).
+-- Redis deletes an ended run's own keys when they expire; its entry in the expiry set
+-- (run_lib.lua: '<status>|<index member>|') says what else goes: its index member and one
+-- from its status's counter. Its feed entries are older than the shortest retention by
+-- then, and each drop trims the feed to that, so none is left.
 
--- The feed positions of an entry: the first in full, then '<ms after it>-<seq>'.
+-- Entries written before the feed was trimmed by age name the run's feed positions after
+-- the second '|': the first in full, then '<ms after it>-<seq>'.
 local function positions_of(text)
   local out, first = {}, nil
   for token in string.gmatch(text, '%S+') do
@@ -40,6 +43,10 @@ local function drop_due(dry, offset)
         end
       end
     end
+  end
+  if not dry and A.feed_keep_ms ~= '0' then
+    local oldest = now_ms() - tonumber(A.feed_keep_ms)
+    redis.call('XTRIM', K.feed, 'MINID', string.format('%.0f', oldest))
   end
   if not dry and redis.call('ZCARD', K.expiry) == 0 then
     redis.call('SREM', K.expiring, A.flow)

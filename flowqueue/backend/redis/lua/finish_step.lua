@@ -45,7 +45,7 @@ if not run_ended() then
       end
     end
     if not active then
-      local started = tonumber(redis.call('HGET', K.meta, 'started_ms') or now_ms())
+      local started = tonumber(meta().started_ms or now_ms())
       terminal = append(fill(A.terminal, SLOT.duration_ms, math.max(0, now_ms() - started)),
         'flow.completed')
     end

@@ -10,7 +10,7 @@ if run_gone() then
   return {'gone'}
 end
 local failed, running = RUN_STATUS['flow.failed'], RUN_STATUS['flow.started']
-local status = redis.call('HGET', K.meta, 'status')
+local status = meta().status
 if status ~= failed then
   return {'not_failed', status or ''}
 end
@@ -29,12 +29,11 @@ for i = 1, #fields, 2 do
 end
 table.sort(steps)
 -- What set_status does for a run started again: out of the expiry set, its keys kept.
-local positions = unexpire()
-if positions ~= '' then
-  redis.call('SET', K.positions, positions)
-end
+unexpire()
 redis.call('HDEL', K.meta, 'ended_ms')
 redis.call('HSET', K.meta, 'status', running)
+meta_set('ended_ms', false)
+meta_set('status', running)
 redis.call('HINCRBY', K.stats, failed, -1)
 redis.call('HINCRBY', K.stats, running, 1)
 for i = 1, #A.first_emits, 2 do

@@ -1,5 +1,5 @@
 -- Shared head of every per-run script: the run's own keys K.stream (its log), K.meta,
--- K.steps, K.emits, K.awaits, K.positions, K.copy (see compact_log); K.runs (the flow's
+-- K.steps, K.emits, K.awaits, K.copy (see compact_log); K.runs (the flow's
 -- run index), K.feed, K.stats (the flow's counters), K.expiry (the flow's expiry set),
 -- K.expiring (the flows that have one);
 -- A.run_live, A.feed_live (channels), A.feed_maxlen, A.run_id, A.flow, and how long a
@@ -14,18 +14,44 @@ local live, feed, short = {}, {}, nil
 local RETENTION = {completed = A.completed_retention_ms, failed = A.failed_retention_ms,
   cancelled = A.cancelled_retention_ms}
 
+-- The run's meta, read whole once per call (one HMGET for the script's every question)
+-- and kept in step with what the call writes to it: meta_set(field, value or false).
+local META = {'flow', 'status', 'started_ms', 'ended_ms', 'expires_ms', 'awaiting'}
+local cached = nil
+local function meta()
+  if cached == nil then
+    local values = redis.call('HMGET', K.meta, unpack(META))
+    cached = {}
+    for i, field in ipairs(META) do
+      cached[field] = values[i]
+    end
+  end
+  return cached
+end
+
+local function meta_set(field, value)
+  meta()[field] = value
+end
+
 -- A run whose bookkeeping is gone has expired (or never started): nothing writes to it.
 local function run_gone()
-  return redis.call('EXISTS', K.meta) == 0
+  local m = meta()
+  for _, field in ipairs(META) do
+    if m[field] then
+      return false
+    end
+  end
+  return true
 end
 
 local function run_ended()
-  return redis.call('HEXISTS', K.meta, 'ended_ms') == 1 or run_gone()
+  return meta().ended_ms ~= false or run_gone()
 end
 
 -- Retention. An ended run's keys expire together, at meta's expires_ms; its entry in the
--- flow's expiry set, '<status>|<index member>|<feed positions>', keeps what dropping it
--- from the index, the counters and the feed takes once they are gone (expiry_lib.lua).
+-- flow's expiry set, '<status>|<index member>|', keeps what dropping it from the index and
+-- the counters takes once they are gone (expiry_lib.lua). The feed needs nothing per run:
+-- the sweep trims it to the shortest retention, so no entry outlives its run.
 local function index_member(started_ms)
   return string.rep('0', 13 - #started_ms) .. started_ms .. ':' .. A.run_id
 end
@@ -39,14 +65,14 @@ end
 -- A script that may create one of the run's keys after the run ended (a late step's once
 -- block) calls this, so the key expires with the others.
 local function expire_with_run()
-  local at = redis.call('HGET', K.meta, 'expires_ms')
+  local at = meta().expires_ms
   if at then
     expire_run(at)
   end
 end
 
 local function expiry_entry(at)
-  local index = '|' .. index_member(redis.call('HGET', K.meta, 'started_ms') or '') .. '|'
+  local index = '|' .. index_member(meta().started_ms or '') .. '|'
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', K.expiry, at, at)) do
     if string.find(member, index, 1, true) then
       return member
@@ -54,52 +80,22 @@ local function expiry_entry(at)
   end
 end
 
--- A feed position after a run's first one: '<ms after it>-<seq>' (positions only grow).
-local function with_position(positions, position)
-  if positions == '' then
-    return position
-  end
-  local ms, seq = string.match(position, '^(%d+)%-(%d+)$')
-  local first = tonumber(string.match(positions, '^(%d+)'))
-  return positions .. ' ' .. string.format('%.0f', tonumber(ms) - first) .. '-' .. seq
-end
-
-local function record_position(position)
-  local at, status = unpack(redis.call('HMGET', K.meta, 'expires_ms', 'status'))
-  if at then -- a late event of an ended run: its position goes with the expiry entry
-    local entry = expiry_entry(at)
-    if entry then
-      local head, positions = string.match(entry, '^([^|]*|[^|]*|)(.*)$')
-      redis.call('ZREM', K.expiry, entry)
-      redis.call('ZADD', K.expiry, at, head .. with_position(positions, position))
-    end
-  elseif not status or status == RUN_STATUS['flow.started'] then
-    local positions = redis.call('GETRANGE', K.positions, 0, 20)
-    if positions == '' then
-      redis.call('SET', K.positions, position)
-    else
-      redis.call('APPEND', K.positions, string.sub(with_position(positions, position), #positions + 1))
-    end
-  end -- else a run kept forever: it never leaves the feed (but for its cap)
-end
-
 -- Takes the run out of the expiry set (a run started again, or ended again through the
--- store); returns its feed positions.
+-- store).
 local function unexpire()
-  local at = redis.call('HGET', K.meta, 'expires_ms')
+  local at = meta().expires_ms
   if not at then
-    return redis.call('GET', K.positions) or ''
+    return
   end
-  local entry, positions = expiry_entry(at), ''
+  local entry = expiry_entry(at)
   if entry then
     redis.call('ZREM', K.expiry, entry)
-    positions = string.match(entry, '^[^|]*|[^|]*|(.*)$')
   end
   redis.call('HDEL', K.meta, 'expires_ms')
+  meta_set('expires_ms', false)
   for _, key in ipairs({K.stream, K.meta, K.steps, K.emits, K.awaits}) do
     redis.call('PERSIST', key)
   end
-  return positions
 end
 
 -- A stream's newest node is given 4 KB ahead (Redis 7) and keeps it, so an ended run's
@@ -112,33 +108,38 @@ end
 
 -- Where each step's next event wait starts looking (<step>|since) serves a live run only.
 local function forget_since()
-  local fields = redis.call('HKEYS', K.steps)
-  for _, field in ipairs(fields) do
+  local since = {}
+  for _, field in ipairs(redis.call('HKEYS', K.steps)) do
     if string.sub(field, -6) == '|since' then
-      redis.call('HDEL', K.steps, field)
+      since[#since + 1] = field
     end
+  end
+  for i = 1, #since, 1000 do -- unpack() takes a few thousand values at most
+    redis.call('HDEL', K.steps, unpack(since, i, math.min(i + 999, #since)))
   end
 end
 
 local function end_run(status)
-  local positions = unexpire()
-  redis.call('DEL', K.positions, K.emits) -- the emissions' payloads served joins only
+  unexpire()
+  redis.call('DEL', K.emits) -- the emissions' payloads served joins only
   forget_since()
   compact_log()
   local ttl = tonumber(RETENTION[status])
   if ttl > 0 then
     local at = now_ms() + ttl
-    local index = index_member(redis.call('HGET', K.meta, 'started_ms') or '')
-    redis.call('ZADD', K.expiry, at, status .. '|' .. index .. '|' .. positions)
+    local index = index_member(meta().started_ms or '')
+    redis.call('ZADD', K.expiry, at, status .. '|' .. index .. '|')
     redis.call('SADD', K.expiring, A.flow)
     redis.call('HSET', K.meta, 'expires_ms', at)
+    meta_set('expires_ms', tostring(at))
     expire_run(at)
   end
 end
 
 local function set_status(kind, id)
   local status, ms = RUN_STATUS[kind], string.match(id, '^(%d+)')
-  local prev = redis.call('HGET', K.meta, 'status')
+  local m = meta()
+  local prev = m.status
   if prev ~= status then
     if prev then
       redis.call('HINCRBY', K.stats, prev, -1)
@@ -146,21 +147,28 @@ local function set_status(kind, id)
     redis.call('HINCRBY', K.stats, status, 1)
   end
   if kind == 'flow.started' then
-    if redis.call('HSETNX', K.meta, 'started_ms', ms) == 1 then
+    if m.started_ms then
+      redis.call('HSET', K.meta, 'flow', A.flow, 'status', status)
+    else
+      redis.call('HSET', K.meta, 'flow', A.flow, 'status', status, 'started_ms', ms)
+      meta_set('started_ms', ms)
       redis.call('ZADD', K.runs, 0, index_member(ms))
     end
-    redis.call('HSET', K.meta, 'flow', A.flow, 'status', status)
-    if redis.call('HEXISTS', K.meta, 'expires_ms') == 1 then -- started again: it never expires
-      redis.call('SET', K.positions, unexpire())
-    end
+    meta_set('flow', A.flow)
+    meta_set('status', status)
+    unexpire() -- started again: it never expires
     return
   end
-  local awaiting = tonumber(redis.call('HGET', K.meta, 'awaiting') or '0')
+  local awaiting = tonumber(m.awaiting or '0')
   if awaiting ~= 0 then -- the run's awaits end with it
     redis.call('HINCRBY', K.stats, 'awaiting', -awaiting)
     redis.call('HSET', K.meta, 'awaiting', 0)
+    meta_set('awaiting', '0')
   end
   redis.call('HSET', K.meta, 'flow', A.flow, 'status', status, 'ended_ms', ms)
+  meta_set('flow', A.flow)
+  meta_set('status', status)
+  meta_set('ended_ms', ms)
   end_run(status)
 end
 
@@ -182,8 +190,8 @@ local function count_duration(body)
 end
 
 local function count_awaiting(delta)
-  if redis.call('HEXISTS', K.meta, 'ended_ms') == 0 then
-    redis.call('HINCRBY', K.meta, 'awaiting', delta)
+  if not meta().ended_ms then
+    meta_set('awaiting', tostring(redis.call('HINCRBY', K.meta, 'awaiting', delta)))
     redis.call('HINCRBY', K.stats, 'awaiting', delta)
   end
 end
@@ -196,7 +204,7 @@ end
 -- whole body.
 local function stored(body, kind)
   if short == nil then
-    short = redis.call('HGET', K.meta, 'flow') == A.flow
+    short = meta().flow == A.flow
   end
   local head = '{"kind":"' .. kind .. '","run_id":"' .. A.run_id .. '","flow":"' .. A.flow .. '",'
   if not short or string.sub(body, 1, #head) ~= head or string.find(body, '\1', 1, true) then
@@ -214,7 +222,6 @@ local function append(body, kind)
   if code ~= 'log' then
     local fid = redis.call('XADD', K.feed, 'MAXLEN', '~', A.feed_maxlen, '*', 'e', body, 'id', id)
     feed[#feed + 1] = fid .. ' ' .. line
-    record_position(fid)
     if code == 'status' then
       set_status(kind, id)
     elseif code == 'await' then
@@ -236,6 +243,30 @@ local function flush()
   if #feed > 0 then
     redis.call('PUBLISH', A.feed_live, table.concat(feed, '\n'))
   end
+end
+
+-- A run's start: flow.started, and its entry steps queued.
+local function start(body, entries)
+  short = true -- the run's meta names its flow from here on
+  local id = append(body, 'flow.started')
+  for _, step in ipairs(entries) do
+    redis.call('HSET', K.steps, step, STATUS.queued)
+  end
+  return id
+end
+
+-- An entry step's claim records its run's start (the header's StartNote) if its starter has
+-- not yet, but not once the shortest retention has passed since the start was made: its
+-- run may have ended and expired by then (its keys gone), and must not start again.
+local function too_late(made_ms)
+  local shortest = nil
+  for _, ms in pairs(RETENTION) do
+    ms = tonumber(ms)
+    if ms > 0 and (shortest == nil or ms < shortest) then
+      shortest = ms
+    end
+  end
+  return shortest ~= nil and now_ms() > tonumber(made_ms) + shortest
 end
 
 -- Python writes a SLOT's "$name" as a JSON string where the script supplies a value (a

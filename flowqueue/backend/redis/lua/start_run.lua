@@ -1,12 +1,9 @@
 -- start_run: K.steps. A.started the flow.started body, A.entry the entry step names.
--- Returns {'exists'} when the run id is taken, else {'started', event id}.
+-- Returns {'exists'} when the run id is taken (an entry step's claim may have started it:
+-- begin_step.lua), else {'started', event id}.
 if redis.call('EXISTS', K.stream) == 1 then
   return {'exists'}
 end
-short = true -- the run's meta names its flow from this call on
-local id = append(A.started, 'flow.started')
-for _, step in ipairs(A.entry) do
-  redis.call('HSET', K.steps, step, STATUS.queued)
-end
+local id = start(A.started, A.entry)
 flush()
 return {'started', id}
