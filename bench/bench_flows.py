@@ -68,6 +68,23 @@ def hop_b(ctx: FlowContext, inputs: dict[str, Any]) -> float:
     return (time.time() - inputs["hop"]["t"]) * 1000  # emit -> this step's body, in ms
 
 
+HOPS_CELERY = "bench:hops:celery"
+
+
+@shared_task(name="bench.hop_celery_a")
+def hop_celery_a() -> float:
+    return time.time()  # the chain sends the next task with this as its argument
+
+
+@shared_task(name="bench.hop_celery_b")
+def hop_celery_b(sent: float) -> None:
+    """The Celery shape of bench-hop: the previous task's end -> this body, in ms."""
+    client = _clients.get(os.getpid())
+    if client is None:
+        client = _clients[os.getpid()] = redis.Redis.from_url(os.environ["FLOWQUEUE_REDIS_URL"])
+    client.rpush(HOPS_CELERY, (time.time() - sent) * 1000)
+
+
 # -- bench/timers.py: how late a sleep resumes vs a Celery countdown ---------------------
 
 LATE_FLOWQUEUE = "bench:late:flowqueue"

@@ -10,9 +10,10 @@ alternate:
   (c) M 10-task Celery chains         vs     M 10-step sequential flowqueue flows
 Each round gives a ratio per comparison; the verdict takes the median of the rounds (a
 busy machine slows both sides of a round alike). Then, on the idle worker, step-to-step
-latency: emit in step 1 -> body of step 2. Targets: single-step >= 0.90, ten-step >= 0.85
-(median of rounds); step-to-step p50 <= 3 ms, p99 <= 8 ms. BENCH_CONCURRENCY sets the
-worker's pool size (default 2, this machine's core count).
+latency: emit in step 1 -> body of step 2, beside a 2-task Celery chain's task-to-task
+latency (the first task's return -> the second's body). Targets: single-step >= 0.90,
+ten-step >= 0.85 (median of rounds); step-to-step p50 <= 3 ms, p99 <= 8 ms.
+BENCH_CONCURRENCY sets the worker's pool size (default 2, this machine's core count).
 """
 
 from __future__ import annotations
@@ -116,6 +117,22 @@ class Bench:
             lambda: [self.flowqueue.start_flow("bench-chain") for _ in range(m)], m * length
         )
 
+    def celery_hops(self, k: int) -> list[float]:
+        """Task-to-task latency (ms) of ``k`` two-task chains, one at a time: the first
+        task's return -> the second's body (what a chain does instead of an emit)."""
+        from bench_flows import HOPS_CELERY, hop_celery_a, hop_celery_b
+
+        first, second = self.app.tasks[hop_celery_a.name], self.app.tasks[hop_celery_b.name]
+        self.redis.delete(HOPS_CELERY)
+        for done in range(1, k + 1):
+            chain(first.si(), second.s()).apply_async()
+            deadline = time.monotonic() + 30
+            while int(self.redis.llen(HOPS_CELERY)) < done:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("a chain's second task did not run")
+                time.sleep(0.002)
+        return [float(x) for x in self.redis.lrange(HOPS_CELERY, 0, -1)]
+
     def hops(self, k: int) -> list[float]:
         """Step-to-step latency (ms) of ``k`` two-step runs, one at a time."""
         latencies = []
@@ -152,6 +169,7 @@ def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
                 for key, took in zip(totals, (tasks, runs, celery_chains, flows), strict=True):
                     totals[key] += took
             latencies = bench.hops(hops)
+            celery_latencies = bench.celery_hops(hops)
     tasks_s = n * rounds / totals["tasks"]
     runs_s = n * rounds / totals["runs"]
     chains_s = chains * rounds / totals["chains"]
@@ -173,6 +191,8 @@ def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
         "hop_p50_ms": round(p50, 2),
         "hop_p99_ms": round(p99, 2),
         "hop_latencies_ms": [round(x, 3) for x in latencies],
+        "celery_hop_p50_ms": round(statistics.median(celery_latencies), 2),
+        "celery_hop_p99_ms": round(pct(celery_latencies, 0.99), 2),
         "single_step_ok": single_ratio >= THROUGHPUT_TARGET,
         "ten_step_ok": ten_ratio >= CHAIN_TARGET,
         "hop_ok": p50 <= HOP_P50_TARGET_MS and p99 <= HOP_P99_TARGET_MS,
@@ -197,6 +217,10 @@ def report(r: dict[str, Any]) -> None:
         f"step-to-step latency (emit -> next step body), idle worker: "
         f"p50 {r['hop_p50_ms']} ms, p99 {r['hop_p99_ms']} ms (target p50 <= "
         f"{HOP_P50_TARGET_MS} ms, p99 <= {HOP_P99_TARGET_MS} ms): {verdict(r['hop_ok'])}"
+    )
+    print(
+        f"    Celery, a 2-task chain (return -> next body), same worker: "
+        f"p50 {r['celery_hop_p50_ms']} ms, p99 {r['celery_hop_p99_ms']} ms"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,10 @@ def create_api(app: Any | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         api.state.flowqueue = ctx = ApiContext.open(fq)
+        # What is loaded by now lives as long as the process: out of the collector's
+        # reach, a full collection does not walk it (the live streams' tail latency).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
