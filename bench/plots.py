@@ -99,14 +99,25 @@ def plot_steps(fig: Figure, data: dict[str, Any]) -> None:
         for name, key, _t in pairs:
             if name in ratios and (v := _num(row.get(key))) is not None:
                 left.plot(list(ratios).index(name), v, "k.", alpha=0.6)
-    hop = [(k, _num(data.get(f"hop_{k}_ms"))) for k in ("p50", "p99")]
-    shown = [(k, v) for k, v in hop if v is not None]
-    _bars(right, [k for k, _ in shown], [v for _, v in shown], [SIDES[1]] * len(shown))
+    for name, key, _t in pairs:  # steps.py lists every round's ratio beside the median
+        rounds = data.get(f"{key}s")
+        if name in ratios and isinstance(rounds, list):
+            dots = [v for r in rounds if (v := _num(r)) is not None]
+            left.plot([list(ratios).index(name)] * len(dots), dots, "k.", alpha=0.6)
+    # flowqueue's hop beside a Celery chain's, where the JSON has it
+    sides = [("flowqueue", "hop", SIDES[1]), ("Celery chain", "celery_hop", SIDES[0])]
+    shown = [
+        (f"{who} {q}", v, color)
+        for who, key, color in sides
+        for q in ("p50", "p99")
+        if (v := _num(data.get(f"{key}_{q}_ms"))) is not None
+    ]
+    _bars(right, [k for k, _, _ in shown], [v for _, v, _ in shown], [c for _, _, c in shown])
     right.axhline(3.0, **TARGET_STYLE, label="p50 target 3 ms")
     right.axhline(8.0, color="#ff7f0e", linestyle=":", linewidth=1, label="p99 target 8 ms")
     right.legend(fontsize=8)
     right.set_ylabel("ms")
-    right.set_title("step-to-step latency, idle worker", fontsize=9)
+    right.set_title("latency to the next step (Celery: to the next task), idle worker", fontsize=9)
 
 
 def plot_live(fig: Figure, data: dict[str, Any]) -> None:
@@ -204,6 +215,7 @@ def plot_chord(fig: Figure, data: dict[str, Any]) -> None:
     rounds = _per_round(data)
     ratios = [v for r in rounds if (v := _num(r.get("ratio"))) is not None]
     right.plot(range(1, len(ratios) + 1), ratios, "o-", color=SIDES[1], label="per round")
+    right.set_xticks(range(1, len(ratios) + 1))  # rounds are whole
     if (median := _num(data.get("ratio"))) is not None:
         right.axhline(median, color=SIDES[1], linewidth=0.8, label=f"ratio of medians {median}")
     _target(right, 1.0, "target >= 1.0")
