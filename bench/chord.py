@@ -29,30 +29,14 @@ from typing import Any
 
 import redis
 from celery import Celery, chord
-from common import cli, verdict
+from common import CONCURRENCY, HERE, ROOT, cli, verdict, worker
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT)]
+from flowqueue import Settings, create_app, start_flow
+from flowqueue.backend.redis.embedded import EmbeddedRedis
 
-from flowqueue import Settings, create_app, start_flow  # noqa: E402
-from flowqueue.backend.redis.embedded import EmbeddedRedis  # noqa: E402
-from flowqueue.devtools.worker import WorkerProcess  # noqa: E402
+sys.path[:0] = [str(HERE), str(ROOT)]  # bench_join, for this process too
 
 RATIO_TARGET = 1.0
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "2"))
-
-
-def worker(url: str, log_path: Path) -> WorkerProcess:
-    env = {
-        **os.environ,
-        "FLOWQUEUE_REDIS_URL": url,
-        "FLOWQUEUE_WORKERS": "bench_join",
-        "CELERY_RESULT_BACKEND": url,  # Celery reads it over celeryconfig's (none set there)
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    args = ["-c", str(CONCURRENCY), "--without-mingle", "--without-gossip", "--without-heartbeat"]
-    return WorkerProcess(env, log_path, args, cwd=ROOT)
 
 
 class Bench:
@@ -149,7 +133,7 @@ def run(m: int, rounds: int) -> dict[str, Any]:
         import bench_join  # noqa: F401 - registers the steps and tasks before the app
 
         app = create_app(Settings(redis_url=server.url, workers="bench_join"))
-        with worker(server.url, Path(tmp) / "worker.log"):
+        with worker(server.url, Path(tmp) / "worker.log", "bench_join"):  # inherits the backend
             bench = Bench(app, server.url)
             bench.chords(min(m, 20))  # warm-up: connections, pools, scripts
             bench.flows(min(m, 20))

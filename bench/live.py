@@ -24,23 +24,20 @@ import asyncio
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from common import cli, pct, verdict
+from common import ApiProcess, cli, pct, verdict
 
 from flowqueue import Settings
-from flowqueue.backend.redis.embedded import EmbeddedRedis, free_port
+from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.store import AsyncRedisEventStore
 from flowqueue.model.events import NewEvent
 from flowqueue.model.ids import new_run_id
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGETS_MS = {1000: 50.0}  # p99
 TARGET_RATIOS = {100: 3.0}  # p99 / raw Pub/Sub p99
 TARGET_SATURATION = 100_000  # deliveries/s, one API process
@@ -55,39 +52,6 @@ def sent_at(data: bytes) -> float:
     while data[end : end + 1] not in (b",", b"}"):
         end += 1
     return float(data[start:end])
-
-
-class Api:
-    """``flowqueue api --workers N``, once every process has started."""
-
-    def __init__(self, url: str, log: Path, workers: int) -> None:
-        self.port = free_port()
-        env = {**os.environ, "FLOWQUEUE_REDIS_URL": url, "FLOWQUEUE_WORKERS": "workers"}
-        flowqueue = str(Path(sys.executable).parent / "flowqueue")
-        command = [flowqueue, "api", "--port", str(self.port), "--log-level", "info"]
-        if workers > 1:  # so that this bench also runs a flowqueue without --workers
-            command += ["--workers", str(workers)]
-        self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if log.read_bytes().count(b"Application startup complete") >= workers:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(log.read_text())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 async def sse_client(port: int, path: str, latencies: list[float], ready: asyncio.Event) -> None:
@@ -261,7 +225,8 @@ def run(
     out["rows"], out["saturation_by_processes"] = [], []
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
         for workers in processes:
-            api = Api(server.url, Path(tmp) / f"api{workers}.log", workers)
+            env = {**os.environ, "FLOWQUEUE_REDIS_URL": server.url, "FLOWQUEUE_WORKERS": "workers"}
+            api = ApiProcess(env, Path(tmp) / f"api{workers}.log", workers)
             try:
                 rows, sat = asyncio.run(
                     measure(server.url, api.port, counts, seconds, rate, saturation_clients)

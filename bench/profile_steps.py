@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common import cli
-from steps import HERE, ROOT, Bench, worker
+from common import HERE, ROOT, cli, worker
+from steps import Bench
 
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 

@@ -28,7 +28,6 @@ import asyncio
 import bisect
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,14 +39,14 @@ from typing import Any
 import httpx
 import psutil  # type: ignore[import-untyped]
 import redis
-from common import cli, pct, verdict
+from common import ApiProcess, cli, pct, verdict
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the example flows (workers/) for the client side too
 
 from flowqueue import Settings, create_app, start_flow  # noqa: E402
-from flowqueue.backend.redis.embedded import EmbeddedRedis, free_port  # noqa: E402
+from flowqueue.backend.redis.embedded import EmbeddedRedis  # noqa: E402
 from flowqueue.devtools.worker import WorkerProcess  # noqa: E402
 
 # The flows a soak can run (workers/), each with the input of its n-th run.
@@ -81,43 +80,6 @@ def rss_mib(pid: int) -> float:
         except psutil.NoSuchProcess:
             continue  # a pool child replaced between listing and reading
     return round(total / MIB, 1)
-
-
-class Api:
-    """A ``flowqueue api`` subprocess on a free port."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self._log = log.open("wb")
-        command = [str(Path(sys.executable).with_name("flowqueue")), "api"]
-        self.process = subprocess.Popen(
-            [*command, "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the API did not start; its log:\n{log.read_text()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 class Soak:
@@ -294,7 +256,7 @@ def run(
         env.pop("CELERY_BROKER_URL", None)
         args = ["-c", "2", "--without-mingle", "--without-gossip"]
         with WorkerProcess(env, Path(tmp) / "worker.log", args, cwd=ROOT) as worker:
-            api = Api(env, Path(tmp) / "api.log")
+            api = ApiProcess(env, Path(tmp) / "api.log", log_level="warning")
             app = create_app(Settings(redis_url=server.url, workers="workers"))
             soak = Soak(app, server.url, flow, bucket_seconds)
             threads = [

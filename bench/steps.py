@@ -30,29 +30,14 @@ from typing import Any
 
 import redis
 from celery import chain
-from common import cli, pct, verdict
+from common import HERE, ROOT, cli, pct, verdict, worker
 
 from flowqueue.backend.redis.embedded import EmbeddedRedis
-from flowqueue.devtools.worker import WorkerProcess
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 THROUGHPUT_TARGET = 0.90
 CHAIN_TARGET = 0.85
 HOP_P50_TARGET_MS = 3.0
 HOP_P99_TARGET_MS = 8.0
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "2"))
-
-
-def worker(url: str, log_path: Path) -> WorkerProcess:
-    env = {
-        **os.environ,
-        "FLOWQUEUE_REDIS_URL": url,
-        "FLOWQUEUE_WORKERS": "bench_flows",
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    args = ["-c", str(CONCURRENCY), "--without-mingle", "--without-gossip", "--without-heartbeat"]
-    return WorkerProcess(env, log_path, args, cwd=ROOT)
 
 
 class Bench:

@@ -72,6 +72,28 @@ def store(make_store: StoreFactory) -> EventStore:
 
 
 @pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Any]]:
+    """Apps on the suite's server with the example and test flows; ``eager`` (the default)
+    runs whole flows inline, else steps wait in the broker (no worker). No pump: nothing
+    sweeps unless a test reads or sweeps."""
+    from flowqueue import create_app
+
+    apps: list[Any] = []
+
+    def build(*, eager: bool = True, **overrides: Any) -> Any:
+        app = create_app(
+            settings.model_copy(update={"workers": "workers,tests.flows", **overrides})
+        )
+        app.conf.task_always_eager = eager
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.flowqueue.close()
+
+
+@pytest.fixture
 def make_coordinator(settings: Settings) -> Iterator[Any]:
     """Builds (store, run coordinator) pairs on the test server."""
     made: list[EventStore] = []

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
-from flowqueue import cancel, create_app, get_run, resume, start_flow
+from flowqueue import cancel, get_run, resume, start_flow
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.errors import TriggerAlreadyUsed, UnknownRun
 from flowqueue.model.awaits import AwaitRecord
@@ -21,31 +21,11 @@ from flowqueue.model.events import EventKind, NewEvent
 from flowqueue.model.header import StepHeader
 from flowqueue.model.timers import TimerSpec
 from flowqueue.runtime.engine import Flowqueue
-from flowqueue.settings import Settings
 
 from .worker_harness import Cluster
 
 SECOND = 1_000  # ms
 ORDER = {"order_id": "o-1", "items": [{"sku": "x", "quantity": 1}], "card": "4000123412341234"}
-
-
-@pytest.fixture
-def make_app(settings: Settings) -> Iterator[Callable[..., Any]]:
-    """Apps on the suite's server, running whole flows inline (no pump: nothing sweeps
-    unless a test reads or sweeps)."""
-    apps: list[Any] = []
-
-    def build(**overrides: Any) -> Any:
-        app = create_app(
-            settings.model_copy(update={"workers": "workers,tests.flows", **overrides})
-        )
-        app.conf.task_always_eager = True
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.flowqueue.close()
 
 
 def run_keys(client: redis.Redis, keys: Keys, run: str) -> dict[str, int]:

@@ -4,34 +4,16 @@ gets there first (or the starter died); exactly one flow.started either way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
 import redis
 
-from flowqueue import create_app, get_run, start_flow
+from flowqueue import get_run, start_flow
 from flowqueue.model.events import EventKind, encode_body
 from flowqueue.model.header import StartNote
 from flowqueue.model.timers import now_ms
-from flowqueue.settings import Settings
 
 ORDER = {"order_id": "o-1", "items": [{"sku": "x", "quantity": 1}], "card": "4000123412341234"}
-
-
-@pytest.fixture
-def make_app(settings: Settings) -> Iterator[Callable[..., Any]]:
-    apps: list[Any] = []
-
-    def build(*, eager: bool, **overrides: Any) -> Any:
-        app = create_app(settings.model_copy(update={"workers": "workers", **overrides}))
-        app.conf.task_always_eager = eager
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.flowqueue.close()
 
 
 def note_of(app: Any, run: str, made_ms: int) -> StartNote:

@@ -57,9 +57,10 @@ RUN_KEYS: tuple[str, ...] = ("stream", "meta", "steps", "emits", "awaits", "copy
 RUN_KEYS += ("runs", "feed", "stats", "expiry", "expiring")
 RUN_ARGS: tuple[str, ...] = ("run_live", "feed_live", "feed_maxlen", "run_id", "flow")
 RUN_ARGS += ("completed_retention_ms", "failed_retention_ms", "cancelled_retention_ms")
-# expiry_lib.lua's: a flow's index, counters, expiry set, and the feed; the feed's age.
+# expiry_lib.lua's: a flow's index, counters, expiry set, and the feed; how old the feed's
+# entries may grow (Settings.shortest_retention_seconds).
 EXPIRY_KEYS = ("runs", "expiry", "stats", "feed", "expiring")
-EXPIRY_ARGS = ("feed_keep_ms",)
+EXPIRY_ARGS = ("shortest_retention_ms",)
 
 
 class Script:
@@ -146,7 +147,7 @@ BEGIN_STEP = Script(
     keys=("steps", "awaits", "timers", "handed", "payloads", "waiters?", "trigger?"),
     args=(
         *("step", "lease_ms", "started", "timer", "on_claim", "claim_kind", "retention_ms"),
-        *("start", "entries", "made_ms"),  # an entry step's StartNote
+        *("start", "entries", "made_ms", "shortest_retention_ms"),  # an entry's StartNote
     ),
 )
 RENEW_LEASE = Script("renew_lease.lua", keys=("steps",), args=("step", "lease_ms"))

@@ -90,7 +90,7 @@ class ScriptNames:
             "completed_retention_ms": round(settings.completed_retention_seconds * 1000),
             "failed_retention_ms": round(settings.failed_retention_seconds * 1000),
             "cancelled_retention_ms": round(settings.cancelled_retention_seconds * 1000),
-            "feed_keep_ms": round(settings.shortest_retention_seconds * 1000),
+            "shortest_retention_ms": round(settings.shortest_retention_seconds * 1000),
         }
 
     def run(self, run_id: str, flow: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 -- timers); a timeout's K.waiters (event wait) or K.trigger (trigger wait), else absent.
 -- A.step, A.lease_ms, A.started the step.started body ("$attempt"), A.start the run's
 -- flow.started when the message carries its start ('' if not), A.entries (JSON list) and
--- A.made_ms with it (start_run's), A.timer that sent this
+-- A.made_ms with it, A.shortest_retention_ms (too_late), A.timer that sent this
 -- delivery ('' for none), A.on_claim appended when its claim wins (step.retry "$attempt",
 -- step.resumed "$result"), A.claim_kind its kind, A.retention_ms of a settled trigger.
 -- A step retrying or awaiting starts only for a delivery whose timer it can claim (ZREM
@@ -12,7 +12,7 @@
 -- (StepStart, in flowqueue/backend/coordinator.py, says when).
 local step, timer = A.step, A.timer
 -- An entry step that gets here before its starter recorded the run starts it.
-if A.start ~= '' and run_gone() and not too_late(A.made_ms) then
+if A.start ~= '' and run_gone() and not too_late(A.made_ms, A.shortest_retention_ms) then
   start(A.start, cjson.decode(A.entries))
 end
 local status, attempts, lease, since_kept = unpack(redis.call('HMGET', K.steps, step,

@@ -1,26 +1,10 @@
 -- Dropping a flow's expired runs: K.runs (its index), K.expiry (its expiry set), K.stats
 -- (its counters), K.feed, K.expiring (flows with an expiry set); A.flow, A.batch (how many
--- at most, per call), A.feed_keep_ms (the shortest retention; 0: runs are kept forever).
+-- at most, per call), A.shortest_retention_ms (0: runs are kept forever).
 -- Redis deletes an ended run's own keys when they expire; its entry in the expiry set
 -- (run_lib.lua: '<status>|<index member>|') says what else goes: its index member and one
 -- from its status's counter. Its feed entries are older than the shortest retention by
 -- then, and each drop trims the feed to that, so none is left.
-
--- Entries written before the feed was trimmed by age name the run's feed positions after
--- the second '|': the first in full, then '<ms after it>-<seq>'.
-local function positions_of(text)
-  local out, first = {}, nil
-  for token in string.gmatch(text, '%S+') do
-    local ms, seq = string.match(token, '^(%d+)%-(%d+)$')
-    if first == nil then
-      first = tonumber(ms)
-      out[#out + 1] = token
-    else
-      out[#out + 1] = string.format('%.0f', first + tonumber(ms)) .. '-' .. seq
-    end
-  end
-  return out
-end
 
 -- Runs whose keys have expired by now, oldest first: {run, status, expired ms} each, from
 -- `offset` on. Unless `dry`, each is dropped (once: a concurrent sweep that lost the ZREM
@@ -31,21 +15,17 @@ local function drop_due(dry, offset)
   local out = {}
   for i = 1, #due, 2 do
     local entry = due[i]
-    local status, index, positions = string.match(entry, '^([^|]*)|([^|]*)|(.*)$')
+    local status, index = string.match(entry, '^([^|]*)|([^|]*)|')
     if dry or redis.call('ZREM', K.expiry, entry) == 1 then
       out[#out + 1] = {string.sub(index, 15), status, due[i + 1]}
       if not dry then
         redis.call('ZREM', K.runs, index)
         redis.call('HINCRBY', K.stats, status, -1)
-        local feed = positions_of(positions)
-        for j = 1, #feed, 1000 do -- unpack() takes a few thousand values at most
-          redis.call('XDEL', K.feed, unpack(feed, j, math.min(j + 999, #feed)))
-        end
       end
     end
   end
-  if not dry and A.feed_keep_ms ~= '0' then
-    local oldest = now_ms() - tonumber(A.feed_keep_ms)
+  if not dry and A.shortest_retention_ms ~= '0' then
+    local oldest = now_ms() - tonumber(A.shortest_retention_ms)
     redis.call('XTRIM', K.feed, 'MINID', string.format('%.0f', oldest))
   end
   if not dry and redis.call('ZCARD', K.expiry) == 0 then

@@ -256,17 +256,12 @@ local function start(body, entries)
 end
 
 -- An entry step's claim records its run's start (the header's StartNote) if its starter has
--- not yet, but not once the shortest retention has passed since the start was made: its
--- run may have ended and expired by then (its keys gone), and must not start again.
-local function too_late(made_ms)
-  local shortest = nil
-  for _, ms in pairs(RETENTION) do
-    ms = tonumber(ms)
-    if ms > 0 and (shortest == nil or ms < shortest) then
-      shortest = ms
-    end
-  end
-  return shortest ~= nil and now_ms() > tonumber(made_ms) + shortest
+-- not yet, but not once the shortest retention (shortest_ms; 0: no run expires) has passed
+-- since the start was made: its run may have ended and expired by then (its keys gone),
+-- and must not start again.
+local function too_late(made_ms, shortest_ms)
+  local shortest = tonumber(shortest_ms)
+  return shortest > 0 and now_ms() > tonumber(made_ms) + shortest
 end
 
 -- Python writes a SLOT's "$name" as a JSON string where the script supplies a value (a
