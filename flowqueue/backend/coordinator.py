@@ -32,12 +32,19 @@ class StepStart:
     busy_ms: int = 0
 
 
+# One Redis write kombu's Redis transport makes to send a Celery message: ("lpush", (queue
+# list, message)), ("publish", (channel, event)), ("pexpire", (queue list, ms)).
+BrokerWrite = tuple[str, tuple[str | int, ...]]
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A step this caller won the right to enqueue, with its inputs by event name."""
+    """A step this caller won the right to enqueue, with its inputs by event name; or
+    ``sent`` already, by the call that claimed it."""
 
     step: str
     inputs: dict[str, Any] = field(default_factory=dict)
+    sent: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._monitor import monitor_name
 from flowqueue.runtime._priorities import StepPriorities, step_priorities
+from flowqueue.runtime._sender import Sender
 
 log = logging.getLogger(__name__)
 # The longest signal id (``<ms>-<seq>``), to check a flow.started fits before it is known.
@@ -108,6 +109,11 @@ class Orchestrator:
     @property
     def flows(self) -> FlowRegistry:
         return self._flows()
+
+    @cached_property
+    def sender(self) -> Sender:
+        """Read on first use, once the app's configuration is final."""
+        return Sender(self.app, self.settings.redis_url)
 
     @cached_property
     def priorities(self) -> StepPriorities:
@@ -221,10 +227,19 @@ class Orchestrator:
         flow = graph.name
         started = self._started(graph, value, run_id, trigger)
         entries = graph.entry_steps
-        if self.connections.coordinator.start_run(started, [s.name for s in entries]) is None:
+        sends = []
+        if self.sender.direct:  # queued by the call that records the start
+            deliveries = [
+                self.delivery(run_id, flow, e, value, countdown, new_run=True) for e in entries
+            ]
+            sends = self.sender.sends(deliveries)
+        coordinator = self.connections.coordinator
+        if coordinator.start_run(started, [s.name for s in entries], sends) is None:
             raise RunAlreadyExists(
                 f"run {run_id!r} exists already; start it with a new id.", run_id=run_id, flow=flow
             )
+        if sends:
+            return run_id
         try:
             for entry in entries:
                 self.enqueue(run_id, flow, entry, value, countdown, new_run=True)
@@ -238,7 +253,10 @@ class Orchestrator:
         """``_start`` for a new run id (none can exist): the entry steps are sent first,
         each carrying the start (``StartNote``), then it is recorded. A run whose entry
         step was sent always starts: if this process dies before recording it, the step's
-        claim does; a refused send records nothing that could be left running."""
+        claim does; a refused send records nothing that could be left running. With
+        direct sends there is one call, and no note: ``_start``."""
+        if self.sender.direct:
+            return self._start(graph, value, run_id, trigger, countdown)
         started = self._started(graph, value, run_id, trigger)
         entries = [s.name for s in graph.entry_steps]
         body = encode_body(started, self.settings.max_payload_bytes).decode()
@@ -279,12 +297,23 @@ class Orchestrator:
             )
         payload = to_jsonable(payload, f"payload of {name!r}")
         event = header.event(EventKind.EMIT, attempt, name=name, payload=payload)
+        candidates = graph.candidates(name)
+        # A step waiting for this name alone gets this payload: its message is known now,
+        # and is sent by the call that claims it (direct sends).
+        sends = {}
+        if self.sender.direct:
+            for candidate in candidates:
+                if list(candidate.subscribes) == [name]:
+                    to = graph.step(candidate.step)
+                    delivery = self.delivery(header.run_id, header.flow, to, {name: payload})
+                    sends[candidate.step] = self.sender.writes(*delivery)
         # A retried emitter re-sends steps it claimed before, in case it died first.
         emitted = self.connections.coordinator.emit(
-            event, payload, graph.candidates(name), republish=attempt > 1
+            event, payload, candidates, republish=attempt > 1, sends=sends
         )
         for claim in emitted.claims:
-            self.enqueue(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
+            if not claim.sent:
+                self.enqueue(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
         self._send_woken(emitted.woken)
         return emitted.event
 
@@ -484,19 +513,39 @@ class Orchestrator:
         retries: int = 0,
         start: StartNote | None = None,
     ) -> None:
-        """Send one delivery of ``step``; a new run's entry steps queue behind the
-        deliveries that runs in progress are owed (``flowqueue.runtime._priorities``).
-        Monitors see it as ``<flow>/<step>``, retried ``retries`` times (``_monitor``).
-        ``start``: the run's start, for an entry step's claim to record if it is first."""
+        """Send one delivery of ``step`` now (``delivery``)."""
+        delivery = self.delivery(
+            run_id, flow, step, arg, countdown, timer, new_run=new_run, retries=retries, start=start
+        )
+        self.sender.send(*delivery, self.connections.coordinator)
+
+    def delivery(
+        self,
+        run_id: str,
+        flow: str,
+        step: StepDef,
+        arg: Any,
+        countdown: float | None = None,
+        timer: str = "",
+        *,
+        new_run: bool = False,
+        retries: int = 0,
+        start: StartNote | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """A delivery of ``step``: its task and ``apply_async`` options. A new run's entry
+        steps queue behind the deliveries that runs in progress are owed
+        (``flowqueue.runtime._priorities``). Monitors see it as ``<flow>/<step>``,
+        retried ``retries`` times (``_monitor``). ``start``: the run's start, for an
+        entry step's claim to record if it is first."""
         task = self.app.tasks[step.task_name]
         header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer, start=start)
         priorities = self.priorities
-        task.apply_async(
-            args=[arg],
-            task_id=step_task_id(run_id, step.name),
-            headers={HEADER: header.model_dump(exclude_defaults=True)},
-            countdown=countdown,
-            priority=priorities.new_run if new_run else priorities.in_flight,
-            shadow=monitor_name(flow, step.name),
-            retries=retries,
-        )
+        return task, {
+            "args": [arg],
+            "task_id": step_task_id(run_id, step.name),
+            "headers": {HEADER: header.model_dump(exclude_defaults=True)},
+            "countdown": countdown,
+            "priority": priorities.new_run if new_run else priorities.in_flight,
+            "shadow": monitor_name(flow, step.name),
+            "retries": retries,
+        }

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic_core import to_json
 
 from flowqueue.backend.coordinator import (
+    BrokerWrite,
     Cancelled,
     Candidate,
     Claim,
@@ -70,9 +71,14 @@ class RedisRunCoordinator:
     def _body(self, event: NewEvent | None) -> bytes:
         return b"" if event is None else encode_body(event, self._cmd.max_payload)
 
-    def start_run(self, started: NewEvent, entry_steps: Sequence[str]) -> Event | None:
-        """Append flow.started and queue the entry steps; None if the run id exists."""
+    def start_run(
+        self, started: NewEvent, entry_steps: Sequence[str], sends: Sequence[BrokerWrite] = ()
+    ) -> Event | None:
+        """Append flow.started and queue the entry steps, making ``sends`` (their
+        messages' broker writes) in the same call; None if the run id exists (nothing
+        is sent)."""
         named = self._run(started.run_id, started.flow, started=self._body(started))
+        named["sends"] = to_json(sends)
         reply = scripts.START_RUN.run(self.client, **named, entry=entry_steps)
         return None if reply[0] == b"exists" else Event.stamped(started, reply[1].decode())
 
@@ -124,21 +130,27 @@ class RedisRunCoordinator:
         candidates: Sequence[Candidate],
         *,
         republish: bool = False,
+        sends: Mapping[str, Sequence[BrokerWrite]] | None = None,
     ) -> Emitted:
         """Append an emit event, claim every candidate it makes ready (once), and wake the
-        event waits it matches in any run."""
+        event waits it matches in any run. A claimed candidate with ``sends`` (its
+        message's broker writes) is sent in the same call (``Claim.sent``)."""
         check_json(payload, "payload")
         name = event.data["name"]
         named = self._run(event.run_id, event.flow, name=name, event=self._body(event))
         named.update(signals=self.keys.signals(name), waiters=self.keys.waiters(name))
         named.update(payload=to_json(payload), republish=int(republish))
         named["candidates"] = to_json([[c.step, list(c.subscribes)] for c in candidates])
+        named["sends"] = to_json(sends or {})
         reply = scripts.EMIT.run(self.client, **named)
         if reply[0] == b"gone":
             raise gone(event.run_id, event.flow)
         claims = []
         for claimed in reply[2:]:
-            step, payloads = claimed[0].decode(), claimed[1:]
+            step, payloads = claimed[0].decode(), claimed[2:]
+            if claimed[1]:
+                claims.append(Claim(step, sent=True))
+                continue
             by_name = next(c for c in candidates if c.step == step).subscribes
             inputs = {name: json.loads(p) for name, p in zip(by_name, payloads, strict=True)}
             claims.append(Claim(step, inputs))
@@ -299,6 +311,10 @@ class RedisRunCoordinator:
         named = self._fixed | {"horizon_ms": horizon_ms, "limit": limit, "grace_ms": grace_ms}
         reply = scripts.TAKE_DUE.run(self.client, **named)
         return [(reply[i].decode(), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    def send(self, sends: Sequence[BrokerWrite]) -> None:
+        """Make one message's broker writes (a step sent outside any other call)."""
+        scripts.SEND.run(self.client, sends=to_json(sends))
 
     def step_arg(self, run_id: str, step: str) -> Any:
         """The input kept for a step that waits for a retry."""

@@ -141,7 +141,10 @@ LIST_RUNS = Script(
 )
 SWEEP = Script("expiry_lib.lua sweep.lua", args=("flow", "batch", "dry", "offset"))
 FLOW_STATS = Script("expiry_lib.lua flow_stats.lua", args=("flow", "batch"))
-START_RUN = Script("run_lib.lua start_run.lua", keys=("steps",), args=("started", "*entry"))
+START_RUN = Script(
+    "run_lib.lua send_lib.lua start_run.lua", keys=("steps",), args=("started", "sends", "*entry")
+)
+SEND = Script("send_lib.lua send.lua", args=("sends",))
 BEGIN_STEP = Script(
     "run_lib.lua trigger_lib.lua begin_step.lua",
     keys=("steps", "awaits", "timers", "handed", "payloads", "waiters?", "trigger?"),
@@ -152,9 +155,12 @@ BEGIN_STEP = Script(
 )
 RENEW_LEASE = Script("renew_lease.lua", keys=("steps",), args=("step", "lease_ms"))
 EMIT = Script(
-    "run_lib.lua signal_lib.lua emit.lua",
+    "run_lib.lua signal_lib.lua send_lib.lua emit.lua",
     keys=("steps", "emits", "handed", "payloads", "signals", "waiters"),
-    args=("name", "event", "payload", "republish", "candidates", "maxlen", "ttl_ms", "grace_ms"),
+    args=(
+        *("name", "event", "payload", "republish", "candidates", "sends"),
+        *("maxlen", "ttl_ms", "grace_ms"),
+    ),
 )
 FINISH_STEP = Script(
     "run_lib.lua finish_step.lua",

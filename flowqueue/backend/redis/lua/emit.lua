@@ -1,14 +1,20 @@
 -- emit: K.steps, K.emits (the run's first payload of each name), K.handed, K.payloads,
 -- K.signals and K.waiters of the name. A.name, A.event the emit body, A.payload (JSON),
 -- A.republish (1/0), A.candidates JSON [[step, [subscribed name, ...]], ...],
--- A.maxlen and A.ttl_ms of the signal stream, A.grace_ms.
+-- A.sends JSON {step: broker writes} (send_lib.lua) for candidates whose message is
+-- known before the claim (one subscription: this payload), A.maxlen and A.ttl_ms of the signal stream, A.grace_ms.
 -- Appends the emit event and signals the name (waking matching waits in any run). While
 -- the run is live, records the first payload of each name and claims every candidate
 -- whose subscriptions are all emitted, once (HSETNX). With republish set (a retried
 -- emitter), ready steps still queued are returned again, since the earlier attempt may
 -- have died before sending them; begin_step drops duplicates.
--- Returns {event id, {woken timer, ...}, {step, payload...}, ...}, or {'gone'} when the run
--- is gone (expired): nothing is written or signalled.
+-- Returns {event id, {woken timer, ...}, {step, sent, payload...}, ...} (sent: 1 when its
+-- writes were made here, 0 when the caller sends it), or {'gone'} when the run is gone
+-- (expired): nothing is written or signalled.
+local sends = cjson.decode(A.sends)
+for _, writes in pairs(sends) do
+  check_writes(writes)
+end
 if run_gone() then
   return {'gone'}
 end
@@ -30,8 +36,11 @@ if not run_ended() then
     end
     if ready then
       local claimed = redis.call('HSETNX', K.steps, step, STATUS.queued) == 1
-      if claimed or (A.republish == '1' and redis.call('HGET', K.steps, step) == STATUS.queued) then
-        out[#out + 1] = {step, unpack(payloads)}
+      if claimed and sends[step] then
+        send(sends[step])
+        out[#out + 1] = {step, 1}
+      elseif claimed or (A.republish == '1' and redis.call('HGET', K.steps, step) == STATUS.queued) then
+        out[#out + 1] = {step, 0, unpack(payloads)}
       end
     end
   end
