@@ -548,4 +548,5 @@ class Orchestrator:
             "priority": priorities.new_run if new_run else priorities.in_flight,
             "shadow": monitor_name(flow, step.name),
             "retries": retries,
+            "kwargsrepr": "{}",  # steps take no keyword arguments: no saferepr to run
         }

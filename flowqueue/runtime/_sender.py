@@ -136,7 +136,7 @@ class Sender:
             opened = self._open()
             opened.capture.writes = []
             with opened.producer.batch():
-                task.apply_async(producer=opened.producer, **options)
+                task.apply_async(producer=opened.producer, retry=False, **options)
             writes = opened.capture.writes
         if not any(name == "lpush" for name, _ in writes):
             raise RuntimeError(f"kombu routed {task.name} to no queue: {writes!r}")
