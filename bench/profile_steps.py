@@ -8,7 +8,10 @@ worker, every body the same counter INCR). Two measurements:
   (1) Redis, per task and per run: commands by name, script calls, bytes in and out,
       from the server's own ``INFO commandstats`` / ``INFO stats`` around N plain tasks,
       then around N single-step runs (the broker's traffic included on both sides);
-  (2) the worker's CPU: ``py-spy record`` (sampling, the main process and the pool
+  (2) CPU per unit of work and per process (``psutil`` CPU times around N of each: plain
+      tasks, single-step runs, steps of 10-task chains, steps of 10-step flows): the
+      starter (this process), Redis, the worker's main process, its pool children;
+  (3) the worker's CPU: ``py-spy record`` (sampling, the main process and the pool
       children) while single-step runs flow for ``--seconds``; the samples' leaf frames
       are grouped by where they spend the time (Redis I/O, JSON, pydantic, Celery and
       kombu, flowqueue's own code, ...). Needs ``py-spy`` (pip install py-spy).
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from common import HERE, ROOT, cli, worker
 from steps import Bench
@@ -78,6 +82,45 @@ def redis_cost(bench: Bench, client: redis.Redis, n: int) -> dict[str, Any]:
     return found
 
 
+def cpu_per_process(
+    bench: Bench, client: redis.Redis, worker_pid: int, n: int
+) -> dict[str, dict[str, float]]:
+    """CPU µs per unit of work in each process, from their CPU times before and after."""
+    starter = psutil.Process()
+    server = psutil.Process(int(client.info("server")["process_id"]))
+    main = psutil.Process(worker_pid)
+
+    def times() -> dict[str, float]:
+        def cpu(process: psutil.Process) -> float:
+            used = process.cpu_times()
+            return float(used.user + used.system)
+
+        children = main.children(recursive=True)
+        return {
+            "starter": cpu(starter),
+            "redis": cpu(server),
+            "worker_main": cpu(main),
+            "pool_children": sum(cpu(child) for child in children),
+        }
+
+    chains = max(1, n // 10)
+    work = {
+        "plain task": lambda: bench.celery_tasks(n),
+        "single-step run": lambda: bench.flow_runs(n),
+        "step of a 10-task chain": lambda: bench.celery_chains(chains, 10),
+        "step of a 10-step flow": lambda: bench.flow_chains(chains, 10),
+    }
+    found: dict[str, dict[str, float]] = {}
+    for name, do in work.items():
+        before = times()
+        do()
+        after = times()
+        per: dict[str, float] = {k: round((after[k] - before[k]) / (chains * 10 if "step of" in name else n) * 1e6)
+               for k in before}  # fmt: skip
+        found[name] = {**per, "total": sum(per.values())}
+    return found
+
+
 def worker_profile(bench: Bench, pid: int, seconds: float, out: Path) -> dict[str, float]:
     """py-spy samples of the worker while single-step runs flow; share per area."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -120,8 +163,9 @@ def run(n: int, seconds: float) -> dict[str, Any]:
             bench.flow_runs(200)
             client = redis.Redis.from_url(server.url)
             cost = redis_cost(bench, client, n)
+            cpu = cpu_per_process(bench, client, process.process.pid, n)
             profile = worker_profile(bench, process.process.pid, seconds, Path(tmp))
-    return {"n": n, "redis": cost, "worker_cpu_percent": profile}
+    return {"n": n, "redis": cost, "cpu_us_per_unit": cpu, "worker_cpu_percent": profile}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -132,6 +176,12 @@ def report(result: dict[str, Any]) -> None:
             f"{cost['bytes_out']:>6} B out"
         )
         print("          " + ", ".join(f"{k} {v:g}" for k, v in cost["by_command"].items()))
+    print("CPU µs per unit:  starter  redis  worker main  pool children  total")
+    for name, per in result["cpu_us_per_unit"].items():
+        print(
+            f"  {name:24} {per['starter']:>6} {per['redis']:>6} {per['worker_main']:>12} "
+            f"{per['pool_children']:>14} {per['total']:>6}"
+        )
     print("worker CPU while single-step runs flow (share of busy samples):")
     for name, share in result["worker_cpu_percent"].items():
         if not name.endswith("_samples"):
