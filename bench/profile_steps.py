@@ -115,9 +115,9 @@ def cpu_per_process(
         before = times()
         do()
         after = times()
-        per: dict[str, float] = {k: round((after[k] - before[k]) / (chains * 10 if "step of" in name else n) * 1e6)
-               for k in before}  # fmt: skip
-        found[name] = {**per, "total": sum(per.values())}
+        units = chains * 10 if name.startswith("step of") else n
+        per = {k: round((after[k] - before[k]) / units * 1e6, 1) for k in before}
+        found[name] = {**per, "total": round(sum(per.values()), 1)}
     return found
 
 
