@@ -77,6 +77,16 @@ def test_a_direct_send_is_the_message_kombu_would_publish(make_app, redis_client
     assert [args[0] for name, args in writes if name == "publish"] == ["/0.celeryev/task.sent"]
 
 
+def test_a_step_routed_to_its_own_queue_is_queued_there(make_app, redis_client: redis.Redis):
+    app = make_app(eager=False)
+    app.conf.task_routes = {"workers.orders.*": {"queue": "orders"}}
+    redis_client.delete("orders\x06\x163", QUEUE)
+    run = start_flow("order", ORDER, app=app)
+    queued = redis_client.lrange("orders\x06\x163", 0, -1)
+    assert [json.loads(m)["headers"]["id"] for m in queued] == [f"{run}:validate"]
+    assert redis_client.llen(QUEUE) == 0
+
+
 def test_a_start_queues_its_entry_steps_in_the_same_call(make_app, redis_client: redis.Redis):
     app = make_app(eager=False)  # no worker: the entry steps wait in the broker
     redis_client.delete(QUEUE)

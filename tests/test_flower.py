@@ -120,6 +120,7 @@ def test_a_step_that_fails_twice_then_passes_reads_2_retries_and_success(cluster
     info = flower.wait_state(f"{run}:call_partner", "SUCCESS")
     assert info["retries"] == 2
     assert info["name"] == "partner-sync/call_partner"  # flow and step, not the task name
+    assert info["sent"] is not None  # its task-sent, published by the script that queued it
     assert info["retried"] is not None
     assert "503 from partner (attempt 2)" in info["exception"]  # the last retry's reason
     assert "{'synced': 'acme', 'attempts': 3}" in info["result"]
