@@ -157,3 +157,11 @@ def test_flows_run_with_celery_publishing_on_another_broker(
         assert {events[-1].kind for events in ended.values()} == {EventKind.FLOW_COMPLETED}
     finally:
         group.close()
+
+
+def test_a_store_away_at_the_first_send_is_redis_away_and_decided_again(make_app):
+    app = make_app(eager=False, redis_url="redis://127.0.0.1:9/0")  # nothing listens there
+    sender = app.flowqueue.orchestrator.sender
+    with pytest.raises(redis.ConnectionError):  # what the API and CLI answer 503 / exit 1 for
+        start_flow("order", ORDER, app=app)
+    assert "direct" not in vars(sender)  # not decided: the next send tries again

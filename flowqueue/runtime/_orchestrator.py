@@ -113,7 +113,9 @@ class Orchestrator:
     @cached_property
     def sender(self) -> Sender:
         """Read on first use, once the app's configuration is final."""
-        return Sender(self.app, self.settings.redis_url)
+        return Sender(
+            self.app, self.settings.redis_url, lambda: self.connections.coordinator.client.ping()
+        )
 
     @cached_property
     def priorities(self) -> StepPriorities:

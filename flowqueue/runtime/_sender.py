@@ -16,10 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
+
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flowqueue.backend.coordinator import BrokerWrite
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
@@ -98,9 +101,10 @@ class _Producer:
 class Sender:
     """Builds and sends step deliveries for one app (``direct``: as broker writes)."""
 
-    def __init__(self, app: Any, store_url: str) -> None:
+    def __init__(self, app: Any, store_url: str, reach: Callable[[], object]) -> None:
         self.app = app
         self.store_url = store_url
+        self._reach = reach  # the store's own ping: fails at once, where kombu retries for 6 s
         self._locks: dict[int, threading.Lock] = {}
         self._producer: _Producer | None = None
 
@@ -127,7 +131,11 @@ class Sender:
     def _open(self) -> _Producer:
         producer = self._producer
         if producer is None or producer.pid != os.getpid():  # never a parent's connection
-            producer = self._producer = _Producer(self.app)
+            self._reach()  # the broker is the store: a Redis away is the store's error
+            try:
+                producer = self._producer = _Producer(self.app)
+            except OperationalError as exc:  # the broker is the store: its Redis is away
+                raise RedisConnectionError(str(exc)) from exc
         return producer
 
     def writes(self, task: Any, options: dict[str, Any]) -> list[BrokerWrite]:
