@@ -13,6 +13,7 @@ import redis
 
 from flowqueue import start_flow
 from flowqueue.backend.coordinator import Candidate
+from flowqueue.errors import ConfigurationError
 from flowqueue.model.events import EventKind
 from flowqueue.runtime._orchestrator import run_event
 from flowqueue.runtime._sender import same_redis
@@ -85,6 +86,17 @@ def test_a_step_routed_to_its_own_queue_is_queued_there(make_app, redis_client: 
     queued = redis_client.lrange("orders\x06\x163", 0, -1)
     assert [json.loads(m)["headers"]["id"] for m in queued] == [f"{run}:validate"]
     assert redis_client.llen(QUEUE) == 0
+
+
+def test_a_step_routed_to_no_queue_is_refused_and_nothing_is_written(make_app):
+    from kombu import Exchange, Queue
+
+    app = make_app(eager=False)
+    everyone = Queue("everyone", Exchange("everyone", type="fanout"))  # a broadcast
+    app.conf.task_routes = {"workers.orders.*": {"queue": everyone}}
+    with pytest.raises(ConfigurationError, match="to no queue"):
+        start_flow("order", ORDER, app=app)
+    assert app.flowqueue.store.list_runs("order") == []
 
 
 def test_a_start_queues_its_entry_steps_in_the_same_call(make_app, redis_client: redis.Redis):

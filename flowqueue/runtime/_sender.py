@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flowqueue.backend.coordinator import BrokerWrite
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
+from flowqueue.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,11 @@ class Sender:
                 task.apply_async(producer=opened.producer, retry=False, **options)
             writes = opened.capture.writes
         if not any(name == "lpush" for name, _ in writes):
-            raise RuntimeError(f"kombu routed {task.name} to no queue: {writes!r}")
+            raise ConfigurationError(
+                f"Celery routes step task {task.name!r} to no queue (a broadcast or an "
+                "exchange with no queue bound): route it to a queue in task_routes; "
+                "nothing was written."
+            )
         return writes
 
     def send(self, task: Any, options: dict[str, Any], coordinator: RedisRunCoordinator) -> None:
