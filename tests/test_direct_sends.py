@@ -64,10 +64,10 @@ def test_a_direct_send_is_the_message_kombu_would_publish(make_app, redis_client
     app = make_app(eager=False)
     orchestrator = app.flowqueue.orchestrator
     step = app.flowqueue.flows.flow("order").step("validate")
-    task, options = orchestrator.delivery("r-1", "order", step, ORDER, new_run=True)
+    to_send = orchestrator.message("r-1", "order", step, ORDER, new_run=True)
     redis_client.delete(QUEUE)
-    writes = orchestrator.sender.writes(task, options)
-    task.apply_async(**options)  # kombu publishes the same delivery
+    writes = orchestrator.sender.writes(to_send)
+    to_send.task.apply_async(**to_send.options)  # kombu publishes the same message
     published = redis_client.rpop(QUEUE)
     assert redis_client.llen(QUEUE) == 0
     (key, payload) = next(args for name, args in writes if name == "lpush")
@@ -125,8 +125,9 @@ def test_an_emit_sends_the_step_it_claims_once(make_app, redis_client: redis.Red
     fq = app.flowqueue
     run = start_flow("order", ORDER, app=app)
     step = fq.flows.flow("order").step("reserve_stock")
-    task, options = fq.orchestrator.delivery(run, "order", step, {"go": {"x": 1}})
-    writes = fq.orchestrator.sender.writes(task, options)
+    writes = fq.orchestrator.sender.writes(
+        fq.orchestrator.message(run, "order", step, {"go": {"x": 1}})
+    )
     candidate = [Candidate("reserve_stock", ["go"])]
     key = next(args[0] for name, args in writes if name == "lpush")
     redis_client.delete(key)

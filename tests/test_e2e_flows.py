@@ -21,7 +21,11 @@ def test_redelivered_finished_step_neither_runs_nor_writes(cluster):
     run = start_flow("example-flow", {"name": "bo"}, app=cluster.app)
     before = cluster.wait_terminal(run)
     graph = cluster.fq.flows.flow("example-flow")
-    cluster.fq.orchestrator.enqueue(run, "example-flow", graph.step("first_step"), {"name": "bo"})
+    cluster.fq.orchestrator.send(
+        cluster.fq.orchestrator.message(
+            run, "example-flow", graph.step("first_step"), {"name": "bo"}
+        )
+    )
     worker = cluster.workers[0]
     deadline = time.monotonic() + 20
     while f"skipping {run}/first_step: done" not in worker.log():

@@ -159,7 +159,9 @@ def test_a_parked_step_reads_AWAITING_then_RESUMED_then_SUCCESS(cluster, flower)
     # A duplicate delivery of the parked step ends without running it, and says nothing
     # that would hide the await (a task-succeeded used to turn it into SUCCESS).
     step = cluster.fq.flows.flow("flower-await").step("flower_await")
-    cluster.fq.orchestrator.enqueue(run, "flower-await", step, {"hold": 3})
+    cluster.fq.orchestrator.send(
+        cluster.fq.orchestrator.message(run, "flower-await", step, {"hold": 3})
+    )
     flower.wait_task(task_id, lambda info: info["started"] > parked["started"], "re-started")
     time.sleep(1.5)  # a task-succeeded would have followed the task-started at once
     still = flower.task(task_id)

@@ -448,7 +448,7 @@ def test_a_real_worker_does_not_rerun_a_completed_step_while_its_sibling_awaits(
     wait_until(ready, "quick_sibling to complete while gated_sibling awaits")
     # Celery delivers the finished step's message again (same task id and header).
     quick = fq.flows.flow(flow).step("quick_sibling")
-    fq.orchestrator.enqueue(run, flow, quick, {"key": key})
+    fq.orchestrator.send(fq.orchestrator.message(run, flow, quick, {"key": key}))
     skipped = f"skipping {run}/quick_sibling: done"
     wait_until(
         lambda: (

@@ -191,7 +191,7 @@ def test_late_writes_neither_outlive_the_run_nor_bring_it_back(make_app, redis_c
     # After: a duplicate delivery, a late timer, a finish, an emission, a once block, a log
     # line, a lease renewal and a cancel write nothing.
     step = fq.flows.flow("example-flow").step("first_step")
-    fq.orchestrator.enqueue(run, "example-flow", step, {"name": "late"})
+    fq.orchestrator.send(fq.orchestrator.message(run, "example-flow", step, {"name": "late"}))
     retry = TimerSpec(kind="retry", run_id=run, flow="example-flow", step="first_step", attempt=2)
     fq.orchestrator.fire(retry.member())
     completed = header.event(EventKind.STEP_COMPLETED, 1, result=None)

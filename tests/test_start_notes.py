@@ -55,7 +55,11 @@ def test_a_starter_that_died_after_sending_loses_nothing(make_app):
     run = "01a23438-3282-74d2-9ed6-f6f50a31aaaa"
     note = note_of(app, run, now_ms())
     # Its entry step was sent, then it died: nothing but the message knows of the run.
-    fq.orchestrator.enqueue(run, "order", graph.step("validate"), ORDER, new_run=True, start=note)
+    fq.orchestrator.send(
+        fq.orchestrator.message(
+            run, "order", graph.step("validate"), ORDER, new_run=True, start=note
+        )
+    )
     assert get_run(run, app=app).status == "completed"
     assert kinds(app, run).count(EventKind.FLOW_STARTED) == 1
 
@@ -67,6 +71,10 @@ def test_a_start_made_longer_ago_than_the_shortest_retention_is_not_recorded(mak
     graph = fq.flows.flow("order")
     run = "01a23438-3282-74d2-9ed6-f6f50a31bbbb"
     note = note_of(app, run, now_ms() - 2000)
-    fq.orchestrator.enqueue(run, "order", graph.step("validate"), ORDER, new_run=True, start=note)
+    fq.orchestrator.send(
+        fq.orchestrator.message(
+            run, "order", graph.step("validate"), ORDER, new_run=True, start=note
+        )
+    )
     assert fq.store.read(run) == []
     assert not fq.coordinator.client.keys(f"{fq.keys.prefix}:run:{{{run}}}*")

@@ -40,7 +40,7 @@ from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
 from flowqueue.runtime._monitor import monitor_name
 from flowqueue.runtime._priorities import StepPriorities, step_priorities
-from flowqueue.runtime._sender import Sender
+from flowqueue.runtime._sender import Sender, StepMessage
 
 log = logging.getLogger(__name__)
 # The longest signal id (``<ms>-<seq>``), to check a flow.started fits before it is known.
@@ -113,9 +113,7 @@ class Orchestrator:
     @cached_property
     def sender(self) -> Sender:
         """Read on first use, once the app's configuration is final."""
-        return Sender(
-            self.app, self.settings.redis_url, lambda: self.connections.coordinator.client.ping()
-        )
+        return Sender(self.app, self.settings.redis_url, lambda: self.connections.coordinator)
 
     @cached_property
     def priorities(self) -> StepPriorities:
@@ -184,7 +182,7 @@ class Orchestrator:
             statuses = self.connections.coordinator.step_statuses(run_id)
             for entry in graph.entry_steps:
                 if statuses.get(entry.name) == "queued":
-                    self.enqueue(run_id, flow, entry, value, countdown, new_run=True)
+                    self.send(self.message(run_id, flow, entry, value, countdown, new_run=True))
 
     def check_start(self, flow: str, input: Any, trigger: Mapping[str, Any]) -> None:
         """Raise what ``start_run`` would for ``input`` (``UnknownFlow``, ``InvalidInput``,
@@ -231,10 +229,10 @@ class Orchestrator:
         entries = graph.entry_steps
         sends = []
         if self.sender.direct:  # queued by the call that records the start
-            deliveries = [
-                self.delivery(run_id, flow, e, value, countdown, new_run=True) for e in entries
+            messages = [
+                self.message(run_id, flow, e, value, countdown, new_run=True) for e in entries
             ]
-            sends = self.sender.sends(deliveries)
+            sends = self.sender.sends(messages)
         coordinator = self.connections.coordinator
         if coordinator.start_run(started, [s.name for s in entries], sends) is None:
             raise RunAlreadyExists(
@@ -244,7 +242,7 @@ class Orchestrator:
             return run_id
         try:
             for entry in entries:
-                self.enqueue(run_id, flow, entry, value, countdown, new_run=True)
+                self.send(self.message(run_id, flow, entry, value, countdown, new_run=True))
         except Exception as exc:  # the broker refused: end the run rather than strand it
             raise self._not_sent(run_id, flow, exc) from exc
         return run_id
@@ -265,7 +263,11 @@ class Orchestrator:
         note = StartNote(body=body, entries=entries, made_ms=now_ms())
         try:
             for entry in graph.entry_steps:
-                self.enqueue(run_id, graph.name, entry, value, countdown, new_run=True, start=note)
+                self.send(
+                    self.message(
+                        run_id, graph.name, entry, value, countdown, new_run=True, start=note
+                    )
+                )
         except Exception as exc:  # an entry step sent before may run: start it, then end it
             self.connections.coordinator.start_run(started, entries)
             raise self._not_sent(run_id, graph.name, exc) from exc
@@ -301,21 +303,25 @@ class Orchestrator:
         event = header.event(EventKind.EMIT, attempt, name=name, payload=payload)
         candidates = graph.candidates(name)
         # A step waiting for this name alone gets this payload: its message is known now,
-        # and is sent by the call that claims it (direct sends).
+        # and is sent by the call that claims it (direct sends). A later emit of the name
+        # builds one too, unused (the step is claimed): a read to know first would cost
+        # the round trip this saves.
         sends = {}
         if self.sender.direct:
             for candidate in candidates:
                 if list(candidate.subscribes) == [name]:
                     to = graph.step(candidate.step)
-                    delivery = self.delivery(header.run_id, header.flow, to, {name: payload})
-                    sends[candidate.step] = self.sender.writes(*delivery)
+                    message = self.message(header.run_id, header.flow, to, {name: payload})
+                    sends[candidate.step] = self.sender.writes(message)
         # A retried emitter re-sends steps it claimed before, in case it died first.
         emitted = self.connections.coordinator.emit(
             event, payload, candidates, republish=attempt > 1, sends=sends
         )
         for claim in emitted.claims:
             if not claim.sent:
-                self.enqueue(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
+                self.send(
+                    self.message(header.run_id, header.flow, graph.step(claim.step), claim.inputs)
+                )
         self._send_woken(emitted.woken)
         return emitted.event
 
@@ -403,7 +409,7 @@ class Orchestrator:
             )
         try:
             step = self.flows.flow(info.flow).step(info.step)
-            self.enqueue(info.run_id, info.flow, step, result.arg, timer=timer)
+            self.send(self.message(info.run_id, info.flow, step, result.arg, timer=timer))
         except Exception:  # resumed for good: the timer waits in the handed set; a pump sends it
             log.exception("could not send resumed step %s/%s", info.run_id, info.step)
         return info.run_id
@@ -465,8 +471,10 @@ class Orchestrator:
             for step_name in done.steps:
                 step = graph.step(step_name)
                 inputs = {name: first_emits.get(name) for name in step.subscribes}
-                self.enqueue(
-                    run_id, flow, step, events[0].data.get("input") if step.entry else inputs
+                self.send(
+                    self.message(
+                        run_id, flow, step, events[0].data.get("input") if step.entry else inputs
+                    )
                 )
         except Exception as exc:  # the broker refused: end the run rather than strand it
             reason = f"a retried step could not be sent to the Celery broker ({exc})"
@@ -491,8 +499,10 @@ class Orchestrator:
         arg = self.connections.coordinator.step_arg(spec.run_id, spec.step)
         countdown = 0.0 if at_ms is None else max(0.0, (at_ms - now_ms()) / 1000)
         retries = spec.attempt - 1 if spec.kind == "retry" else 0  # Celery's count, for Flower
-        self.enqueue(
-            spec.run_id, spec.flow, step, arg, countdown or None, timer=member, retries=retries
+        self.send(
+            self.message(
+                spec.run_id, spec.flow, step, arg, countdown or None, timer=member, retries=retries
+            )
         )
 
     def _send_woken(self, woken: list[str]) -> None:
@@ -502,26 +512,11 @@ class Orchestrator:
             except Exception:  # it waits in the handed set; the pump sends it again
                 log.exception("could not send woken step %s", member)
 
-    def enqueue(
-        self,
-        run_id: str,
-        flow: str,
-        step: StepDef,
-        arg: Any,
-        countdown: float | None = None,
-        timer: str = "",
-        *,
-        new_run: bool = False,
-        retries: int = 0,
-        start: StartNote | None = None,
-    ) -> None:
-        """Send one delivery of ``step`` now (``delivery``)."""
-        delivery = self.delivery(
-            run_id, flow, step, arg, countdown, timer, new_run=new_run, retries=retries, start=start
-        )
-        self.sender.send(*delivery, self.connections.coordinator)
+    def send(self, message: StepMessage) -> None:
+        """Send one step message now."""
+        self.sender.send(message)
 
-    def delivery(
+    def message(
         self,
         run_id: str,
         flow: str,
@@ -533,22 +528,25 @@ class Orchestrator:
         new_run: bool = False,
         retries: int = 0,
         start: StartNote | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
-        """A delivery of ``step``: its task and ``apply_async`` options. A new run's entry
-        steps queue behind the deliveries that runs in progress are owed
+    ) -> StepMessage:
+        """A Celery message of ``step`` to send: its task and ``apply_async`` options. A
+        new run's entry steps queue behind the deliveries that runs in progress are owed
         (``flowqueue.runtime._priorities``). Monitors see it as ``<flow>/<step>``,
         retried ``retries`` times (``_monitor``). ``start``: the run's start, for an
         entry step's claim to record if it is first."""
         task = self.app.tasks[step.task_name]
         header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer, start=start)
         priorities = self.priorities
-        return task, {
-            "args": [arg],
-            "task_id": step_task_id(run_id, step.name),
-            "headers": {HEADER: header.model_dump(exclude_defaults=True)},
-            "countdown": countdown,
-            "priority": priorities.new_run if new_run else priorities.in_flight,
-            "shadow": monitor_name(flow, step.name),
-            "retries": retries,
-            "kwargsrepr": "{}",  # steps take no keyword arguments: no saferepr to run
-        }
+        return StepMessage(
+            task,
+            {
+                "args": [arg],
+                "task_id": step_task_id(run_id, step.name),
+                "headers": {HEADER: header.model_dump(exclude_defaults=True)},
+                "countdown": countdown,
+                "priority": priorities.new_run if new_run else priorities.in_flight,
+                "shadow": monitor_name(flow, step.name),
+                "retries": retries,
+                "kwargsrepr": "{}",  # steps take no keyword arguments: no saferepr to run
+            },
+        )

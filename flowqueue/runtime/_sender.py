@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from kombu.exceptions import OperationalError
@@ -31,6 +31,13 @@ from flowqueue.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 _DIRECT_SCHEMES = frozenset({"redis", "rediss"})
+
+
+class StepMessage(NamedTuple):
+    """A Celery message of a step, to send: its task and ``apply_async`` options."""
+
+    task: Any
+    options: dict[str, Any]
 
 
 def same_redis(broker_url: str | None, store_url: str) -> bool:
@@ -102,10 +109,12 @@ class _Producer:
 class Sender:
     """Builds and sends step deliveries for one app (``direct``: as broker writes)."""
 
-    def __init__(self, app: Any, store_url: str, reach: Callable[[], object]) -> None:
+    def __init__(
+        self, app: Any, store_url: str, coordinator: Callable[[], RedisRunCoordinator]
+    ) -> None:
         self.app = app
         self.store_url = store_url
-        self._reach = reach  # the store's own ping: fails at once, where kombu retries for 6 s
+        self._coordinator = coordinator  # this process's: it makes the writes
         self._locks: dict[int, threading.Lock] = {}
         self._producer: _Producer | None = None
 
@@ -132,15 +141,18 @@ class Sender:
     def _open(self) -> _Producer:
         producer = self._producer
         if producer is None or producer.pid != os.getpid():  # never a parent's connection
-            self._reach()  # the broker is the store: a Redis away is the store's error
+            # The broker is the store: a Redis away is the store's error, at once (kombu
+            # retries its connect for 6 s, then raises its own).
+            self._coordinator().client.ping()
             try:
                 producer = self._producer = _Producer(self.app)
             except OperationalError as exc:  # the broker is the store: its Redis is away
                 raise RedisConnectionError(str(exc)) from exc
         return producer
 
-    def writes(self, task: Any, options: dict[str, Any]) -> list[BrokerWrite]:
-        """The broker writes of ``task.apply_async(**options)``, made by nobody yet."""
+    def writes(self, message: StepMessage) -> list[BrokerWrite]:
+        """The broker writes of ``message`` (``apply_async``), made by nobody yet."""
+        task, options = message
         with self._lock():
             opened = self._open()
             opened.capture.writes = []
@@ -155,13 +167,13 @@ class Sender:
             )
         return writes
 
-    def send(self, task: Any, options: dict[str, Any], coordinator: RedisRunCoordinator) -> None:
-        """Send one delivery now."""
+    def send(self, message: StepMessage) -> None:
+        """Send one message now: its writes in one round trip, or Celery publishes it."""
         if self.direct:
-            coordinator.send(self.writes(task, options))
+            self._coordinator().send(self.writes(message))
         else:
-            task.apply_async(**options)
+            message.task.apply_async(**message.options)
 
-    def sends(self, deliveries: Sequence[tuple[Any, dict[str, Any]]]) -> list[BrokerWrite]:
-        """The broker writes of several deliveries, in order."""
-        return [write for task, options in deliveries for write in self.writes(task, options)]
+    def sends(self, messages: Sequence[StepMessage]) -> list[BrokerWrite]:
+        """The broker writes of several messages, in order."""
+        return [write for message in messages for write in self.writes(message)]

@@ -63,8 +63,11 @@ class Claim(Middleware):
             # Another delivery is running it: look again once its lease could have run out.
             log.info("%s/%s is running elsewhere; re-checking later", header.run_id, header.step)
             later, retries = start.busy_ms / 1000, request.retries or 0  # Flower's count stays
-            self.orchestrator.enqueue(
-                header.run_id, header.flow, delivery.step, delivery.arg, later, retries=retries
+            orchestrator = self.orchestrator
+            orchestrator.send(
+                orchestrator.message(
+                    header.run_id, header.flow, delivery.step, delivery.arg, later, retries=retries
+                )
             )
             raise SkipDelivery
         if start.decision != "run":  # done, ended, wait or stale

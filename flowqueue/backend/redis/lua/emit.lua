@@ -2,7 +2,8 @@
 -- K.signals and K.waiters of the name. A.name, A.event the emit body, A.payload (JSON),
 -- A.republish (1/0), A.candidates JSON [[step, [subscribed name, ...]], ...],
 -- A.sends JSON {step: broker writes} (send_lib.lua) for candidates whose message is
--- known before the claim (one subscription: this payload), A.maxlen and A.ttl_ms of the signal stream, A.grace_ms.
+-- known before the claim (one subscription: this payload), A.maxlen and A.ttl_ms of the
+-- signal stream, A.grace_ms.
 -- Appends the emit event and signals the name (waking matching waits in any run). While
 -- the run is live, records the first payload of each name and claims every candidate
 -- whose subscriptions are all emitted, once (HSETNX). With republish set (a retried
