@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     step_lease_seconds: float = Field(default=30.0, gt=0)
     """A running step's claim lasts this long and is renewed while it runs; a redelivered step whose
     claim is still live waits instead of running twice."""
+    claim_defer_seconds: float = Field(default=0.1, ge=0)
+    """A step's first delivery (its message queued once by the call that sent it) runs its body
+    at once and claims the step at its first write, its end, or this long into its body: a step
+    that ends sooner records step.started with its end in one call. 0: every delivery claims
+    before it runs."""
     signal_maxlen: int = Field(default=1_000, gt=0)
     """Recent emissions kept per event name, for waits registered right after an emission
     (approximate cap)."""

@@ -310,3 +310,13 @@ _EVERY_SECOND += [
 @step(flow="tick", entry=True, schedule=_EVERY_SECOND)
 def tick(ctx: FlowContext, input: dict[str, Any] | None) -> dict[str, Any] | None:
     return input
+
+
+# -- deferred claims (tests/test_deferred_claims.py) ---------------------------------------
+
+
+@step(flow="quiet", entry=True)
+def quiet(ctx: FlowContext, input: dict[str, Any]) -> float:
+    """Runs for a while and writes nothing until it returns."""
+    time.sleep(float(input.get("seconds", 0)))
+    return time.time()

@@ -73,8 +73,10 @@ class FlowContext:
         store: EventStore,
         emit: Callable[[str, Any], Event],
         awaits: Awaits,
+        claim: Callable[[], int] | None = None,
     ) -> None:
         self._store = store
+        self._claim_step = claim  # a deferred claim is made before the first write
         self._emit = emit  # routes an emission to the steps and waits it makes ready
         self._header = header
         self.run_id = header.run_id
@@ -87,6 +89,11 @@ class FlowContext:
         self._awaits = awaits
         self.state = SharedState(self)
         self.log = StepLog(self)
+
+    def _claim(self) -> None:
+        """Before a write: the step's claim, if it was deferred (the attempt it gives)."""
+        if self._claim_step is not None:
+            self.attempt = self._claim_step()
 
     @property
     def replaying(self) -> bool:
@@ -106,10 +113,12 @@ class FlowContext:
 
     def sleep(self, duration: Seconds) -> None:
         """Pause for ``duration`` (seconds or a timedelta) without holding a worker."""
+        self._claim()
         self._awaits.sleep_until(now_ms() + round(seconds_of(duration, "sleep") * 1000))
 
     def sleep_until(self, moment: datetime) -> None:
         """Pause until ``moment`` (timezone-aware); a moment passed resumes at once."""
+        self._claim()
         self._awaits.sleep_until(ms_of(moment))
 
     def wait_for_event(
@@ -120,6 +129,7 @@ class FlowContext:
         the payload. Emissions since this step began waiting count too. Raises
         ``AwaitTimeout`` after ``timeout``."""
         timeout_ms = None if timeout is None else round(seconds_of(timeout, "timeout") * 1000)
+        self._claim()
         return self._awaits.wait_for_event(name, match, timeout_ms)
 
     def wait_for_trigger(
@@ -136,16 +146,19 @@ class FlowContext:
         once, to send it to a person or a webhook sender. ``AwaitTimeout`` after
         ``timeout``."""
         timeout_ms = None if timeout is None else round(seconds_of(timeout, "timeout") * 1000)
+        self._claim()
         return self._awaits.wait_for_trigger(timeout_ms, info, on_trigger)
 
     def once(self, name: str, fn: Callable[[], T]) -> Any:
         """Run ``fn`` once per step instance and record its result (as JSON); a replay
         returns the recorded result without running ``fn``. Wrap side effects that come
         before an await in it."""
+        self._claim()
         return self._awaits.once(name, fn)
 
     def append(self, kind: str, **data: Any) -> Event:
         """Append a step-scoped event of ``kind`` to the run's log."""
+        self._claim()
         return self._store.append(self._header.event(kind, self.attempt, **data))
 
     def read_state(self, since: RunState | None) -> RunState:

@@ -24,10 +24,11 @@ class StepStart:
     attempt). ``done``: it finished already (a duplicate delivery). ``ended``: the run is
     over. ``busy``: another delivery holds a live lease for ``busy_ms`` more. ``wait``: the
     step waits for a timer and this delivery is not it. ``stale``: this delivery's timer
-    fired already, or lost the race to another resolution.
+    fired already, or lost the race to another resolution. ``again``: a deferred claim
+    (made with the step's end) found an earlier attempt, and wrote nothing.
     """
 
-    decision: Literal["run", "done", "ended", "busy", "wait", "stale"]
+    decision: Literal["run", "done", "ended", "busy", "wait", "stale", "again"]
     attempt: int = 0
     busy_ms: int = 0
 

@@ -31,6 +31,9 @@ class StepHeader(BaseModel):
     step: str
     timer: str = ""  # the durable timer that sent this delivery (a retry, a resume), if any
     start: StartNote | None = None  # a new run's start, on its entry steps' messages
+    # Queued once, by the call that decided to send it: its first delivery may defer its
+    # claim (flowqueue.runtime._deferred).
+    queued_once: bool = False
 
     def event(self, kind: str, attempt: int | str, /, **data: Any) -> NewEvent:
         """An event of this step instance, tagged with its attempt."""

@@ -63,7 +63,8 @@ class Connections:
                 if opened is None or opened.pid != os.getpid():
                     store = RedisEventStore(self.backend_settings())
                     coordinator = RedisRunCoordinator(store)
-                    leases = LeaseKeeper(coordinator, self.lease_ms)
+                    defer = self.settings.claim_defer_seconds
+                    leases = LeaseKeeper(coordinator, self.lease_ms, defer)
                     opened = self._opened = _Opened(os.getpid(), store, coordinator, leases)
                     if self._on_open is not None:
                         self._on_open()

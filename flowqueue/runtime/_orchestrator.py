@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from flowqueue.authoring.flows import FlowGraph, FlowRegistry, StepDef
+from flowqueue.backend.coordinator import Emitted, StepStart
 from flowqueue.backend.redis.starts import RedisStarts, StartAnswer, StartScope
 from flowqueue.backend.redis.triggers import TriggerKind, TriggerRegistry
 from flowqueue.errors import (
@@ -38,6 +39,7 @@ from flowqueue.model.statuses import STEPS_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.model.validation import check_identifier, to_jsonable
 from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._deferred import DeferredClaim
 from flowqueue.runtime._monitor import monitor_name
 from flowqueue.runtime._priorities import StepPriorities, step_priorities
 from flowqueue.runtime._sender import Sender, StepMessage
@@ -230,7 +232,8 @@ class Orchestrator:
         sends = []
         if self.sender.direct:  # queued by the call that records the start
             messages = [
-                self.message(run_id, flow, e, value, countdown, new_run=True) for e in entries
+                self.message(run_id, flow, e, value, countdown, new_run=True, queued_once=True)
+                for e in entries
             ]
             sends = self.sender.sends(messages)
         coordinator = self.connections.coordinator
@@ -287,7 +290,16 @@ class Orchestrator:
             flow=flow,
         )
 
-    def emit(self, header: StepHeader, attempt: int, name: str, payload: Any) -> Event:
+    def emit(
+        self,
+        header: StepHeader,
+        attempt: int,
+        name: str,
+        payload: Any,
+        deferred: DeferredClaim | None = None,
+    ) -> Event:
+        """A step's emit; ``deferred``: the emitter's claim, if still to make, goes with it
+        (``ClaimLost`` if it does not run: nothing is written)."""
         check_signal_name(name)
         graph = self.flows.flow(header.flow)
         step = graph.step(header.step)
@@ -311,12 +323,33 @@ class Orchestrator:
             for candidate in candidates:
                 if list(candidate.subscribes) == [name]:
                     to = graph.step(candidate.step)
-                    message = self.message(header.run_id, header.flow, to, {name: payload})
+                    message = self.message(
+                        header.run_id, header.flow, to, {name: payload}, queued_once=True
+                    )
                     sends[candidate.step] = self.sender.writes(message)
-        # A retried emitter re-sends steps it claimed before, in case it died first.
-        emitted = self.connections.coordinator.emit(
-            event, payload, candidates, republish=attempt > 1, sends=sends
-        )
+        coordinator = self.connections.coordinator
+
+        def alone() -> Emitted:
+            # A retried emitter re-sends steps it claimed before, in case it died first.
+            return coordinator.emit(event, payload, candidates, republish=attempt > 1, sends=sends)
+
+        if deferred is None:
+            emitted = alone()
+        else:
+            started, lease_ms = deferred.started, self.connections.lease_ms
+
+            def together() -> tuple[StepStart, Emitted | None]:
+                answer = coordinator.claim_emit(
+                    started, lease_ms, event, payload, candidates, sends
+                )
+                if isinstance(answer, Emitted):
+                    return StepStart("run", attempt=1), answer
+                if answer.decision == "again":  # it has had an attempt: claimed as any is
+                    answer = coordinator.begin_step(started, lease_ms)
+                    return answer, alone() if answer.decision == "run" else None
+                return answer, None
+
+            emitted = deferred.settle(together, alone)
         for claim in emitted.claims:
             if not claim.sent:
                 self.send(
@@ -528,14 +561,19 @@ class Orchestrator:
         new_run: bool = False,
         retries: int = 0,
         start: StartNote | None = None,
+        queued_once: bool = False,
     ) -> StepMessage:
         """A Celery message of ``step`` to send: its task and ``apply_async`` options. A
         new run's entry steps queue behind the deliveries that runs in progress are owed
         (``flowqueue.runtime._priorities``). Monitors see it as ``<flow>/<step>``,
         retried ``retries`` times (``_monitor``). ``start``: the run's start, for an
-        entry step's claim to record if it is first."""
+        entry step's claim to record if it is first. ``queued_once``: a script queues it,
+        in the call that decides to send it (direct sends)."""
         task = self.app.tasks[step.task_name]
-        header = StepHeader(run_id=run_id, flow=flow, step=step.name, timer=timer, start=start)
+        header = StepHeader(
+            run_id=run_id, flow=flow, step=step.name, timer=timer, start=start,
+            queued_once=queued_once,
+        )  # fmt: skip
         priorities = self.priorities
         return StepMessage(
             task,

@@ -3,16 +3,36 @@ between its declared awaits), with the step's ``FlowContext`` bound."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
 from flowqueue.authoring.context import FlowContext, bound
 from flowqueue.model.validation import to_jsonable
+from flowqueue.runtime._deferred import ClaimLost
 from flowqueue.runtime.middleware import Delivery, Middleware, SkipDelivery
+
+log = logging.getLogger(__name__)
 
 
 def run_delivery(
+    delivery: Delivery,
+    middleware: Sequence[Middleware],
+    context_of: Callable[[Delivery], FlowContext],
+) -> Any:
+    """The delivery's result; None if it ended without running the step or, its claim
+    deferred and lost, without writing (its ``attempt`` is then 0)."""
+    try:
+        return _run(delivery, middleware, context_of)
+    except ClaimLost as lost:
+        header = delivery.header
+        log.info("dropping %s/%s: %s", header.run_id, header.step, lost.start.decision)
+        delivery.attempt = 0
+        return None
+
+
+def _run(
     delivery: Delivery,
     middleware: Sequence[Middleware],
     context_of: Callable[[Delivery], FlowContext],
@@ -30,6 +50,9 @@ def run_delivery(
         try:
             result = _body(delivery, ctx)
         except BaseException as exc:
+            if isinstance(exc, ClaimLost):
+                raise
+            delivery.claim()  # a failure is recorded for the attempt that claimed the step
             for unit in middleware:
                 unit.after_failure(delivery, exc)
             raise

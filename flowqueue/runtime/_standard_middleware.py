@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 import traceback
 from contextlib import AbstractContextManager
 from typing import Any
@@ -21,6 +22,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from flowqueue.authoring.context import current_context
 from flowqueue.authoring.flows import StepDef
 from flowqueue.authoring.retry import Retry
+from flowqueue.backend.coordinator import StepFinish, StepStart
 from flowqueue.model.awaits import Suspended
 from flowqueue.model.events import EventKind, NewEvent
 from flowqueue.model.header import StepHeader
@@ -28,6 +30,7 @@ from flowqueue.model.ids import format_ts, ms_to_datetime
 from flowqueue.model.statuses import ATTEMPT_SLOT, DURATION_SLOT, RESULT_SLOT
 from flowqueue.model.timers import TimerSpec, now_ms
 from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._deferred import DeferredClaim
 from flowqueue.runtime._monitor import attempt_over
 from flowqueue.runtime._orchestrator import Orchestrator, run_event
 from flowqueue.runtime.middleware import Delivery, Middleware, SkipDelivery
@@ -52,13 +55,24 @@ class Claim(Middleware):
             task_id=request.id,
             worker=request.hostname,
         )
-        start = self.connections.coordinator.begin_step(
-            started,
-            self.connections.lease_ms,
-            timer=header.timer,
-            on_claim=claim_event(header),
-            start=header.start,
-        )
+        connections = self.connections
+
+        def claim() -> StepStart:
+            return connections.coordinator.begin_step(
+                started,
+                connections.lease_ms,
+                timer=header.timer,
+                on_claim=claim_event(header),
+                start=header.start,
+            )
+
+        defer = connections.settings.claim_defer_seconds
+        if defer > 0 and header.queued_once and not _redelivered(request):
+            # Its first delivery: the step cannot be finished or running (_deferred).
+            delivery.deferred = DeferredClaim(started, claim, time.monotonic() + defer)
+            delivery.attempt = 1
+            return
+        start = claim()
         if start.decision == "busy":
             # Another delivery is running it: look again once its lease could have run out.
             log.info("%s/%s is running elsewhere; re-checking later", header.run_id, header.step)
@@ -74,6 +88,12 @@ class Claim(Middleware):
             log.info("skipping %s/%s: %s", header.run_id, header.step, start.decision)
             raise SkipDelivery
         delivery.attempt = start.attempt
+
+
+def _redelivered(request: Any) -> bool:
+    """The broker delivers this message again (kombu marks a restored or requeued one)."""
+    info = getattr(request, "delivery_info", None) or {}
+    return bool(info.get("redelivered") or getattr(request, "redelivered", False))
 
 
 def claim_event(header: StepHeader) -> NewEvent | None:
@@ -146,7 +166,8 @@ class Lease(Middleware):
         self.connections = connections
 
     def around_step(self, delivery: Delivery) -> AbstractContextManager[Any]:
-        return self.connections.leases.holding(delivery.header.run_id, delivery.header.step)
+        header = delivery.header
+        return self.connections.leases.holding(header.run_id, header.step, delivery.deferred)
 
 
 class Suspension(Middleware):
@@ -254,14 +275,37 @@ class Completion(Middleware):
         self.connections = connections
 
     def after_step(self, delivery: Delivery, result: Any) -> None:
-        header = delivery.header
-        completed = header.event(
-            EventKind.STEP_COMPLETED,
-            delivery.attempt,
-            result=result,
-            duration_ms=delivery.elapsed_ms,
-        )
+        header, coordinator = delivery.header, self.connections.coordinator
         terminal = run_event(
             EventKind.FLOW_COMPLETED, header.run_id, header.flow, duration_ms=DURATION_SLOT
         )
-        self.connections.coordinator.finish_step(completed, "completed", terminal)
+
+        def completed() -> NewEvent:
+            return header.event(
+                EventKind.STEP_COMPLETED,
+                delivery.attempt,
+                result=result,
+                duration_ms=delivery.elapsed_ms,
+            )
+
+        def alone() -> StepFinish:
+            return coordinator.finish_step(completed(), "completed", terminal)
+
+        deferred = delivery.deferred
+        if deferred is None:
+            alone()
+            return
+
+        def together() -> tuple[StepStart, StepFinish | None]:
+            lease_ms = self.connections.lease_ms
+            start, finish = coordinator.claim_finish(
+                deferred.started, lease_ms, completed(), terminal
+            )
+            if start.decision == "again":  # it has had an attempt: claim it as any delivery
+                start = coordinator.begin_step(deferred.started, lease_ms)
+                if start.decision == "run":
+                    delivery.attempt = start.attempt
+                    finish = alone()
+            return start, finish
+
+        deferred.settle(together, alone)

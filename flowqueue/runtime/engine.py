@@ -207,8 +207,11 @@ class Flowqueue:
             delivery.arg,
             delivery.task.request.id,
             store=self.connections.store,
-            emit=lambda name, payload: self.orchestrator.emit(header, attempt, name, payload),
+            emit=lambda name, payload: self.orchestrator.emit(
+                header, delivery.attempt, name, payload, delivery.deferred
+            ),
             awaits=awaits,
+            claim=delivery.claim,
         )
 
     # -- flows -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from flowqueue.authoring.flows import StepDef
 from flowqueue.authoring.step import FlowTask
 from flowqueue.model.header import StepHeader
+from flowqueue.runtime._deferred import DeferredClaim
 
 
 class SkipDelivery(Exception):
@@ -36,6 +37,14 @@ class Delivery:
     arg: Any  # the message's input, as sent
     attempt: int = 0  # set by the claim; a resumed step keeps its attempt
     began: float = field(default_factory=time.perf_counter)
+    deferred: DeferredClaim | None = None  # a first delivery's claim, still to make
+
+    def claim(self) -> int:
+        """Make the deferred claim, if any, before this delivery writes (``ClaimLost`` if
+        it does not run); a delivery claimed before it ran has nothing to do. The attempt."""
+        if self.deferred is not None:
+            self.attempt = self.deferred.make()
+        return self.attempt
 
     @property
     def resumed(self) -> bool:

@@ -111,13 +111,24 @@ class RedisRunCoordinator:
             named.update(start="", entries="[]", made_ms=0)
         else:
             named.update(start=start.body, entries=to_json(start.entries), made_ms=start.made_ms)
-        reply = scripts.BEGIN_STEP.run(self.client, **named)
-        decision = reply[0].decode()
-        if decision == "run":
-            return StepStart("run", attempt=int(reply[1]))
-        if decision == "busy":
-            return StepStart("busy", busy_ms=int(reply[1]))
-        return StepStart(decision)
+        return _step_start(scripts.BEGIN_STEP.run(self.client, **named))
+
+    def claim_finish(
+        self, started: NewEvent, lease_ms: int, completed: NewEvent, terminal: NewEvent
+    ) -> tuple[StepStart, StepFinish | None]:
+        """A first delivery's deferred claim (``begin_step`` with no timer, for attempt 1)
+        and its completion (``finish_step``) in one call. The finish is None when the
+        claim does not run (``again``: the step has had an attempt); nothing is written."""
+        named = self._run(started.run_id, started.flow, waiters=None, trigger=None)
+        named.update(step=started.step, lease_ms=lease_ms, started=self._body(started))
+        named.update(timer="", on_claim=b"", claim_kind="")
+        named.update(outcome="completed", event=self._body(completed), kind=completed.kind)
+        named.update(terminal=self._body(terminal), due_ms=0, arg="null", expect="")
+        reply = scripts.CLAIM_FINISH.run(self.client, **named)
+        start = _step_start(reply)
+        if start.decision != "run":
+            return start, None
+        return start, _step_finish(reply[2:])
 
     def renew_lease(self, run_id: str, step: str, lease_ms: int) -> bool:
         steps = self.keys.run_steps(run_id)
@@ -135,6 +146,34 @@ class RedisRunCoordinator:
         """Append an emit event, claim every candidate it makes ready (once), and wake the
         event waits it matches in any run. A claimed candidate with ``sends`` (its
         message's broker writes) is sent in the same call (``Claim.sent``)."""
+        emitted = self._emit(event, payload, candidates, republish, sends, None, 0)
+        assert isinstance(emitted, Emitted)  # without a claim, the emit is written
+        return emitted
+
+    def claim_emit(
+        self,
+        started: NewEvent,
+        lease_ms: int,
+        event: NewEvent,
+        payload: Any,
+        candidates: Sequence[Candidate],
+        sends: Mapping[str, Sequence[BrokerWrite]] | None = None,
+    ) -> Emitted | StepStart:
+        """``emit`` with the emitter's deferred claim (``started``, step.started), made
+        first in the same call; when it does not run, its ``StepStart``, and nothing is
+        written."""
+        return self._emit(event, payload, candidates, False, sends, started, lease_ms)
+
+    def _emit(
+        self,
+        event: NewEvent,
+        payload: Any,
+        candidates: Sequence[Candidate],
+        republish: bool,
+        sends: Mapping[str, Sequence[BrokerWrite]] | None,
+        started: NewEvent | None,
+        lease_ms: int,
+    ) -> Emitted | StepStart:
         check_json(payload, "payload")
         name = event.data["name"]
         named = self._run(event.run_id, event.flow, name=name, event=self._body(event))
@@ -142,9 +181,13 @@ class RedisRunCoordinator:
         named.update(payload=to_json(payload), republish=int(republish))
         named["candidates"] = to_json([[c.step, list(c.subscribes)] for c in candidates])
         named["sends"] = to_json(sends or {})
+        named.update(step=event.step or "", lease_ms=lease_ms, started=self._body(started))
+        named.update(on_claim=b"", claim_kind="", trigger=None)
         reply = scripts.EMIT.run(self.client, **named)
         if reply[0] == b"gone":
             raise gone(event.run_id, event.flow)
+        if reply[0] == b"claim":
+            return _step_start(reply[1:])
         claims = []
         for claimed in reply[2:]:
             step, payloads = claimed[0].decode(), claimed[2:]
@@ -260,10 +303,7 @@ class RedisRunCoordinator:
         named = self._run(event.run_id, event.flow, step=event.step, outcome=outcome, timer=timer)
         named.update(event=self._body(event), kind=event.kind, terminal=self._body(terminal))
         named.update(due_ms=due_ms, arg=to_json(arg), expect=expect)
-        reply = scripts.FINISH_STEP.run(self.client, **named)
-        if reply[0] == b"dup":
-            return StepFinish(duplicate=True)
-        return StepFinish(duplicate=False, terminal=bool(reply[2]))
+        return _step_finish(scripts.FINISH_STEP.run(self.client, **named))
 
     def rerun_note(self, event: NewEvent) -> Event | None:
         """Append ``event`` (flow.rerun) to its run's log, ended or not; None if the run is
@@ -320,3 +360,20 @@ class RedisRunCoordinator:
         """The input kept for a step that waits for a retry."""
         raw = self.client.hget(self.keys.run_steps(run_id), f"{step}|arg")
         return None if raw is None else json.loads(raw)
+
+
+def _step_start(reply: list[Any]) -> StepStart:
+    """A claim's reply (claim_lib.lua) as a ``StepStart``."""
+    decision = reply[0].decode()
+    if decision == "run":
+        return StepStart("run", attempt=int(reply[1]))
+    if decision == "busy":
+        return StepStart("busy", busy_ms=int(reply[1]))
+    return StepStart(decision)
+
+
+def _step_finish(reply: list[Any]) -> StepFinish:
+    """A finish's reply (finish_lib.lua) as a ``StepFinish``."""
+    if reply[0] == b"dup":
+        return StepFinish(duplicate=True)
+    return StepFinish(duplicate=False, terminal=bool(reply[2]))

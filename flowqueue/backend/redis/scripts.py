@@ -145,27 +145,34 @@ START_RUN = Script(
     "run_lib.lua send_lib.lua start_run.lua", keys=("steps",), args=("started", "sends", "*entry")
 )
 SEND = Script("send_lib.lua send.lua", args=("sends",))
+# A claim's names (claim_lib.lua), and a finish's (finish_lib.lua).
+CLAIM_KEYS = ("steps", "awaits", "timers", "handed", "payloads", "waiters?", "trigger?")
+CLAIM_ARGS = ("step", "lease_ms", "started", "timer", "on_claim", "claim_kind", "retention_ms")
+FINISH_ARGS = ("outcome", "event", "kind", "terminal", "due_ms", "arg", "expect")
 BEGIN_STEP = Script(
-    "run_lib.lua trigger_lib.lua begin_step.lua",
-    keys=("steps", "awaits", "timers", "handed", "payloads", "waiters?", "trigger?"),
-    args=(
-        *("step", "lease_ms", "started", "timer", "on_claim", "claim_kind", "retention_ms"),
-        *("start", "entries", "made_ms", "shortest_retention_ms"),  # an entry's StartNote
-    ),
+    "run_lib.lua trigger_lib.lua claim_lib.lua begin_step.lua",
+    keys=CLAIM_KEYS,
+    args=(*CLAIM_ARGS, "start", "entries", "made_ms", "shortest_retention_ms"),  # + StartNote
 )
 RENEW_LEASE = Script("renew_lease.lua", keys=("steps",), args=("step", "lease_ms"))
 EMIT = Script(
-    "run_lib.lua signal_lib.lua send_lib.lua emit.lua",
-    keys=("steps", "emits", "handed", "payloads", "signals", "waiters"),
+    "run_lib.lua signal_lib.lua send_lib.lua trigger_lib.lua claim_lib.lua emit.lua",
+    keys=("steps", "emits", "handed", "payloads", "signals", "waiters", "timers", "trigger?"),
     args=(
         *("name", "event", "payload", "republish", "candidates", "sends"),
         *("maxlen", "ttl_ms", "grace_ms"),
+        *("step", "lease_ms", "started", "on_claim", "claim_kind", "retention_ms"),  # a claim
     ),
 )
 FINISH_STEP = Script(
-    "run_lib.lua finish_step.lua",
+    "run_lib.lua finish_lib.lua finish_step.lua",
     keys=("steps", "timers"),
-    args=("step", "outcome", "event", "kind", "terminal", "timer", "due_ms", "arg", "expect"),
+    args=("step", "timer", *FINISH_ARGS),
+)
+CLAIM_FINISH = Script(
+    "run_lib.lua trigger_lib.lua claim_lib.lua finish_lib.lua claim_finish.lua",
+    keys=CLAIM_KEYS,
+    args=(*CLAIM_ARGS, *FINISH_ARGS),
 )
 TAKE_DUE = Script(
     "take_due.lua", keys=("timers", "handed"), args=("horizon_ms", "limit", "grace_ms")

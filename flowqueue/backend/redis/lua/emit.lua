@@ -9,12 +9,22 @@
 -- whose subscriptions are all emitted, once (HSETNX). With republish set (a retried
 -- emitter), ready steps still queued are returned again, since the earlier attempt may
 -- have died before sending them; begin_step drops duplicates.
+-- A.started (with A.step, A.lease_ms): the emitter's deferred claim, made first in this
+-- call (claim_lib.lua; K.timers, K.trigger and the rest of its names go unused without a
+-- timer); '' for none.
 -- Returns {event id, {woken timer, ...}, {step, sent, payload...}, ...} (sent: 1 when its
--- writes were made here, 0 when the caller sends it), or {'gone'} when the run is gone
--- (expired): nothing is written or signalled.
+-- writes were made here, 0 when the caller sends it), {'gone'} when the run is gone
+-- (expired), or {'claim', decision...} when the claim does not run: nothing is written
+-- or signalled.
 local sends = cjson.decode(A.sends)
 for _, writes in pairs(sends) do
   check_writes(writes)
+end
+if A.started ~= '' then
+  local claimed = claim('', true)
+  if claimed[1] ~= 'run' then
+    return {'claim', unpack(claimed)}
+  end
 end
 if run_gone() then
   return {'gone'}

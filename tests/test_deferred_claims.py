@@ -1,0 +1,190 @@
+"""Deferred claims (``flowqueue/runtime/_deferred.py``): a step's first delivery, its
+message queued once by the script that decided to send it, runs before its claim, and
+claims at its first write, at its end (one call with the completion), or
+``claim_defer_seconds`` into its body. Each delivery here is the queued message itself,
+run through Celery's tracer as a pool process runs it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from typing import Any
+
+import redis
+from celery.app.trace import build_tracer
+
+from flowqueue import cancel, get_run, start_flow
+from flowqueue.model.reducer import StepStatus
+
+QUEUE = "celery\x06\x163"  # kombu's list for priority 3: a new run's entry steps
+NEXT = "celery"  # priority 0: every later step
+
+
+def deliver(app: Any, raw: bytes, *, redelivered: bool = False) -> Any:
+    """Run a queued message as a worker's pool process does (Celery's tracer)."""
+    payload = json.loads(raw)
+    headers = payload["headers"]
+    args, kwargs, embed = json.loads(base64.b64decode(payload["body"]))
+    tracer = build_tracer(headers["task"], app.tasks[headers["task"]], app=app, eager=False)
+    info = {"exchange": "", "routing_key": "celery", "priority": 3, "redelivered": redelivered}
+    request = {**headers, **embed, "hostname": "w@test", "delivery_info": info}
+    return tracer(headers["id"], args, kwargs, request)
+
+
+def scripts_run(client: redis.Redis) -> int:
+    """Script calls that ran (an EVALSHA refused for a script not loaded yet is not one)."""
+    stats: dict[str, Any] = client.info("commandstats")
+    ran = 0
+    for name in ("evalsha", "eval"):
+        stat = stats.get(f"cmdstat_{name}", {})
+        ran += int(stat.get("calls", 0)) - int(stat.get("failed_calls", 0))
+    return ran
+
+
+def kinds(app: Any, run: str) -> list[str]:
+    return [e.kind for e in app.flowqueue.store.read(run)]
+
+
+def test_a_first_delivery_claims_with_its_end_in_one_call(make_app, redis_client):
+    app = make_app(eager=False)
+    run = start_flow("audit-a", {"what": "x"}, app=app)
+    raw = redis_client.rpop(QUEUE)
+    assert json.loads(raw)["headers"]["flowqueue"]["queued_once"] is True
+    before = scripts_run(redis_client)
+    deliver(app, raw)
+    assert scripts_run(redis_client) - before == 1  # claim and completion together
+    assert kinds(app, run) == ["flow.started", "step.started", "step.completed", "flow.completed"]
+    started = app.flowqueue.store.read(run)[1]
+    assert started.data["attempt"] == 1
+    assert started.meta["attempt"] == 1
+    assert started.data["task_id"] == f"{run}:audit"
+    assert started.data["worker"] == "w@test"
+    assert get_run(run, app=app).steps["audit"].result == "audit-a:x"
+
+
+def test_a_redelivered_message_claims_before_it_runs_and_a_finished_step_is_skipped(
+    make_app, redis_client
+):
+    app = make_app(eager=False)
+    run = start_flow("audit-a", {"what": "x"}, app=app)
+    raw = redis_client.rpop(QUEUE)
+    before = scripts_run(redis_client)
+    deliver(app, raw, redelivered=True)  # as kombu marks a restored message
+    assert scripts_run(redis_client) - before == 2  # the claim, then the completion
+    log = app.flowqueue.store.read(run)
+    before = scripts_run(redis_client)
+    deliver(app, raw, redelivered=True)
+    assert scripts_run(redis_client) - before == 1  # its claim: done, so it does not run
+    assert app.flowqueue.store.read(run) == log
+
+
+def test_the_first_write_makes_the_claim_so_step_started_comes_first(make_app, redis_client):
+    app = make_app(eager=False)
+    run = start_flow("echo", {"v": 1}, app=app)
+    deliver(app, redis_client.rpop(QUEUE))
+    assert kinds(app, run) == [
+        "flow.started",
+        "step.started",
+        "state.set",
+        "log",
+        "emit",
+        "step.completed",
+        "flow.completed",
+    ]
+
+
+def test_an_emit_carries_the_claim_so_an_emitting_step_makes_two_calls(make_app, redis_client):
+    app = make_app(eager=False)
+    run = start_flow("announce", {"name": "said.hi", "payload": {"n": 1}}, app=app)
+    before = scripts_run(redis_client)
+    deliver(app, redis_client.rpop(QUEUE))
+    assert scripts_run(redis_client) - before == 2  # the emit with the claim, the completion
+    events = app.flowqueue.store.read(run)
+    assert [e.kind for e in events] == [
+        "flow.started",
+        "step.started",
+        "emit",
+        "step.completed",
+        "flow.completed",
+    ]
+    assert events[2].meta["attempt"] == 1
+
+
+def test_an_emit_queues_the_next_step_once_and_its_first_delivery_defers_too(
+    make_app, redis_client
+):
+    app = make_app(eager=False)
+    run = start_flow("slow", {"seconds": 0}, app=app)
+    deliver(app, redis_client.rpop(QUEUE))
+    queued = redis_client.lrange(NEXT, 0, -1)
+    assert len(queued) == 1
+    assert json.loads(queued[0])["headers"]["flowqueue"]["queued_once"] is True
+    before = scripts_run(redis_client)
+    deliver(app, redis_client.rpop(NEXT))
+    assert scripts_run(redis_client) - before == 1
+    assert get_run(run, app=app).status == "completed"
+
+
+def test_a_run_cancelled_before_the_claim_gets_nothing_from_the_delivery(make_app, redis_client):
+    app = make_app(eager=False)
+    run = start_flow("echo", {"v": 1}, app=app)
+    raw = redis_client.rpop(QUEUE)
+    cancel(run, app=app)
+    log = app.flowqueue.store.read(run)
+    deliver(app, raw)  # its first write claims, the claim finds the run ended
+    assert app.flowqueue.store.read(run) == log
+    assert redis_client.llen(NEXT) == 0  # and its emit sent nothing
+
+
+def test_a_step_cancelled_before_it_ends_quietly_writes_nothing(make_app, redis_client):
+    app = make_app(eager=False)
+    run = start_flow("audit-a", {"what": "x"}, app=app)
+    raw = redis_client.rpop(QUEUE)
+    cancel(run, app=app)
+    log = app.flowqueue.store.read(run)
+    deliver(app, raw)  # claim and completion together: the claim says ended
+    assert app.flowqueue.store.read(run) == log
+
+
+def test_a_longer_step_is_claimed_once_its_defer_is_up(make_app, redis_client):
+    app = make_app(eager=False, claim_defer_seconds=0.05)
+    run = start_flow("quiet", {"seconds": 1.5}, app=app)
+    raw = redis_client.rpop(QUEUE)
+    seen: list[StepStatus] = []
+
+    def watch() -> None:  # what a reader sees while the body runs
+        time.sleep(0.75)
+        seen.append(get_run(run, app=app).steps["quiet"].status)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    began = time.time()
+    deliver(app, raw)
+    watcher.join()
+    assert seen == [StepStatus.RUNNING]  # claimed by the lease keeper, long before its end
+    events = app.flowqueue.store.read(run)
+    assert [e.kind for e in events][1:3] == ["step.started", "step.completed"]
+    started, completed = events[1].ts.timestamp(), events[2].ts.timestamp()
+    assert started - began < 0.75 < completed - began  # generous: tells the two apart
+
+
+def test_no_defer_claims_every_delivery_before_it_runs(make_app, redis_client):
+    app = make_app(eager=False, claim_defer_seconds=0)
+    run = start_flow("audit-a", {"what": "x"}, app=app)
+    before = scripts_run(redis_client)
+    deliver(app, redis_client.rpop(QUEUE))
+    assert scripts_run(redis_client) - before == 2
+    assert get_run(run, app=app).status == "completed"
+
+
+def test_a_failure_is_recorded_for_the_attempt_its_claim_gives(make_app, redis_client):
+    app = make_app(eager=False)
+    run = start_flow("always-fails", {}, app=app)
+    deliver(app, redis_client.rpop(QUEUE))
+    events = app.flowqueue.store.read(run)
+    assert [e.kind for e in events] == ["flow.started", "step.started", "step.failed"]
+    assert events[2].data["attempt"] == 1
+    assert events[2].data["will_retry"] is True
+    assert get_run(run, app=app).steps["always_fails"].status == StepStatus.RETRYING
