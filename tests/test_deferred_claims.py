@@ -10,6 +10,7 @@ import base64
 import json
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import redis
@@ -22,7 +23,7 @@ QUEUE = "celery\x06\x163"  # kombu's list for priority 3: a new run's entry step
 NEXT = "celery"  # priority 0: every later step
 
 
-def deliver(app: Any, raw: bytes, *, redelivered: bool = False) -> Any:
+def deliver(app: Any, raw: bytes, *, redelivered: bool = False, time_limit: float = 0) -> Any:
     """Run a queued message as a worker's pool process does (Celery's tracer)."""
     payload = json.loads(raw)
     headers = payload["headers"]
@@ -30,6 +31,8 @@ def deliver(app: Any, raw: bytes, *, redelivered: bool = False) -> Any:
     tracer = build_tracer(headers["task"], app.tasks[headers["task"]], app=app, eager=False)
     info = {"exchange": "", "routing_key": "celery", "priority": 3, "redelivered": redelivered}
     request = {**headers, **embed, "hostname": "w@test", "delivery_info": info}
+    if time_limit:
+        request["timelimit"] = (time_limit, None)
     return tracer(headers["id"], args, kwargs, request)
 
 
@@ -187,4 +190,32 @@ def test_a_failure_is_recorded_for_the_attempt_its_claim_gives(make_app, redis_c
     assert [e.kind for e in events] == ["flow.started", "step.started", "step.failed"]
     assert events[2].data["attempt"] == 1
     assert events[2].data["will_retry"] is True
+    assert get_run(run, app=app).steps["always_fails"].status == StepStatus.RETRYING
+
+
+def test_a_hard_time_limit_within_twice_the_defer_claims_first(make_app, redis_client):
+    app = make_app(eager=False, claim_defer_seconds=0.5)
+    run = start_flow("audit-a", {"what": "x"}, app=app)
+    before = scripts_run(redis_client)
+    deliver(app, redis_client.rpop(QUEUE), time_limit=1)  # killed before a claim: not deferred
+    assert scripts_run(redis_client) - before == 2
+    assert get_run(run, app=app).status == "completed"
+
+
+def test_a_first_delivery_killed_before_its_claim_is_recorded_as_its_attempt(
+    make_app, redis_client
+):
+    from celery.exceptions import WorkerLostError
+
+    from flowqueue.runtime._celery_hooks import record
+
+    app = make_app(eager=False)
+    run = start_flow("always-fails", {}, app=app)
+    headers = json.loads(redis_client.rpop(QUEUE))["headers"]
+    request = SimpleNamespace(id=headers["id"], flowqueue=headers["flowqueue"])
+    record(app.flowqueue, request, WorkerLostError("killed"), "worker_lost", arg={})
+    failed = app.flowqueue.store.read(run)[-1]
+    assert failed.kind == "step.failed"
+    assert failed.data["reason"] == "worker_lost"
+    assert failed.data["attempt"] == 1
     assert get_run(run, app=app).steps["always_fails"].status == StepStatus.RETRYING

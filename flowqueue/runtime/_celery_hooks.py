@@ -191,7 +191,9 @@ def _record(
     progress = fq.coordinator.step_progress(header.run_id, header.step)
     status, attempts = progress.split(" ")
     attempt = int(attempts)
-    if reason in _WHILE_RUNNING:
+    # A first delivery runs before its claim (runtime/_deferred.py): "queued" is its run.
+    unclaimed = header.queued_once and status == "queued"
+    if reason in _WHILE_RUNNING and not unclaimed:
         if status != "running":  # it ended or moved on first: nothing of it to record
             return
     elif status in _NOT_STARTED:

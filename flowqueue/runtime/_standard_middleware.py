@@ -67,7 +67,12 @@ class Claim(Middleware):
             )
 
         defer = connections.settings.claim_defer_seconds
-        if defer > 0 and header.queued_once and not _redelivered(request):
+        if (
+            defer > 0
+            and header.queued_once
+            and not _redelivered(request)
+            and _outlasts(request, delivery.task, defer)
+        ):
             # Its first delivery: the step cannot be finished or running (_deferred).
             delivery.deferred = DeferredClaim(started, claim, time.monotonic() + defer)
             delivery.attempt = 1
@@ -94,6 +99,13 @@ def _redelivered(request: Any) -> bool:
     """The broker delivers this message again (kombu marks a restored or requeued one)."""
     info = getattr(request, "delivery_info", None) or {}
     return bool(info.get("redelivered") or getattr(request, "redelivered", False))
+
+
+def _outlasts(request: Any, task: Any, defer: float) -> bool:
+    """The step's hard time limit, if any, leaves its deferred claim time to be made."""
+    limits = getattr(request, "timelimit", None) or (None, None)
+    hard = limits[0] or getattr(task, "time_limit", None)
+    return hard is None or hard > 2 * defer
 
 
 def claim_event(header: StepHeader) -> NewEvent | None:
