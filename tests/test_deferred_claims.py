@@ -13,10 +13,11 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-import redis
+import pytest
 from celery.app.trace import build_tracer
 
 from flowqueue import cancel, get_run, start_flow
+from flowqueue.backend.redis.scripts import Script
 from flowqueue.model.reducer import StepStatus
 
 QUEUE = "celery\x06\x163"  # kombu's list for priority 3: a new run's entry steps
@@ -36,28 +37,32 @@ def deliver(app: Any, raw: bytes, *, redelivered: bool = False, time_limit: floa
     return tracer(headers["id"], args, kwargs, request)
 
 
-def scripts_run(client: redis.Redis) -> int:
-    """Script calls that ran (an EVALSHA refused for a script not loaded yet is not one)."""
-    stats: dict[str, Any] = client.info("commandstats")
-    ran = 0
-    for name in ("evalsha", "eval"):
-        stat = stats.get(f"cmdstat_{name}", {})
-        ran += int(stat.get("calls", 0)) - int(stat.get("failed_calls", 0))
-    return ran
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The script calls of a delivery, by script (``Script.run`` in this process)."""
+    made: list[str] = []
+    run = Script.run
+
+    def counted(self: Script, client: Any, /, **named: Any) -> Any:
+        made.append(self.filename.removesuffix(".lua"))
+        return run(self, client, **named)
+
+    monkeypatch.setattr(Script, "run", counted)
+    return made
 
 
 def kinds(app: Any, run: str) -> list[str]:
     return [e.kind for e in app.flowqueue.store.read(run)]
 
 
-def test_a_first_delivery_claims_with_its_end_in_one_call(make_app, redis_client):
+def test_a_first_delivery_claims_with_its_end_in_one_call(make_app, redis_client, calls):
     app = make_app(eager=False)
     run = start_flow("audit-a", {"what": "x"}, app=app)
     raw = redis_client.rpop(QUEUE)
     assert json.loads(raw)["headers"]["flowqueue"]["queued_once"] is True
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, raw)
-    assert scripts_run(redis_client) - before == 1  # claim and completion together
+    assert calls == ["claim_finish"]  # the claim and the completion together
     assert kinds(app, run) == ["flow.started", "step.started", "step.completed", "flow.completed"]
     started = app.flowqueue.store.read(run)[1]
     assert started.data["attempt"] == 1
@@ -68,18 +73,18 @@ def test_a_first_delivery_claims_with_its_end_in_one_call(make_app, redis_client
 
 
 def test_a_redelivered_message_claims_before_it_runs_and_a_finished_step_is_skipped(
-    make_app, redis_client
+    make_app, redis_client, calls
 ):
     app = make_app(eager=False)
     run = start_flow("audit-a", {"what": "x"}, app=app)
     raw = redis_client.rpop(QUEUE)
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, raw, redelivered=True)  # as kombu marks a restored message
-    assert scripts_run(redis_client) - before == 2  # the claim, then the completion
+    assert calls == ["begin_step", "finish_step"]
     log = app.flowqueue.store.read(run)
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, raw, redelivered=True)
-    assert scripts_run(redis_client) - before == 1  # its claim: done, so it does not run
+    assert calls == ["begin_step"]  # its claim: done, so it does not run
     assert app.flowqueue.store.read(run) == log
 
 
@@ -98,12 +103,14 @@ def test_the_first_write_makes_the_claim_so_step_started_comes_first(make_app, r
     ]
 
 
-def test_an_emit_carries_the_claim_so_an_emitting_step_makes_two_calls(make_app, redis_client):
+def test_an_emit_carries_the_claim_so_an_emitting_step_makes_two_calls(
+    make_app, redis_client, calls
+):
     app = make_app(eager=False)
     run = start_flow("announce", {"name": "said.hi", "payload": {"n": 1}}, app=app)
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, redis_client.rpop(QUEUE))
-    assert scripts_run(redis_client) - before == 2  # the emit with the claim, the completion
+    assert calls == ["emit", "finish_step"]  # the emit carries the claim
     events = app.flowqueue.store.read(run)
     assert [e.kind for e in events] == [
         "flow.started",
@@ -116,7 +123,7 @@ def test_an_emit_carries_the_claim_so_an_emitting_step_makes_two_calls(make_app,
 
 
 def test_an_emit_queues_the_next_step_once_and_its_first_delivery_defers_too(
-    make_app, redis_client
+    make_app, redis_client, calls
 ):
     app = make_app(eager=False)
     run = start_flow("slow", {"seconds": 0}, app=app)
@@ -124,9 +131,9 @@ def test_an_emit_queues_the_next_step_once_and_its_first_delivery_defers_too(
     queued = redis_client.lrange(NEXT, 0, -1)
     assert len(queued) == 1
     assert json.loads(queued[0])["headers"]["flowqueue"]["queued_once"] is True
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, redis_client.rpop(NEXT))
-    assert scripts_run(redis_client) - before == 1
+    assert calls == ["claim_finish"]
     assert get_run(run, app=app).status == "completed"
 
 
@@ -173,12 +180,12 @@ def test_a_longer_step_is_claimed_once_its_defer_is_up(make_app, redis_client):
     assert started - began < 0.75 < completed - began  # generous: tells the two apart
 
 
-def test_no_defer_claims_every_delivery_before_it_runs(make_app, redis_client):
+def test_no_defer_claims_every_delivery_before_it_runs(make_app, redis_client, calls):
     app = make_app(eager=False, claim_defer_seconds=0)
     run = start_flow("audit-a", {"what": "x"}, app=app)
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, redis_client.rpop(QUEUE))
-    assert scripts_run(redis_client) - before == 2
+    assert calls == ["begin_step", "finish_step"]
     assert get_run(run, app=app).status == "completed"
 
 
@@ -193,12 +200,12 @@ def test_a_failure_is_recorded_for_the_attempt_its_claim_gives(make_app, redis_c
     assert get_run(run, app=app).steps["always_fails"].status == StepStatus.RETRYING
 
 
-def test_a_hard_time_limit_within_twice_the_defer_claims_first(make_app, redis_client):
+def test_a_hard_time_limit_within_twice_the_defer_claims_first(make_app, redis_client, calls):
     app = make_app(eager=False, claim_defer_seconds=0.5)
     run = start_flow("audit-a", {"what": "x"}, app=app)
-    before = scripts_run(redis_client)
+    calls.clear()
     deliver(app, redis_client.rpop(QUEUE), time_limit=1)  # killed before a claim: not deferred
-    assert scripts_run(redis_client) - before == 2
+    assert calls == ["begin_step", "finish_step"]
     assert get_run(run, app=app).status == "completed"
 
 

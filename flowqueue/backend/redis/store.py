@@ -26,6 +26,7 @@ from flowqueue.backend.redis._hub import (
     decode_run_line,
     retry_while_unreachable,
 )
+from flowqueue.backend.redis._pinned import PinnedScriptsRedis
 from flowqueue.backend.redis.scripts import APPEND, FLOW_STATS, LIST_RUNS, SWEEP
 from flowqueue.backend.store import ExpiredRun, FeedEntry, FlowStats, RunSummary
 from flowqueue.errors import UnknownRun
@@ -155,7 +156,7 @@ class RedisEventStore:
         self.settings = _settings(settings, url)
         self.commands = RedisCommands(self.settings)  # shared with the run coordinator
         self.names = ScriptNames(self.commands, self.settings)  # so are these
-        self.client = redis.Redis.from_url(
+        self.client: redis.Redis = PinnedScriptsRedis.from_url(
             self.settings.redis_url, client_name=client_name(self.settings)
         )
         self._aio: AsyncRedisEventStore | None = None
