@@ -59,3 +59,9 @@ def test_soak_samples_both_processes_and_every_run_ends() -> None:
     assert r["sse"]["follows"] > 0
     assert r["sse"]["errors"] == 0
     assert sum(r["latency_ms"]["counts"]) == sum(w["completed"] for w in r["windows"])
+
+
+def test_calls_compares_both_clients_on_the_same_script() -> None:
+    r = bench("calls.py", "--n", "20", "--rounds", "2")
+    assert len(r["redis_py_rounds_us"]) == len(r["pinned_rounds_us"]) == 2
+    assert r["ratio"] == round(r["pinned_us"] / r["redis_py_us"], 3)
