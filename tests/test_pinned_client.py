@@ -83,3 +83,10 @@ def test_a_script_error_leaves_the_connection_in_step(redis_server):
         client.evalsha("0" * 40, 0)
     assert used(client, sha, 2) == {before}
     client.close()
+
+
+def test_an_argument_hiredis_does_not_pack_is_packed_by_redis_py(redis_server):
+    client = PinnedScriptsRedis.from_url(redis_server.url)
+    sha = client.script_load("return ARGV[1] .. ARGV[2]")
+    assert client.evalsha(sha, 0, memoryview(b"mem"), "ö") == "memö".encode()
+    client.close()

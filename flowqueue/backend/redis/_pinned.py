@@ -3,7 +3,7 @@ thread.
 
 A worker makes one or two script calls per step, and redis-py 8 spends about as long on
 each call's wrappers (a pool checkout and its check for unread data, the retry and event
-hooks, metrics) as on sending and reading it: a pinned call takes 0.62 of a redis-py
+hooks, metrics) as on sending and reading it: a pinned call takes about half a redis-py
 ``EVALSHA``'s caller CPU (``bench/calls.py``). A thread keeps one connection for its
 script calls; it goes back to the pool when the thread ends. A script call that meets
 connection trouble goes through redis-py's own call, with its reconnects and retries, as
@@ -18,6 +18,7 @@ import threading
 import weakref
 from typing import Any
 
+import hiredis
 import redis
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError, TimeoutError
@@ -43,10 +44,24 @@ class PinnedScriptsRedis(redis.Redis):
             pin = self._pins.pin = _Pin(self.connection_pool)
         connection = pin.connection
         try:
-            connection.send_command("EVALSHA", sha, numkeys, *keys_and_args)  # type: ignore[no-untyped-call]
+            packed = _packed(connection, sha, numkeys, keys_and_args)
+            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
             return connection.read_response()
         except (ConnectionError, TimeoutError):
             # redis-py dropped the socket; the next call reconnects. This one retries as
             # any redis-py call does (a script that ran before the reply was lost runs
             # again, as then: each decides once).
             return super().evalsha(sha, numkeys, *keys_and_args)
+
+
+def _packed(
+    connection: AbstractConnection, sha: str, numkeys: int, keys_and_args: tuple[Any, ...]
+) -> list[bytes]:
+    """The command in RESP, packed by hiredis in one call (redis-py first rebuilds the
+    argument tuple in Python); redis-py's packer for what hiredis does not take."""
+    command = ("EVALSHA", sha, numkeys, *keys_and_args)
+    try:
+        return [hiredis.pack_command(command)]
+    except (TypeError, redis.DataError):  # e.g. a memoryview
+        chunks: list[bytes] = connection.pack_command(*command)  # type: ignore[no-untyped-call]
+        return chunks
