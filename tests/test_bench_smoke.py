@@ -64,4 +64,5 @@ def test_soak_samples_both_processes_and_every_run_ends() -> None:
 def test_calls_compares_both_clients_on_the_same_script() -> None:
     r = bench("calls.py", "--n", "20", "--rounds", "2")
     assert len(r["redis_py_rounds_us"]) == len(r["pinned_rounds_us"]) == 2
-    assert r["ratio"] == round(r["pinned_us"] / r["redis_py_us"], 3)
+    # the ratio of the unrounded medians: equal to that of the printed ones up to rounding
+    assert r["ratio"] == pytest.approx(r["pinned_us"] / r["redis_py_us"], abs=0.01)
