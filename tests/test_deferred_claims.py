@@ -226,3 +226,39 @@ def test_a_first_delivery_killed_before_its_claim_is_recorded_as_its_attempt(
     assert failed.data["reason"] == "worker_lost"
     assert failed.data["attempt"] == 1
     assert get_run(run, app=app).steps["always_fails"].status == StepStatus.RETRYING
+
+
+@pytest.mark.parametrize(
+    ("flow", "arg", "first", "writes"),
+    [
+        ("audit-a", {"what": "x"}, "claim_finish", ["step.completed"]),
+        ("announce", {"name": "said.hi", "payload": 1}, "emit", ["emit", "step.completed"]),
+    ],
+)
+def test_a_first_delivery_that_finds_an_earlier_attempt_claims_as_any_delivery(
+    make_app, redis_client, calls, flow, arg, first, writes
+):
+    """A broker that delivers a message again without marking it (none known does):
+    the call with its claim finds the attempt another delivery began, writes nothing,
+    and the delivery claims as any delivery, then writes for the attempt that gives."""
+    from flowqueue.model.header import StepHeader
+    from flowqueue.model.statuses import ATTEMPT_SLOT
+
+    app = make_app(eager=False)
+    run = start_flow(flow, arg, app=app)
+    raw = redis_client.rpop(QUEUE)
+    header = StepHeader.model_validate(json.loads(raw)["headers"]["flowqueue"])
+    started = header.event("step.started", ATTEMPT_SLOT, attempt=ATTEMPT_SLOT, worker="w@gone")
+    assert app.flowqueue.coordinator.begin_step(started, 1).attempt == 1  # a 1 ms lease
+    time.sleep(0.01)  # that delivery died: its lease has run out
+    calls.clear()
+    deliver(app, raw)
+    assert calls[:2] == [first, "begin_step"]
+    events = app.flowqueue.store.read(run)
+    assert [(e.kind, e.meta.get("attempt")) for e in events] == [
+        ("flow.started", None),
+        ("step.started", 1),
+        ("step.started", 2),
+        *[(kind, 2) for kind in writes],
+        ("flow.completed", None),
+    ]

@@ -71,15 +71,17 @@ class DeferredClaim:
         return start.attempt
 
     def settle(
-        self, together: Callable[[], tuple[StepStart, T | None]], alone: Callable[[], T]
+        self, together: Callable[[], tuple[StepStart, T | None]], alone: Callable[[int], T]
     ) -> T:
         """``together`` (the claim and this write in one call: what it wrote, or None if
-        the claim did not run) if the claim is still to make, else ``alone`` (the write)
-        after it. ``ClaimLost`` if the claim does not run."""
+        the claim did not run) if the claim is still to make, else ``alone`` (the write,
+        given the attempt) after it. ``ClaimLost`` if the claim does not run."""
         with self._lock:
             if self._start is None:
-                self._start, written = together()
+                start, written = together()
+                if start.decision == "again":  # it has had an attempt: claim as any delivery
+                    start = self._claim()
+                self._start = start
                 if written is not None:
                     return written
-        self.make()  # made before, or just now without a write: raises unless it runs
-        return alone()
+        return alone(self.make())  # made before, or just now without a write

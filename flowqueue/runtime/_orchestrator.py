@@ -312,7 +312,6 @@ class Orchestrator:
                 step=header.step,
             )
         payload = to_jsonable(payload, f"payload of {name!r}")
-        event = header.event(EventKind.EMIT, attempt, name=name, payload=payload)
         candidates = graph.candidates(name)
         # A step waiting for this name alone gets this payload: its message is known now,
         # and is sent by the call that claims it (direct sends). A later emit of the name
@@ -329,24 +328,23 @@ class Orchestrator:
                     sends[candidate.step] = self.sender.writes(message)
         coordinator = self.connections.coordinator
 
-        def alone() -> Emitted:
+        def alone(attempt: int) -> Emitted:
             # A retried emitter re-sends steps it claimed before, in case it died first.
+            event = header.event(EventKind.EMIT, attempt, name=name, payload=payload)
             return coordinator.emit(event, payload, candidates, republish=attempt > 1, sends=sends)
 
         if deferred is None:
-            emitted = alone()
+            emitted = alone(attempt)
         else:
             started, lease_ms = deferred.started, self.connections.lease_ms
 
             def together() -> tuple[StepStart, Emitted | None]:
+                event = header.event(EventKind.EMIT, 1, name=name, payload=payload)
                 answer = coordinator.claim_emit(
                     started, lease_ms, event, payload, candidates, sends
                 )
                 if isinstance(answer, Emitted):
                     return StepStart("run", attempt=1), answer
-                if answer.decision == "again":  # it has had an attempt: claimed as any is
-                    answer = coordinator.begin_step(started, lease_ms)
-                    return answer, alone() if answer.decision == "run" else None
                 return answer, None
 
             emitted = deferred.settle(together, alone)

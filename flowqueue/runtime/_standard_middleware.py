@@ -300,24 +300,17 @@ class Completion(Middleware):
                 duration_ms=delivery.elapsed_ms,
             )
 
-        def alone() -> StepFinish:
+        def alone(attempt: int) -> StepFinish:
+            delivery.attempt = attempt
             return coordinator.finish_step(completed(), "completed", terminal)
 
         deferred = delivery.deferred
         if deferred is None:
-            alone()
+            alone(delivery.attempt)
             return
 
         def together() -> tuple[StepStart, StepFinish | None]:
             lease_ms = self.connections.lease_ms
-            start, finish = coordinator.claim_finish(
-                deferred.started, lease_ms, completed(), terminal
-            )
-            if start.decision == "again":  # it has had an attempt: claim it as any delivery
-                start = coordinator.begin_step(deferred.started, lease_ms)
-                if start.decision == "run":
-                    delivery.attempt = start.attempt
-                    finish = alone()
-            return start, finish
+            return coordinator.claim_finish(deferred.started, lease_ms, completed(), terminal)
 
         deferred.settle(together, alone)
