@@ -7,6 +7,9 @@ project's celeryconfig: acks_late, prefetch 1, JSON) serve both sides; every tas
 step body is the same counter INCR (bench/bench_flows.py). After a warm-up round, rounds
 alternate:
   (a) N plain Celery tasks            vs (b) N single-step flowqueue runs
+                                      and (a') N Celery tasks that record their end as
+                                          Celery's Redis result backend does (a reference:
+                                          what one recording round trip costs in Celery)
   (c) M 10-task Celery chains         vs     M 10-step sequential flowqueue flows
 Each round gives a ratio per comparison; the verdict takes the median of the rounds (a
 busy machine slows both sides of a round alike). Then, on the idle worker, step-to-step
@@ -42,7 +45,7 @@ HOP_P99_TARGET_MS = 8.0
 
 class Bench:
     def __init__(self, url: str) -> None:
-        from bench_flows import COUNTER, noop
+        from bench_flows import COUNTER, noop, noop_recorded
 
         import flowqueue
 
@@ -52,6 +55,7 @@ class Bench:
         self.redis = redis.Redis.from_url(url)
         self.counter = COUNTER
         self.noop = self.app.tasks[noop.name]
+        self.noop_recorded = self.app.tasks[noop_recorded.name]
 
     def _wait_counter(self, expected: int, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -85,6 +89,9 @@ class Bench:
 
     def celery_tasks(self, n: int) -> float:
         return self.timed(lambda: [self.noop.apply_async() for _ in range(n)] and [], n)
+
+    def recorded_tasks(self, n: int) -> float:
+        return self.timed(lambda: [self.noop_recorded.apply_async() for _ in range(n)] and [], n)
 
     def flow_runs(self, n: int) -> float:
         return self.timed(lambda: [self.flowqueue.start_flow("bench-one") for _ in range(n)], n)
@@ -140,18 +147,23 @@ def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
             bench.celery_tasks(min(n, 100))  # warm-up: connections, pools, scripts
             bench.flow_runs(min(n, 100))
             bench.flow_chains(min(chains, 5), length)
-            totals = {"tasks": 0.0, "runs": 0.0, "chains": 0.0, "flows": 0.0}
+            totals = {"tasks": 0.0, "runs": 0.0, "chains": 0.0, "flows": 0.0, "recorded": 0.0}
             single: list[float] = []
             ten: list[float] = []
+            floor: list[float] = []
             for _ in range(rounds):
                 tasks, runs = bench.celery_tasks(n), bench.flow_runs(n)
+                recorded = bench.recorded_tasks(n)
                 celery_chains, flows = (
                     bench.celery_chains(chains, length),
                     bench.flow_chains(chains, length),
                 )
                 single.append(tasks / runs)  # same count each side: the throughput ratio
                 ten.append(celery_chains / flows)
-                for key, took in zip(totals, (tasks, runs, celery_chains, flows), strict=True):
+                floor.append(tasks / recorded)
+                for key, took in zip(
+                    totals, (tasks, runs, celery_chains, flows, recorded), strict=True
+                ):
                     totals[key] += took
             latencies = bench.hops(hops)
             celery_latencies = bench.celery_hops(hops)
@@ -159,6 +171,7 @@ def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
     runs_s = n * rounds / totals["runs"]
     chains_s = chains * rounds / totals["chains"]
     flows_s = chains * rounds / totals["flows"]
+    recorded_s = n * rounds / totals["recorded"]
     p50, p99 = statistics.median(latencies), pct(latencies, 0.99)
     single_ratio, ten_ratio = statistics.median(single), statistics.median(ten)
     return {
@@ -169,6 +182,9 @@ def run(n: int, chains: int, hops: int, rounds: int) -> dict[str, Any]:
         "flowqueue_runs_per_s": round(runs_s, 1),
         "single_step_ratio": round(single_ratio, 3),
         "single_step_ratios": [round(r, 3) for r in single],
+        "celery_recorded_tasks_per_s": round(recorded_s, 1),
+        "recorded_task_ratio": round(statistics.median(floor), 3),
+        "recorded_task_ratios": [round(r, 3) for r in floor],
         "celery_chains_per_s": round(chains_s, 2),
         "flowqueue_10_step_flows_per_s": round(flows_s, 2),
         "ten_step_ratio": round(ten_ratio, 3),
@@ -191,6 +207,11 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"    (b)/(a) median of rounds = {r['single_step_ratio']} {r['single_step_ratios']} "
         f"(target >= {THROUGHPUT_TARGET}): {verdict(r['single_step_ok'])}"
+    )
+    print(
+        f"(a') Celery tasks recording their end as its Redis result backend does (one round "
+        f"trip): {r['celery_recorded_tasks_per_s']} tasks/s; (a')/(a) median = "
+        f"{r['recorded_task_ratio']} {r['recorded_task_ratios']}"
     )
     print(f"(c) 10-task Celery chains        {r['celery_chains_per_s']:>9} chains/s")
     print(f"    10-step flowqueue flows      {r['flowqueue_10_step_flows_per_s']:>9} flows/s")
