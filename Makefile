@@ -56,6 +56,7 @@ bench: install
 	$(PY) bench/schedules.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/profile_steps.py
+	$(PY) bench/delivery.py
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) --json-out docs/bench/soak.json
 	$(PY) bench/plots.py docs/bench
 
