@@ -153,6 +153,11 @@ class InvalidAwait(FlowqueueError, ValueError):
     """An await was given a duration or a moment it cannot wait for."""
 
 
+class ExportFailed(FlowqueueError):
+    """An export's sink did not take a batch of events (``runtime/exporter.py``); the
+    exporter hands the same batch again after a pause."""
+
+
 class WebhookRejected(FlowqueueError):
     """A webhook delivery was refused before anything was written.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -154,18 +155,23 @@ def test_bad_requests_are_problems_and_write_nothing(api, cluster):
     assert store.read_feed() == before
 
 
-def test_feed_stream_sees_new_runs(api):
+def follow_feed(api, path: str) -> tuple[str, list[dict[str, Any]]]:
+    """A run of ``example-flow`` started once connected to feed stream ``path``, and the
+    frames (parsed JSON) seen until its ``flow.completed``."""
     started: list[str] = []
-    seen = threading.Event()
+    seen: list[dict[str, Any]] = []
+    done = threading.Event()
 
     def watch() -> None:
-        with api.client() as client, connect_sse(client, "GET", "/api/_events/stream") as source:
+        with api.client() as client, connect_sse(client, "GET", path) as source:
             for sse in source.iter_sse():
                 if not sse.data:
                     continue
-                event = sse.json()
-                if event["run_id"] in started and event["kind"] == "flow.completed":
-                    seen.set()
+                seen.append(sse.json())  # the run's first events may come before its id
+                kind = seen[-1].get("kind") or seen[-1].get("type", "").removeprefix("flowqueue.")
+                run = seen[-1].get("run_id") or seen[-1].get("runid")
+                if run in started and kind == "flow.completed":
+                    done.set()
                     return
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -174,7 +180,15 @@ def test_feed_stream_sees_new_runs(api):
     with api.client() as client:
         started.append(client.post("/api/_flows/example-flow/start", json={}).json()["run_id"])
     thread.join(30)
-    assert seen.is_set()
+    assert done.is_set(), seen[-3:]
+    return started[0], seen
+
+
+def test_feed_stream_sees_new_runs(api):
+    run, seen = follow_feed(api, "/api/_events/stream")
+    ours = [event["kind"] for event in seen if event["run_id"] == run]
+    assert ours[0] == "flow.started"
+    assert ours[-1] == "flow.completed"
 
 
 def test_workers_queues_health_and_metrics(api):

@@ -13,13 +13,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from redis.exceptions import RedisError
 
 from flowqueue.api.problems import Problem
 from flowqueue.backend.store import FeedEntry
 from flowqueue.errors import FlowqueueError
+from flowqueue.model.cloudevents import Format, encode_cloudevent
 from flowqueue.model.events import TERMINAL_KINDS, Event
 
 T = TypeVar("T")
@@ -42,42 +43,63 @@ def error_frame(exc: BaseException) -> bytes:
 
 
 class FrameCache:
-    """The frames of recently sent events, by (SSE id, run, event id); bounded (LRU).
-    The SSE id is part of the key: a feed position can equal another event's id."""
+    """The frames of recently sent events, by (format, SSE id, run, event id); bounded
+    (LRU). The SSE id is part of the key: a feed position can equal another event's id."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._frames: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._frames: OrderedDict[tuple[Format, str, str, str], bytes] = OrderedDict()
+        self._encoders: dict[tuple[str, Format], FrameEncoder[Any]] = {}
 
-    def event_frame(self, event: Event, sse_id: str | None = None) -> bytes:
+    def event_frame(
+        self, event: Event, sse_id: str | None = None, event_format: Format = "flowqueue"
+    ) -> bytes:
         sse_id = sse_id or event.id
-        key = (sse_id, event.run_id, event.id)
+        key = (event_format, sse_id, event.run_id, event.id)
         cached = self._frames.get(key)
         if cached is not None:
             self._frames.move_to_end(key)
             return cached
-        encoded = b"id: " + sse_id.encode() + b"\ndata: " + event.to_json() + b"\n\n"
+        body = event.to_json() if event_format == "flowqueue" else encode_cloudevent(event)
+        encoded = b"id: " + sse_id.encode() + b"\ndata: " + body + b"\n\n"
         self._frames[key] = encoded
         if len(self._frames) > self._size:
             self._frames.popitem(last=False)
         return encoded
 
-    def run_encoder(self, keep_open: bool) -> FrameEncoder[Event]:
+    def run_encoder(
+        self, keep_open: bool, event_format: Format = "flowqueue"
+    ) -> FrameEncoder[Event]:
         """A run stream's frames; without ``keep_open`` it ends after the terminal event."""
-        return self._run_open if keep_open else self._run
+        ends = None if keep_open else _terminal
+        return self._encoder(
+            "run-open" if keep_open else "run",
+            event_format,
+            lambda: FrameEncoder(lambda event: self.event_frame(event, None, event_format), ends),
+        )
 
-    @cached_property
-    def _run(self) -> FrameEncoder[Event]:
-        return FrameEncoder(self.event_frame, lambda event: event.kind in TERMINAL_KINDS)
-
-    @cached_property
-    def _run_open(self) -> FrameEncoder[Event]:
-        return FrameEncoder(self.event_frame, None)
-
-    @cached_property
-    def feed_encoder(self) -> FrameEncoder[FeedEntry]:
+    def feed_encoder(self, event_format: Format = "flowqueue") -> FrameEncoder[FeedEntry]:
         """The feed's frames: SSE ids are feed positions."""
-        return FrameEncoder(lambda entry: self.event_frame(entry.event, entry.id), None)
+        return self._encoder(
+            "feed",
+            event_format,
+            lambda: FrameEncoder(
+                lambda entry: self.event_frame(entry.event, entry.id, event_format), None
+            ),
+        )
+
+    def _encoder(
+        self, stream: str, event_format: Format, make: Callable[[], FrameEncoder[T]]
+    ) -> FrameEncoder[T]:
+        """One encoder per kind of stream and format, kept: clients share its frames."""
+        encoder = self._encoders.get((stream, event_format))
+        if encoder is None:
+            encoder = self._encoders[stream, event_format] = make()
+        return encoder
+
+
+def _terminal(event: Event) -> bool:
+    return event.kind in TERMINAL_KINDS
 
 
 @dataclass(frozen=True, eq=False)

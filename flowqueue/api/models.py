@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.backend.store import FlowStats, RunSummary
+from flowqueue.model.cloudevents import CloudEvent
 from flowqueue.model.events import Event
 from flowqueue.model.validation import IDENT_PATTERN
 
@@ -27,6 +28,15 @@ class RunPage(BaseModel):
 
 class EventPage(BaseModel):
     events: list[Event]
+    next_after: str | None = Field(
+        default=None, description="Pass as ?after= for the next page; null at the end."
+    )
+
+
+class CloudEventPage(BaseModel):
+    """A page of a run's log with each event as a CloudEvents 1.0 envelope (``?format=``)."""
+
+    events: list[CloudEvent]
     next_after: str | None = Field(
         default=None, description="Pass as ?after= for the next page; null at the end."
     )

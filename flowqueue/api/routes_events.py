@@ -12,7 +12,7 @@ from flowqueue.api.body import JSON_VALUE_REF, json_body, request_body
 from flowqueue.api.context import context_of
 from flowqueue.api.models import SignalIn, SignalSent
 from flowqueue.api.problems import ApiError, problem_responses
-from flowqueue.api.routes_flows import SSE_RESPONSES, After, LastEventId
+from flowqueue.api.routes_flows import SSE_RESPONSES, After, EventFormat, LastEventId
 from flowqueue.api.sse import feed_stream
 from flowqueue.backend.checks import check_cursor
 
@@ -61,14 +61,17 @@ async def signal(request: Request) -> SignalSent:
     responses={**SSE_RESPONSES, **problem_responses(401, 422)},
 )
 async def feed(
-    request: Request, after: After = None, last_event_id: LastEventId = None
+    request: Request,
+    after: After = None,
+    last_event_id: LastEventId = None,
+    event_format: EventFormat = "flowqueue",
 ) -> Response:
     """Every run's lifecycle events (flow.* and step.*), live, for dashboards and run
     lists. SSE ids are positions in the capped feed (``FLOWQUEUE_FEED_MAXLEN``)."""
     ctx = context_of(request)
     cursor = last_event_id or after
     check_cursor("Last-Event-ID" if last_event_id else "after", cursor)
-    return feed_stream(ctx, cursor)
+    return feed_stream(ctx, cursor, event_format)
 
 
 ROUTERS = (router, streams)

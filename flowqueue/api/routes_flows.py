@@ -14,6 +14,7 @@ from flowqueue.api.body import ANY_JSON_BODY, json_body, request_body
 from flowqueue.api.context import ApiContext, context_of
 from flowqueue.api.models import (
     Cancelled,
+    CloudEventPage,
     EventPage,
     FlowDetail,
     FlowOut,
@@ -28,6 +29,7 @@ from flowqueue.api.sse import run_stream
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.store import RunSummary
 from flowqueue.errors import UnknownRun
+from flowqueue.model.cloudevents import Format, to_cloudevent
 from flowqueue.model.events import NOTE_KINDS, TERMINAL_KINDS, Event
 from flowqueue.model.ids import STREAM_ID_PATTERN, parse_stream_id
 from flowqueue.model.reducer import RunState, RunStatus, reduce, state_after
@@ -49,6 +51,14 @@ STATUS_SCAN_PAGES = 20  # pages looked through to fill one ?status= page
 # Cursors are stream ids, as events carry them (each half within 64 bits).
 After = Annotated[str | None, Query(pattern=STREAM_ID_PATTERN, description="Resume after this id.")]
 LastEventId = Annotated[str | None, Header(pattern=STREAM_ID_PATTERN)]
+EventFormat = Annotated[
+    Format,
+    Query(
+        alias="format",
+        description="flowqueue: each event as flowqueue writes it; cloudevents: each as a "
+        "CloudEvents 1.0 JSON envelope (type flowqueue.<kind>, source /flows/<flow>/runs/<run>).",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -179,7 +189,7 @@ async def run_state(
 
 @router.get(
     "/api/_flows/{flow}/runs/{run_id}/events",
-    response_model=EventPage,
+    response_model=EventPage | CloudEventPage,
     responses=problem_responses(401, 404, 422),
 )
 async def run_events(
@@ -188,13 +198,18 @@ async def run_events(
     run_id: RunId,
     after: After = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
-) -> EventPage:
+    event_format: EventFormat = "flowqueue",
+) -> EventPage | Response:
     """A page of the run's log after ``after``."""
     ctx = context_of(request)
     check_cursor("after", after)
     await _run_events(ctx, flow, run_id, 1)
     events = await ctx.store.read(run_id, after=after, limit=limit)
-    return EventPage(events=events, next_after=events[-1].id if len(events) == limit else None)
+    next_after = events[-1].id if len(events) == limit else None
+    if event_format == "cloudevents":  # as is: not validated again as an EventPage first
+        page = CloudEventPage(events=[to_cloudevent(e) for e in events], next_after=next_after)
+        return Response(page.model_dump_json(), media_type="application/json")
+    return EventPage(events=events, next_after=next_after)
 
 
 @streams.get(
@@ -209,6 +224,7 @@ async def stream(
     after: After = None,
     keep_open: Annotated[bool, Query(description="Stay open after the run ends.")] = False,
     last_event_id: LastEventId = None,
+    event_format: EventFormat = "flowqueue",
 ) -> Response:
     """Every event of the run after ``Last-Event-ID`` (or ``?after=``), exactly once and
     in order: the whole log, then live. Ends after the run's terminal event unless
@@ -222,7 +238,7 @@ async def stream(
         ended = bool(last) and last[0].kind in TERMINAL_KINDS
         if ended and cursor and parse_stream_id(cursor) >= parse_stream_id(last[0].id):
             return Response(status_code=204)  # EventSource stops reconnecting on 204
-    return run_stream(ctx, run_id, cursor, keep_open)
+    return run_stream(ctx, run_id, cursor, keep_open, event_format)
 
 
 async def _last_change(ctx: ApiContext, run_id: str) -> list[Event]:

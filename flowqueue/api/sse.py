@@ -33,6 +33,7 @@ from flowqueue.api.context import ApiContext
 from flowqueue.api.frames import HEARTBEAT, FrameEncoder, Frames, error_frame
 from flowqueue.backend.live import HasId, LiveBatch, LiveSource
 from flowqueue.backend.redis.store import AsyncRedisEventStore
+from flowqueue.model.cloudevents import Format
 from flowqueue.model.ids import StreamId, parse_stream_id
 
 log = logging.getLogger(__name__)
@@ -84,16 +85,25 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-def run_stream(ctx: ApiContext, run_id: str, after: str | None, keep_open: bool) -> Response:
-    """A run's events after ``after``: its log, then live; it ends after the run's
-    terminal event unless ``keep_open``."""
+def run_stream(
+    ctx: ApiContext,
+    run_id: str,
+    after: str | None,
+    keep_open: bool,
+    event_format: Format = "flowqueue",
+) -> Response:
+    """A run's events after ``after``, each in format ``event_format``: its log, then live; it
+    ends after the run's terminal event unless ``keep_open``."""
     source = _redis_store(ctx).live_run(run_id)
-    return LiveStream(ctx, source, ctx.frames.run_encoder(keep_open), after)
+    return LiveStream(ctx, source, ctx.frames.run_encoder(keep_open, event_format), after)
 
 
-def feed_stream(ctx: ApiContext, after: str | None) -> Response:
-    """The feed after position ``after``: its capped log, then live."""
-    return LiveStream(ctx, _redis_store(ctx).live_feed(), ctx.frames.feed_encoder, after)
+def feed_stream(ctx: ApiContext, after: str | None, event_format: Format = "flowqueue") -> Response:
+    """The feed after position ``after``, each event in format ``event_format``: its capped log,
+    then live."""
+    return LiveStream(
+        ctx, _redis_store(ctx).live_feed(), ctx.frames.feed_encoder(event_format), after
+    )
 
 
 def _redis_store(ctx: ApiContext) -> AsyncRedisEventStore:

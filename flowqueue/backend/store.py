@@ -122,6 +122,12 @@ class EventStore(Protocol):
     def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
         """Lifecycle events of every run after feed position ``after``, oldest first."""
 
+    def export_position(self, exporter: str) -> str | None:
+        """The feed position exporter ``exporter`` has handed every event on up to."""
+
+    def save_export_position(self, exporter: str, position: str) -> None:
+        """Keep ``position`` as exporter ``exporter``'s (one process exports per name)."""
+
     def flow_stats(self, flow: str) -> FlowStats:
         """Runs of ``flow`` by status, and its steps awaiting."""
 

@@ -29,6 +29,7 @@ from flowqueue.cli._friendly import (
     redis_unreachable,
 )
 from flowqueue.cli.dev import dev
+from flowqueue.cli.export import export
 from flowqueue.cli.gc import gc
 from flowqueue.cli.triggers import COMMANDS as TRIGGER_COMMANDS
 from flowqueue.model.reducer import AwaitInfo, RunState, RunStatus
@@ -463,6 +464,7 @@ def tail(
 
 
 main.add_command(gc)
+main.add_command(export)
 main.add_command(dev)
 for command in TRIGGER_COMMANDS:  # triggers, schedules, schedule pause|resume
     main.add_command(command)

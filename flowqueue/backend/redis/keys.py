@@ -124,6 +124,11 @@ class Keys:
         """String: trigger JSON (run, step, await key, state); expires once used."""
         return f"{self.prefix}:trigger:{trigger_id}"
 
+    def export_position(self, exporter: str) -> str:
+        """String: the feed position up to which exporter ``exporter`` has handed every
+        lifecycle event on (``flowqueue export``; runtime/exporter.py)."""
+        return f"{self.prefix}:export:{exporter}"
+
     def webhook_seen(self, webhook: str, digest: str) -> str:
         """String: the run id the first delivery with this replay key started (``digest``,
         the key's SHA-256 hex); expires after the verifier's replay window."""

@@ -180,6 +180,13 @@ class RedisEventStore:
     def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
         return self._run_plan(self.commands.feed_plan(after, limit))
 
+    def export_position(self, exporter: str) -> str | None:
+        raw = self.client.get(self.names.keys.export_position(exporter))
+        return None if raw is None else raw.decode()  # type: ignore[union-attr]
+
+    def save_export_position(self, exporter: str, position: str) -> None:
+        self.client.set(self.names.keys.export_position(exporter), position)
+
     def flow_stats(self, flow: str) -> FlowStats:
         counters = FLOW_STATS.run(self.client, **self.names.flow(flow))
         return self.commands.flow_stats(dict(zip(counters[::2], counters[1::2], strict=True)))
