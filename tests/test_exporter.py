@@ -195,7 +195,7 @@ def test_the_export_command_posts_and_resumes_after_a_restart(cluster, sink_serv
     first.send_signal(signal.SIGTERM)
     out, _ = first.communicate(timeout=10)
     assert first.returncode == 0
-    assert "stopped after feed position" in out
+    assert "stopped: exported up to feed position" in out
     before = len(sink_server.events())
 
     later = start_flow("example-flow", {"name": "after the restart"}, app=cluster.app)

@@ -20,6 +20,7 @@ from flowqueue.runtime.workers import (
     WorkerInfo,
     WorkerRegistration,
     append_event,
+    decode_entries,
     read_workers,
     read_workers_async,
     workers_from,
@@ -191,6 +192,35 @@ def test_registration_beats_and_survives_redis_being_away(redis_client, settings
         registration.stop()
     (info,) = read_workers(redis_client, keys, fast)
     assert info.status == "offline"
+
+
+def kinds_in(client: redis.Redis, keys: Keys) -> list[str]:
+    return [event.kind for _, event in decode_entries(client.xrange(keys.registry))]
+
+
+def test_a_worker_registers_again_once_its_registration_is_gone(redis_client, settings):
+    """Redis restarted without its data (or was flushed): the next beat registers again,
+    so the worker's flows and queues show, not a heartbeat without them."""
+    keys = Keys(settings.key_prefix)
+    registration = WorkerRegistration(settings)  # beats by hand: no waiting on the thread
+    registration.start("again@h", {"queues": ["celery"], "flows": {"f": ["s"]}})
+    try:
+        registration.beat()
+        assert kinds_in(redis_client, keys) == [
+            "worker.registered",
+            "worker.heartbeat",
+        ]
+        redis_client.delete(keys.registry)
+        registration.beat()
+        (info,) = read_workers(redis_client, keys, settings)
+        assert (info.status, info.queues, info.flows) == ("online", ["celery"], {"f": ["s"]})
+        registration.beat()
+        assert kinds_in(redis_client, keys) == [
+            "worker.registered",
+            "worker.heartbeat",
+        ]
+    finally:
+        registration.stop()
 
 
 def test_registration_is_a_no_op_in_memory_mode():

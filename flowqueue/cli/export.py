@@ -18,11 +18,15 @@ from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.runtime.exporter import Exporter, HttpSink
 
 
-def header(value: str) -> tuple[str, str]:
-    name, sep, text = value.partition(":")
-    if not sep or not name.strip():
-        raise click.BadParameter(f"{value!r}: write a header as 'Name: value'")
-    return name.strip(), text.strip()
+def headers_of(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``--header`` values as a dict; each must be ``Name: value``."""
+    out = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r}: write a header as 'Name: value'")
+        out[name.strip()] = text.strip()
+    return out
 
 
 @click.command(name="export")
@@ -44,11 +48,12 @@ def header(value: str) -> tuple[str, str]:
     "--header",
     "headers",
     multiple=True,
+    callback=headers_of,
     help="A request header, 'Name: value' (say, Authorization); repeatable.",
 )
 @click.pass_context
 def export(
-    ctx: click.Context, url: str, name: str, batch: int, batched: bool, headers: tuple[str, ...]
+    ctx: click.Context, url: str, name: str, batch: int, batched: bool, headers: dict[str, str]
 ) -> None:
     """POST every run's lifecycle events (flow.* and step.*), as CloudEvents 1.0, to URL.
 
@@ -56,7 +61,7 @@ def export(
     batch URL took, and a batch it refused (not 2xx) or could not take goes again after a
     pause. Runs until Ctrl-C."""
     app = app_of(ctx)
-    sink = HttpSink(url, batched=batched, headers=dict(header(h) for h in headers))
+    sink = HttpSink(url, batched=batched, headers=headers)
     exporter = Exporter(flowqueue_of(app).store, sink, name=name, batch=batch)
     unreachable = redis_unreachable(app)
     if unreachable is not None:
@@ -69,9 +74,9 @@ def export(
 
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
-    click.echo(f"exporting to {url} as {name!r}, after {where(exporter)}")
+    click.echo(f"exporting to {url} as {name!r}: {where(exporter)}")
     exporter.run(stop)
-    click.echo(f"stopped after {where(exporter)}")
+    click.echo(f"stopped: {where(exporter)}")
 
 
 def where(exporter: Exporter) -> str:
@@ -79,5 +84,5 @@ def where(exporter: Exporter) -> str:
     try:
         position = exporter.position
     except redis.exceptions.RedisError:
-        return "its kept position (Redis does not answer yet)"
-    return f"feed position {position}" if position else "the start of the feed"
+        return "its position is kept in Redis, which does not answer yet"
+    return f"exported up to feed position {position}" if position else "nothing exported yet"

@@ -6,7 +6,8 @@ derived by a pure reducer (``workers_from``): a worker with no event for
 ``worker_lost_after_seconds`` is *lost* (killed, or cut off from Redis). Every append trims
 entries older than ``registry_retention_seconds`` (``XADD MINID ~``), so the stream stays
 bounded without a cleanup job; a running worker registers again every half retention so
-its description is never trimmed away.
+its description is never trimmed away, and at the next beat after its registration is gone
+(Redis restarted without its data, or was flushed).
 
 | kind | data |
 | --- | --- |
@@ -279,6 +280,7 @@ class WorkerRegistration:
         self._hostname = ""
         self._info: dict[str, Any] = {}
         self._registered_ms: int | None = None  # when worker.registered last got through
+        self._registration = ""  # its entry id in the registry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -301,17 +303,31 @@ class WorkerRegistration:
         self._thread.start()
 
     def beat(self) -> None:
-        """Append one event: ``worker.registered`` if the last one did not get through or
-        is half way to being trimmed, else ``worker.heartbeat``."""
+        """Append one event: ``worker.registered`` if the last one did not get through, is
+        half way to being trimmed, or is gone (Redis restarted without its data, or was
+        flushed), else ``worker.heartbeat``."""
         if self._client is None:
             return
         at = now_ms()
         retention_ms = self.settings.registry_retention_seconds * 1000
-        register = self._registered_ms is None or at - self._registered_ms >= retention_ms / 2
+        register = (
+            self._registered_ms is None
+            or at - self._registered_ms >= retention_ms / 2
+            or self._registration_gone()
+        )
         kind: WorkerEventKind = "worker.registered" if register else "worker.heartbeat"
         data = dict(self._info) if register else {"pid": self._info["pid"], **self._numbers()}
-        if self._append(WorkerEvent.new(kind, self._hostname, data, at)) and register:
-            self._registered_ms = at
+        entry = self._append(WorkerEvent.new(kind, self._hostname, data, at))
+        if entry and register:
+            self._registered_ms, self._registration = at, entry
+
+    def _registration_gone(self) -> bool:
+        assert self._client is not None
+        entry = self._registration
+        try:
+            return not self._client.xrange(self.keys.registry, entry, entry)
+        except redis.RedisError:
+            return False  # Redis away: the append says so, and the next beat looks again
 
     def _numbers(self) -> dict[str, Any]:
         if self._live is None:
@@ -322,14 +338,14 @@ class WorkerRegistration:
             log.debug("worker registry: live numbers failed", exc_info=True)
             return {}
 
-    def _append(self, event: WorkerEvent) -> bool:
+    def _append(self, event: WorkerEvent) -> str:
+        """The event's entry id; "" if it did not get through."""
         assert self._client is not None
         try:
-            append_event(self._client, self.keys, self.settings, event)
+            return append_event(self._client, self.keys, self.settings, event)
         except redis.RedisError as exc:  # Redis away: say so and try again next beat
             log.warning("worker registry: could not append %s: %s", event.kind, exc)
-            return False
-        return True
+            return ""
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
