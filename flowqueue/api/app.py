@@ -15,7 +15,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from flowqueue.api import routes_events, routes_flows, routes_ops, routes_triggers, routes_webhooks
+from flowqueue.api import (
+    routes_events,
+    routes_flows,
+    routes_ops,
+    routes_runs,
+    routes_triggers,
+    routes_webhooks,
+)
 from flowqueue.api.auth import Auth, require_token
 from flowqueue.api.body import JSON_VALUE_SCHEMA
 from flowqueue.api.context import ApiContext
@@ -61,7 +68,15 @@ def create_api(app: Any | None = None) -> FastAPI:
     routes_webhooks.check_webhooks(fq.flows, fq.settings)  # after: a fatal error comes alone
     _add_cors(api, fq.settings)
     install_handlers(api)
-    for module in (routes_ops, routes_flows, routes_events, routes_webhooks, routes_triggers):
+    modules = (
+        routes_ops,
+        routes_flows,
+        routes_runs,
+        routes_events,
+        routes_webhooks,
+        routes_triggers,
+    )
+    for module in modules:
         for router in module.ROUTERS:
             api.include_router(router)
     _add_problem_schema(api)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
@@ -28,6 +29,7 @@ from flowqueue.cli._friendly import (
     quiet_logging,
     redis_unreachable,
 )
+from flowqueue.cli._moments import MOMENT
 from flowqueue.cli.dev import dev
 from flowqueue.cli.export import export
 from flowqueue.cli.gc import gc
@@ -50,6 +52,8 @@ from flowqueue.runtime.client import rerun as rerun_run
 from flowqueue.runtime.client import resume as resume_trigger
 from flowqueue.runtime.client import retry as retry_run
 from flowqueue.runtime.client import signal as send_signal
+from flowqueue.runtime.engine import flowqueue_of
+from flowqueue.runtime.queries import RunQuery, query_runs
 
 MAX_TIMEOUT = 365 * 86_400.0  # a year; longer is no timeout at all: leave it out
 
@@ -426,20 +430,58 @@ def api(ctx: click.Context, host: str, port: int, log_level: str, workers: int) 
 @click.argument("flow", type=TEXT, required=False)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--before", type=TEXT, help="Only runs older than this run id (paging).")
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Its status.")
+@click.option("--since", type=MOMENT, help="Started at or after: 1h, 30m, 2d or ISO 8601.")
+@click.option("--until", type=MOMENT, help="Started before: 1h, 30m, 2d or ISO 8601.")
+@click.option("--step", type=TEXT, help="This step of it has started.")
+@click.option("--error", type=TEXT, help="It failed with this text in its error (any case).")
+@click.option("--state", "state", type=TEXT, help="Its state holds KEY, or KEY=JSON (that value).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON lines.")
 @click.pass_context
 def runs(
-    ctx: click.Context, flow: str | None, limit: int, before: str | None, as_json: bool
+    ctx: click.Context,
+    flow: str | None,
+    limit: int,
+    before: str | None,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    step: str | None,
+    error: str | None,
+    state: str | None,
+    as_json: bool,
 ) -> None:
-    """List runs newest first: FLOW's, or without FLOW those of every flow.
+    """List runs newest first: FLOW's, or without FLOW those of every flow; the options
+    keep those that match them all.
 
-    A line is: run id, flow, status, start time."""
-    for summary in list_runs(flow, limit=limit, before=before, app=app_of(ctx)):
+    A line is: run id, flow, status, start time. When more may follow, the last line (on
+    stderr) gives the --before that goes on."""
+    app = app_of(ctx)
+    filters = {"status": status, "since": since, "until": until, "step": step, "error": error}
+    if state is None and all(value is None for value in filters.values()):
+        found, next_before = list_runs(flow, limit=limit, before=before, app=app), None
+    else:
+        if flow is not None:
+            flowqueue_of(app).flows.flow(flow)  # UnknownFlow: one line
+        page = query_runs(run_query(flow, limit, before, state, filters), app=app)
+        found, next_before = page.runs, page.next_before
+    for summary in found:
         if as_json:
             click.echo(summary.model_dump_json())
             continue
         started = summary.started_at.isoformat(timespec="seconds") if summary.started_at else "-"
         click.echo(f"{summary.run_id}  {summary.flow:<16} {summary.status:<10} {started}")
+    if next_before is not None:
+        click.echo(f"more: --before {next_before}", err=True)
+
+
+def run_query(
+    flow: str | None, limit: int, before: str | None, state: str | None, filters: dict[str, Any]
+) -> RunQuery:
+    """The query the options say."""
+    stated = RunQuery.state_filter(state) if state is not None else {}
+    flows = [flow] if flow else []
+    return RunQuery(flows=flows, limit=limit, before=before, **stated, **filters)
 
 
 @main.command()
