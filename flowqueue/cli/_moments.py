@@ -24,7 +24,10 @@ class Moment(click.ParamType):  # type: ignore[type-arg]  # generic since click 
         text = str(value).strip()
         ago = _AGO.fullmatch(text)
         if ago:
-            return datetime.now(UTC) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+            try:
+                return datetime.now(UTC) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+            except OverflowError:
+                self.fail(f"{text!r} is further back than any date", param, ctx)
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:

@@ -15,9 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_core import from_json
 
 from flowqueue.backend.store import RunSummary
+from flowqueue.errors import NonJsonPayload
 from flowqueue.model.reducer import RunState, RunStatus, StepStatus, reduce
+from flowqueue.model.validation import MAX_JSON_DEPTH, check_json
 from flowqueue.runtime.client import list_runs, read_events
 
 PAGE = 200  # runs read from the indexes at a time
@@ -62,9 +65,13 @@ class RunQuery(BaseModel):
         if not sep:
             return {"state_key": key}
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = from_json(raw)
+        except ValueError as exc:
+            if "recursion" in str(exc):  # JSON, but deeper than any state can hold
+                deeper = f"the state value nests deeper than {MAX_JSON_DEPTH} levels"
+                raise NonJsonPayload(deeper) from None
             value = raw  # gold: the string "gold", as "\"gold\"" is
+        check_json(value, "the state value")  # NonJsonPayload: deeper than a state holds
         return {"state_key": key, "state_value": value, "has_state_value": True}
 
     @property
