@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     in_flight_priority; elsewhere none)."""
     in_flight_priority: int | None = Field(default=None, ge=0, le=255)
     """Celery priority of every later step delivery of a run: next steps, sleeps that fell due,
-    retries, resumes (default on a Redis broker: 0, served first; elsewhere none)."""
+    retries, resumes (default on a Redis broker: 0, served first; on RabbitMQ with
+    task_queue_max_priority: its top, 9; elsewhere none)."""
     step_lease_seconds: float = Field(default=30.0, gt=0)
     """A running step's claim lasts this long and is renewed while it runs; a redelivered step whose
     claim is still live waits instead of running twice."""

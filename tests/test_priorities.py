@@ -22,7 +22,11 @@ def test_defaults_follow_the_broker():
     on_redis = step_priorities("redis://127.0.0.1:6379/0", settings)
     assert (on_redis.in_flight, on_redis.new_run) == (0, 3)  # kombu on Redis: 0 first
     on_amqp = step_priorities("amqp://guest@localhost//", settings)
-    assert (on_amqp.in_flight, on_amqp.new_run) == (None, None)
+    assert (on_amqp.in_flight, on_amqp.new_run) == (None, None)  # a queue without priorities
+    with_max = step_priorities("amqp://guest@localhost//", settings, max_priority=10)
+    assert (with_max.in_flight, with_max.new_run) == (9, None)  # RabbitMQ: higher goes first
+    assert step_priorities("pyamqp://h//", settings, max_priority=5).in_flight == 4
+    assert step_priorities("sqs://", settings, max_priority=10).in_flight is None
     chosen = step_priorities("amqp://", Settings(new_run_priority=1, in_flight_priority=9))
     assert (chosen.in_flight, chosen.new_run) == (9, 1)
 

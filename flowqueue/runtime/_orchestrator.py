@@ -120,7 +120,8 @@ class Orchestrator:
     @cached_property
     def priorities(self) -> StepPriorities:
         """Read on first use, once the app's configuration is final."""
-        return step_priorities(self.app.conf.broker_url, self.settings)
+        conf = self.app.conf
+        return step_priorities(conf.broker_url, self.settings, conf.task_queue_max_priority)
 
     @property
     def starts(self) -> RedisStarts:

@@ -29,6 +29,13 @@ worker_prefetch_multiplier = 1
 worker_send_task_events = True
 task_send_sent_event = True
 
+# On RabbitMQ, the queues Celery declares take priorities 0-9 (x-max-priority), so a
+# run's later steps, due sleeps and retries go ahead of new runs (runtime/_priorities.py).
+# RabbitMQ refuses to declare an existing queue again with other arguments: a queue made
+# before without it must be deleted once, or set this to None to keep it (no priorities).
+# The Redis transport ignores it (kombu keeps its own priority lists there).
+task_queue_max_priority = 10
+
 # Results live in the event log; Celery's result backend is not needed.
 task_ignore_result = True
 
