@@ -45,17 +45,23 @@ def test_join_stress_twenty_branches_twenty_runs(redis_server, tmp_path):
         assert pack.data["result"] == {"branches": list(range(20))}
 
 
-def test_sigkilled_worker_step_runs_again_elsewhere(redis_server, tmp_path):
-    cluster = Cluster(redis_server.url, tmp_path, visibility_timeout=3, step_lease_seconds=2)
+def killed_mid_step(cluster: Cluster) -> list[Event]:
+    """The log of a ``slow`` run whose worker was SIGKILLed mid-step, once another worker
+    has finished it (the cluster is closed)."""
     try:
         doomed = cluster.start_worker(concurrency=1)
         run = start_flow("slow", {"seconds": 4}, app=cluster.app)
         cluster.started_step(run)
         doomed.kill()  # SIGKILL mid-step: no ack, no events
         cluster.start_worker(concurrency=1)
-        log = cluster.wait_terminal(run, timeout=60)
+        return cluster.wait_terminal(run, timeout=60)
     finally:
         cluster.close()
+
+
+def test_sigkilled_worker_step_runs_again_elsewhere(redis_server, tmp_path):
+    cluster = Cluster(redis_server.url, tmp_path, visibility_timeout=3, step_lease_seconds=2)
+    log = killed_mid_step(cluster)
     started = [e for e in log if e.kind == "step.started" and e.step == "slow_step"]
     assert [e.data["attempt"] for e in started] == [1, 2]
     assert started[0].data["worker"] != started[1].data["worker"]

@@ -21,7 +21,7 @@ from flowqueue import create_app, start_flow
 from flowqueue.model.timers import TimerSpec
 from flowqueue.runtime.engine import flowqueue_of
 from flowqueue.settings import Settings
-from tests.test_e2e_faults import step_kinds
+from tests.test_e2e_faults import killed_mid_step, step_kinds
 from tests.worker_harness import Cluster, own_database
 
 pytestmark = pytest.mark.e2e
@@ -128,16 +128,7 @@ def test_a_due_sleep_is_queued_ahead_of_new_runs_on_rabbitmq(vhosts, redis_serve
 
 
 def test_a_sigkilled_workers_step_runs_again_on_rabbitmq(vhosts, redis_server, tmp_path):
-    cluster = cluster_on(vhosts(), redis_server.url, tmp_path, step_lease_seconds=2)
-    try:
-        doomed = cluster.start_worker(concurrency=1)
-        run = start_flow("slow", {"seconds": 4}, app=cluster.app)
-        cluster.started_step(run)
-        doomed.kill()  # SIGKILL mid-step: RabbitMQ requeues the unacknowledged message
-        cluster.start_worker(concurrency=1)
-        log = cluster.wait_terminal(run, timeout=60)
-    finally:
-        cluster.close()
+    log = killed_mid_step(cluster_on(vhosts(), redis_server.url, tmp_path, step_lease_seconds=2))
     started = [e for e in log if e.kind == "step.started" and e.step == "slow_step"]
     assert [e.data["attempt"] for e in started] == [1, 2]
     assert step_kinds(log, "slow_step").count("step.completed") == 1
