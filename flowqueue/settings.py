@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     step_lease_seconds: float = Field(default=30.0, gt=0)
     """A running step's claim lasts this long and is renewed while it runs; a redelivered step whose
     claim is still live waits instead of running twice."""
+    tracing: bool = False
+    """OpenTelemetry spans: a run is a trace, each step delivery a span, awaits span events
+    (needs the ``otel`` extra; spans go to the TracerProvider the process sets up)."""
     claim_defer_seconds: float = Field(default=0.1, ge=0)
     """A step's first delivery (its message queued once by the call that sent it) runs its body
     at once and claims the step at its first write, its end, or this long into its body: a step

@@ -34,6 +34,8 @@ class StepHeader(BaseModel):
     # Queued once, by the call that decided to send it: its first delivery may defer its
     # claim (flowqueue.runtime._deferred).
     queued_once: bool = False
+    # The W3C traceparent of the span that sent it (FLOWQUEUE_TRACING: runtime/_tracing.py).
+    traceparent: str = ""
 
     def event(self, kind: str, attempt: int | str, /, **data: Any) -> NewEvent:
         """An event of this step instance, tagged with its attempt."""

@@ -548,6 +548,14 @@ class Orchestrator:
         """Send one step message now."""
         self.sender.send(message)
 
+    def _traceparent(self, run_id: str) -> str:
+        """The sending span, for the delivery's span to be its child (tracing only)."""
+        if not self.settings.tracing:
+            return ""
+        from flowqueue.runtime._tracing import traceparent_for  # the otel extra
+
+        return traceparent_for(run_id)
+
     def message(
         self,
         run_id: str,
@@ -571,7 +579,7 @@ class Orchestrator:
         task = self.app.tasks[step.task_name]
         header = StepHeader(
             run_id=run_id, flow=flow, step=step.name, timer=timer, start=start,
-            queued_once=queued_once,
+            queued_once=queued_once, traceparent=self._traceparent(run_id),
         )  # fmt: skip
         priorities = self.priorities
         return StepMessage(

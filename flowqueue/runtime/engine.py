@@ -75,6 +75,8 @@ class Flowqueue:
             self.retries,
             standard.Completion(self.connections),
         ]
+        if settings.tracing:
+            self.middleware.insert(0, _tracing_middleware())
         self._flows: tuple[int, FlowRegistry] | None = None
         self._workers_imported = False
         self._lock = threading.Lock()
@@ -241,3 +243,15 @@ def flowqueue_of(app: Any) -> Flowqueue:
             "flowqueue.install(app) where you create the app."
         )
     return fq
+
+
+def _tracing_middleware() -> Middleware:
+    """The OpenTelemetry middleware (FLOWQUEUE_TRACING), with a hint if its extra is missing."""
+    try:
+        from flowqueue.runtime._tracing import Tracing
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"FLOWQUEUE_TRACING=true needs OpenTelemetry ({exc.name} is missing): "
+            "pip install 'flowqueue[otel]', or set FLOWQUEUE_TRACING=false."
+        ) from None
+    return Tracing()
