@@ -3,7 +3,6 @@ URL until Ctrl-C (runtime/exporter.py says what it promises)."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Any
@@ -66,7 +65,6 @@ def export(
     unreachable = redis_unreachable(app)
     if unreachable is not None:
         warn(f"{unreachable}; exporting once Redis answers")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
 
     def stopping(*_: Any) -> None:

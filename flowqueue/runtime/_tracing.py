@@ -79,13 +79,16 @@ class Tracing(Middleware):
     """One span per delivery that runs a step; first in the list, so it is the outermost
     context and its ``after_failure`` sees the step's own exception."""
 
+    def __init__(self) -> None:
+        # A proxy until the process sets its TracerProvider, which may come later.
+        self._tracer = trace.get_tracer(_TRACER)
+
     def around_step(self, delivery: Delivery) -> AbstractContextManager[Any]:
         return self._span(delivery)
 
     @contextmanager
     def _span(self, delivery: Delivery) -> Iterator[None]:
         header = delivery.header
-        tracer = trace.get_tracer(_TRACER)
         attributes: dict[str, str | int] = {
             "flowqueue.run_id": header.run_id,
             "flowqueue.flow": header.flow,
@@ -94,7 +97,7 @@ class Tracing(Middleware):
             "messaging.message.id": str(delivery.task.request.id or ""),
             "flowqueue.worker": str(delivery.task.request.hostname or ""),
         }
-        with tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             f"{header.flow}.{header.step}",
             context=parent_of(header),
             kind=SpanKind.CONSUMER,

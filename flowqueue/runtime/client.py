@@ -7,7 +7,7 @@ Each function takes ``app=`` for a Celery app with flowqueue installed; the defa
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,16 +155,19 @@ def no_run(run_id: str) -> UnknownRun:
 
 
 def list_runs(
-    flow: str | None = None,
+    flow: str | Sequence[str] | None = None,
     *,
     limit: int = 20,
     before: str | None = None,
     app: Any | None = None,
 ) -> list[RunSummary]:
-    """Runs newest first: of ``flow``, or of every flow of the app (each flow's run
-    index read for a page, merged by start time); ``before`` a run id pages on."""
+    """Runs newest first: of ``flow`` (one, or several), or of every flow of the app (each
+    flow's run index read for a page, merged by start time); ``before`` a run id pages on."""
     fq = _fq(app)
-    flows = [fq.flows.flow(flow).name] if flow is not None else list(fq.flows.flows)
+    if flow is None:
+        flows = list(fq.flows.flows)
+    else:
+        flows = [fq.flows.flow(name).name for name in ([flow] if isinstance(flow, str) else flow)]
     if before is not None:
         first_event(before, app=app)  # an unknown run: the same answer as everywhere
     pages = [fq.store.list_runs(name, limit=limit, before=before) for name in flows]

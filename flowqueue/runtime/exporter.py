@@ -55,11 +55,14 @@ class Exporter:
             raise ConfigurationError("an export batch holds at least one event (--batch 1+).")
         self.store, self.sink, self.name = store, sink, name
         self.batch, self.poll_seconds = batch, poll_seconds
+        self._position: str | None = None  # as kept, once read: this process keeps it since
 
     @property
     def position(self) -> str | None:
         """The feed position up to which every event was handed on (None: none yet)."""
-        return self.store.export_position(self.name)
+        if self._position is None:
+            self._position = self.store.export_position(self.name)
+        return self._position
 
     def export_once(self) -> int:
         """Hand the next batch to the sink, and keep the position after it. How many
@@ -70,6 +73,7 @@ class Exporter:
             return 0
         self.sink([to_cloudevent(entry.event) for entry in entries])
         self.store.save_export_position(self.name, entries[-1].id)
+        self._position = entries[-1].id
         return len(entries)
 
     def run(self, stop: threading.Event | None = None) -> None:

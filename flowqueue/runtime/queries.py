@@ -89,13 +89,13 @@ class RunQueryPage(BaseModel):
 
 def query_runs(query: RunQuery, *, app: Any | None = None, scan: int = SCAN) -> RunQueryPage:
     """The runs matching ``query``, newest first (see the module's doc for paging)."""
-    flows: list[str | None] = list(query.flows) or [None]
+    flows = query.flows or None  # None: every flow
     if query.since and query.until and query.since >= query.until:
         return RunQueryPage(runs=[], next_before=None, scanned=0)  # an empty range
     found: list[RunSummary] = []
     scanned, cursor = 0, query.before
     while scanned < scan:
-        page = _page(flows, cursor, app)
+        page = list_runs(flows, limit=PAGE, before=cursor, app=app)
         if not page:
             return RunQueryPage(runs=found, next_before=None, scanned=scanned)
         for summary in page:
@@ -110,19 +110,6 @@ def query_runs(query: RunQuery, *, app: Any | None = None, scan: int = SCAN) -> 
             if scanned == scan:
                 break
     return RunQueryPage(runs=found, next_before=cursor, scanned=scanned)
-
-
-def _page(flows: list[str | None], before: str | None, app: Any | None) -> list[RunSummary]:
-    """The next runs of ``flows`` after ``before``, newest first."""
-    if flows == [None]:
-        return list_runs(None, limit=PAGE, before=before, app=app)
-    pages = [list_runs(flow, limit=PAGE, before=before, app=app) for flow in flows]
-    merged = sorted((run for page in pages for run in page), key=_order, reverse=True)
-    return merged[:PAGE]
-
-
-def _order(run: RunSummary) -> tuple[float, str]:
-    return (run.started_at.timestamp() if run.started_at else 0.0, run.run_id)
 
 
 def _matches(query: RunQuery, summary: RunSummary, app: Any | None) -> bool:
