@@ -136,6 +136,11 @@ class BrokerUnavailable(FlowqueueError):
     """The Celery broker refused a message; what could not be sent was undone or ended."""
 
 
+class ArchiveUnavailable(FlowqueueError):
+    """The Postgres archive (``FLOWQUEUE_ARCHIVE_URL``) could not be reached or refused a
+    query; runs still in Redis read as before, and the archiver copies ended runs later."""
+
+
 class RunAlreadyEnded(FlowqueueError):
     """The run is completed, failed or cancelled already (nothing to cancel)."""
 

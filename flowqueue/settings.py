@@ -145,6 +145,17 @@ class Settings(BaseSettings):
     retention_sweep_seconds: float = Field(default=60.0, gt=0)
     """How often each worker drops expired runs from the flow index, the lifecycle feed and the
     counters (listing a flow's runs or reading its counters drops them first as well)."""
+
+    # -- the Postgres archive (extra postgres) -----------------------------------------
+    archive_url: str | None = None
+    """PostgreSQL URL (postgresql://user:pass@host/db) of the archive: an ended run's log is
+    copied there by a worker before its retention starts, and reads of a run gone from Redis
+    fall back to it. Unset: no archive."""
+    archive_batch: int = Field(default=200, gt=0, le=10_000)
+    """Ended runs the archiver copies per transaction."""
+    archive_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often the archiver looks for ended runs when it last found none."""
+
     # -- worker registry ---------------------------------------------------------------
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     """How often a worker appends worker.heartbeat."""
@@ -213,6 +224,16 @@ class Settings(BaseSettings):
             self.cancelled_retention_seconds,
         )
         return min((s for s in kept if s > 0), default=0.0)
+
+    @field_validator("archive_url")
+    @classmethod
+    def _check_archive_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ConfigurationError(
+                f"FLOWQUEUE_ARCHIVE_URL {redact_url(value)!r} is not a PostgreSQL URL: use "
+                "postgresql://user:password@host:5432/database, or unset it for no archive."
+            )
+        return value
 
     # -- Redis URL: checked when settings are read, not at the first connection ---------
     @field_validator("redis_url")

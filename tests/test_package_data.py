@@ -29,7 +29,7 @@ def test_the_wheel_holds_every_file_the_package_serves(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     served = [
         path
-        for folder in ("api/dashboard", "api/docs", "backend/redis/lua")
+        for folder in ("api/dashboard", "api/docs", "backend/redis/lua", "backend/postgres")
         for path in (PACKAGE / folder).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]

@@ -44,7 +44,7 @@ class ApiContext:
         limited = fq.backend_settings().model_copy(
             update={"subscriber_buffer": size, "read_page_size": min(size, settings.read_page_size)}
         )
-        store = AsyncRedisEventStore(limited)
+        store = AsyncRedisEventStore(limited, archive=fq.open_archive())
         return cls(fq, settings, store, store.client)
 
 

@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowqueue.errors import (
+    ArchiveUnavailable,
     BrokerUnavailable,
     FlowqueueError,
     InvalidEvent,
@@ -57,7 +58,7 @@ TITLES = {
 STATUS_OF_ERROR: list[tuple[tuple[type[FlowqueueError], ...], int]] = [
     ((UnknownFlow, UnknownRun, UnknownTrigger, UnknownSchedule), 404),
     ((TriggerAlreadyUsed, RunAlreadyEnded, RunAlreadyExists, RunNotFailed), 409),
-    ((BrokerUnavailable,), 503),
+    ((BrokerUnavailable, ArchiveUnavailable), 503),
     ((PayloadTooLarge,), 413),
     ((InvalidInput, InvalidEvent), 422),
 ]

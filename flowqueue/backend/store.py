@@ -7,7 +7,7 @@ the app's own).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, computed_field
@@ -40,6 +40,11 @@ class RunSummary(BaseModel):
             started_at=ms_to_datetime(int(started_ms)) if started_ms else None,
             ended_at=ms_to_datetime(int(ended_ms)) if ended_ms else None,
         )
+
+
+def start_order(run: RunSummary) -> tuple[datetime, str]:
+    """The order of the run indexes: start time, then run id (run lists are newest first)."""
+    return (run.started_at or datetime.min.replace(tzinfo=UTC), run.run_id)
 
 
 class FlowStats(BaseModel):

@@ -42,7 +42,8 @@ async def _print_until_ended(
     app: Any, run_id: str, as_json: bool, after: str | None, timeout: float | None
 ) -> str:
     """The kind of the last event printed (the terminal one, unless the log ends first)."""
-    store = AsyncRedisEventStore(flowqueue_of(app).backend_settings())
+    fq = flowqueue_of(app)
+    store = AsyncRedisEventStore(fq.backend_settings(), archive=fq.open_archive())
     arrived: list[Event] = []
     lines = timeline(_handed_over(arrived))
     last = ""

@@ -61,6 +61,8 @@ def connect(app: Any, fq: Flowqueue) -> None:
     def worker_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # sender: the worker's Consumer (once)
             fq.timer_pump.start()  # every worker pumps timers: no single point
+            if fq.archiver is not None:
+                fq.archiver.start()  # every worker may archive; one at a time does
             registration.start(sender.hostname, describe_worker(app, sender))
             if not fq.connections.memory:
                 fq.declare_triggers(sender.hostname)
@@ -68,6 +70,8 @@ def connect(app: Any, fq: Flowqueue) -> None:
 
     def worker_shutdown(sender: Any = None, **_: Any) -> None:
         fq.timer_pump.stop()
+        if fq.archiver is not None:
+            fq.archiver.stop()
         if getattr(sender, "app", None) is app:  # sender: the WorkController
             registration.stop()
 

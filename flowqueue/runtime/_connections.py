@@ -12,13 +12,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flowqueue.backend.archive import Archive
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.store import RedisEventStore
 from flowqueue.backend.store import EventStore
+from flowqueue.errors import ConfigurationError
 from flowqueue.runtime._leases import LeaseKeeper
 from flowqueue.settings import MEMORY_URL, Settings
+
+
+def open_archive(settings: Settings) -> Archive | None:
+    """The archive ``FLOWQUEUE_ARCHIVE_URL`` names (connected on first use), or None."""
+    if settings.archive_url is None:
+        return None
+    try:
+        from flowqueue.backend.postgres.archive import PostgresArchive
+    except ImportError as exc:
+        raise ConfigurationError(
+            "FLOWQUEUE_ARCHIVE_URL is set, but the Postgres driver is not installed: "
+            "pip install 'flowqueue[postgres]' (or unset FLOWQUEUE_ARCHIVE_URL)."
+        ) from exc
+    return PostgresArchive(settings.archive_url)
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,8 @@ class Connections:
             with self._lock:
                 opened = self._opened
                 if opened is None or opened.pid != os.getpid():
-                    store = RedisEventStore(self.backend_settings())
+                    archive = open_archive(self.settings)
+                    store = RedisEventStore(self.backend_settings(), archive=archive)
                     coordinator = RedisRunCoordinator(store)
                     defer = self.settings.claim_defer_seconds
                     leases = LeaseKeeper(coordinator, self.lease_ms, defer)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 
 from flowqueue.authoring.flows import FlowInfo
 from flowqueue.backend.checks import check_cursor
-from flowqueue.backend.store import RunSummary
+from flowqueue.backend.store import RunSummary, start_order
 from flowqueue.errors import UnknownRun
 from flowqueue.model.events import Event
 from flowqueue.model.reducer import RunState, StepStatus, reduce, state_after
@@ -172,12 +171,7 @@ def list_runs(
         first_event(before, app=app)  # an unknown run: the same answer as everywhere
     pages = [fq.store.list_runs(name, limit=limit, before=before) for name in flows]
     runs = (run for page in pages for run in page)
-    return sorted(runs, key=_start_order, reverse=True)[:limit]
-
-
-def _start_order(run: RunSummary) -> tuple[datetime, str]:
-    """The order of the run indexes: start time, then run id."""
-    return (run.started_at or datetime.min.replace(tzinfo=UTC), run.run_id)
+    return sorted(runs, key=start_order, reverse=True)[:limit]
 
 
 def unserved_warning(

@@ -18,6 +18,7 @@ from flowqueue.authoring.context import FlowContext
 from flowqueue.authoring.flows import FlowRegistry, import_workers
 from flowqueue.authoring.retry import Retry
 from flowqueue.authoring.step import FlowTask
+from flowqueue.backend.archive import Archive
 from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.schedules import RedisSchedules
 from flowqueue.backend.redis.triggers import TriggerRegistry
@@ -26,8 +27,9 @@ from flowqueue.errors import ConfigurationError
 from flowqueue.model.header import StepHeader
 from flowqueue.model.timers import now_ms
 from flowqueue.runtime import _standard_middleware as standard
+from flowqueue.runtime._archiver import Archiver
 from flowqueue.runtime._awaits import StepAwaits
-from flowqueue.runtime._connections import Connections
+from flowqueue.runtime._connections import Connections, open_archive
 from flowqueue.runtime._monitor import Monitor
 from flowqueue.runtime._orchestrator import Orchestrator
 from flowqueue.runtime._runner import run_delivery
@@ -55,6 +57,8 @@ class Flowqueue:
         self.timer_pump = TimerPump(
             self.connections, self.orchestrator.fire, self._horizon_ms, self._schedule_pump
         )
+        # Copies ended runs to the archive (FLOWQUEUE_ARCHIVE_URL), beside the timer pump.
+        self.archiver = Archiver(self.connections) if settings.archive_url else None
         self._schedules: tuple[FlowRegistry, RedisSchedules, SchedulePump] | None = None
         self._starters: ThreadPoolExecutor | None = None
         # The worker's presence in the registry stream (started in the worker main process).
@@ -94,11 +98,19 @@ class Flowqueue:
     def backend_settings(self) -> Settings:
         return self.connections.backend_settings()
 
+    def open_archive(self) -> Archive | None:
+        """A new connection to the archive (``FLOWQUEUE_ARCHIVE_URL``), for a store of
+        the caller's own; None without one."""
+        return open_archive(self.settings)
+
     def _opened(self) -> None:
         if self.connections.memory:
             self.timer_pump.start()  # no worker pumps this process's timers: it does
             # Finalizers run newest first at exit: the pump stops before its server does.
             weakref.finalize(self, self.timer_pump.stop)
+            if self.archiver is not None:
+                self.archiver.start()
+                weakref.finalize(self, self.archiver.stop)
 
     @property
     def schedules(self) -> RedisSchedules:
@@ -126,6 +138,8 @@ class Flowqueue:
     def close(self) -> None:
         """Stop this process's timer pump and connections, and a ``memory://`` server."""
         self.timer_pump.stop()
+        if self.archiver is not None:
+            self.archiver.stop()
         if self._starters is not None:
             self._starters.shutdown(wait=True)
             self._starters = None

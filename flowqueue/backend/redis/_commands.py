@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
+from flowqueue.backend.archive import RunCursor
 from flowqueue.backend.checks import check_cursor, check_limit, encode_batch
 from flowqueue.backend.live import HasId
 from flowqueue.backend.redis.keys import Keys
@@ -126,17 +127,28 @@ class RedisCommands:
             near = f"({page[-1].id}"
         return out
 
-    def list_runs_call(self, flow: str, limit: int, before: str | None) -> dict[str, Any]:
+    def list_runs_call(
+        self, flow: str, limit: int, before: str | None, cursor: RunCursor | None = None
+    ) -> dict[str, Any]:
+        """list_runs.lua's names; ``cursor``, with the ``before`` run's start, when it is
+        known (an archived run's keys are gone, so the script cannot read it)."""
         check_limit(limit)
         runs, meta = self.keys.flow_runs(flow), self.keys.run_meta("%s")
-        return {"runs": runs, "limit": limit, "before": before or "", "meta_template": meta}
+        ms = "" if cursor is None else str(cursor.started_ms)
+        named = {"runs": runs, "limit": limit, "before": before or "", "meta_template": meta}
+        return named | {"before_ms": ms}
 
     @staticmethod
     def list_runs_result(
         rows: Sequence[Sequence[bytes]] | None, before: str | None
     ) -> list[RunSummary]:
         if rows is None:  # list_runs.lua found no run ``before``
-            raise InvalidEvent(
-                f"before={before!r} is not a run of this flow; pass a run id from a previous page."
-            )
+            raise unknown_cursor(before)
         return [RunSummary.from_fields(*(field.decode() for field in row)) for row in rows]
+
+
+def unknown_cursor(before: str | None) -> InvalidEvent:
+    """A run list's ``before`` that is no run of the flow."""
+    return InvalidEvent(
+        f"before={before!r} is not a run of this flow; pass a run id from a previous page."
+    )

@@ -29,6 +29,11 @@ class Keys:
         self.registry = f"{prefix}:registry"
         # Set: flows with runs in their expiry set (the ones a sweep visits).
         self.expiring = f"{prefix}:expiring"
+        # Sorted set, with an archive (FLOWQUEUE_ARCHIVE_URL): ended runs by their end in ms,
+        # until the archiver has copied them (run_lib.lua end_run, archived.lua).
+        self.archiving = f"{prefix}:archiving"
+        # String: the token of the one worker archiving now, expiring unless it renews it.
+        self.archiver = f"{prefix}:archiver"
         # Hash: schedule -> the ms its next firing must be later than (its last fired tick,
         # or when it was resumed); moved only forward, by claim_ticks.lua / pause_schedule.lua.
         self.schedules = f"{prefix}:schedules"

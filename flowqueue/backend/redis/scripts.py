@@ -54,9 +54,10 @@ end"""
 # run_lib.lua's keys and arguments, which every per-run script takes first (ScriptNames.run,
 # fills them): the run's own keys, where it is listed and counted, and how long each end keeps it.
 RUN_KEYS: tuple[str, ...] = ("stream", "meta", "steps", "emits", "awaits", "copy")
-RUN_KEYS += ("runs", "feed", "stats", "expiry", "expiring")
+RUN_KEYS += ("runs", "feed", "stats", "expiry", "expiring", "archiving")
 RUN_ARGS: tuple[str, ...] = ("run_live", "feed_live", "feed_maxlen", "run_id", "flow")
 RUN_ARGS += ("completed_retention_ms", "failed_retention_ms", "cancelled_retention_ms")
+RUN_ARGS += ("archive",)
 # expiry_lib.lua's: a flow's index, counters, expiry set, and the feed; how old the feed's
 # entries may grow (Settings.shortest_retention_seconds).
 EXPIRY_KEYS = ("runs", "expiry", "stats", "feed", "expiring")
@@ -137,7 +138,8 @@ class Script:
 
 APPEND = Script("run_lib.lua append.lua", args=("needs_run", "kinds", "*bodies"))
 LIST_RUNS = Script(
-    "expiry_lib.lua list_runs.lua", args=("flow", "batch", "limit", "before", "meta_template")
+    "expiry_lib.lua list_runs.lua",
+    args=("flow", "batch", "limit", "before", "before_ms", "meta_template"),
 )
 SWEEP = Script("expiry_lib.lua sweep.lua", args=("flow", "batch", "dry", "offset"))
 FLOW_STATS = Script("expiry_lib.lua flow_stats.lua", args=("flow", "batch"))
@@ -221,6 +223,7 @@ CANCEL = Script(
     args=("cancelled", "retention_ms"),
 )
 # Re-run and retry-from-failure (coordinator.py): the old run's note, a failed run again.
+ARCHIVED = Script("run_lib.lua archived.lua", args=("last_id",))
 RERUN_NOTE = Script("run_lib.lua rerun_note.lua", args=("event",))
 RETRY_RUN = Script(
     "run_lib.lua retry_run.lua",

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 
+from flowqueue.backend.archive import Archive, RunCursor, merge_runs
 from flowqueue.backend.bridge import LoopThread
 from flowqueue.backend.checks import check_cursor
 from flowqueue.backend.live import HasId, LiveBuffer, LiveSink, LiveSource, merge_backfill_and_live
-from flowqueue.backend.redis._commands import Entries, Plan, RedisCommands
+from flowqueue.backend.redis._commands import Entries, Plan, RedisCommands, unknown_cursor
 from flowqueue.backend.redis._hub import (
     Decoder,
     RedisLiveHub,
@@ -87,6 +88,8 @@ class ScriptNames:
         self.keys = keys = commands.keys
         self._fixed: dict[str, Any] = {
             "expiring": keys.expiring,
+            "archiving": keys.archiving,
+            "archive": int(settings.archive_url is not None),
             "batch": SWEEP_BATCH,
             "completed_retention_ms": round(settings.completed_retention_seconds * 1000),
             "failed_retention_ms": round(settings.failed_retention_seconds * 1000),
@@ -152,8 +155,18 @@ def _settings(settings: Settings | None, url: str | None) -> Settings:
 
 
 class RedisEventStore:
-    def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
+    """``archive``: where a run whose keys are gone is read from, and archived runs are
+    listed from (``FLOWQUEUE_ARCHIVE_URL``); the store closes it."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        url: str | None = None,
+        archive: Archive | None = None,
+    ) -> None:
         self.settings = _settings(settings, url)
+        self.archive = archive
         self.commands = RedisCommands(self.settings)  # shared with the run coordinator
         self.names = ScriptNames(self.commands, self.settings)  # so are these
         self.client: redis.Redis = PinnedScriptsRedis.from_url(
@@ -170,12 +183,26 @@ class RedisEventStore:
         return self.names.appended(events, APPEND.run(self.client, **call)) if call else []
 
     def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
-        return self._run_plan(self.commands.range_plan(run_id, after, limit, reverse=False), run_id)
+        plan = self.commands.range_plan(run_id, after, limit, reverse=False)
+        events = self._run_plan(plan, run_id)
+        if not events and (archive := self._fallback(run_id)):
+            return archive.read(run_id, after, limit)
+        return events
 
     def read_reverse(
         self, run_id: str, before: str | None = None, limit: int | None = None
     ) -> list[Event]:
-        return self._run_plan(self.commands.range_plan(run_id, before, limit, reverse=True), run_id)
+        plan = self.commands.range_plan(run_id, before, limit, reverse=True)
+        events = self._run_plan(plan, run_id)
+        if not events and (archive := self._fallback(run_id)):
+            return archive.read_reverse(run_id, before, limit)
+        return events
+
+    def _fallback(self, run_id: str) -> Archive | None:
+        """The archive, when ``run_id``'s log is not in Redis (expired, or never there)."""
+        if self.archive is None or self.client.exists(self.commands.keys.run_stream(run_id)):
+            return None
+        return self.archive
 
     def read_feed(self, after: str | None = None, limit: int | None = None) -> list[FeedEntry]:
         return self._run_plan(self.commands.feed_plan(after, limit))
@@ -227,23 +254,41 @@ class RedisEventStore:
         return None if flow is None else flow.decode()  # type: ignore[union-attr]
 
     def count(self, run_id: str) -> int:
-        return int(self.client.xlen(self.commands.keys.run_stream(run_id)))
+        found = int(self.client.xlen(self.commands.keys.run_stream(run_id)))
+        return self.archive.count(run_id) if found == 0 and self.archive else found
 
     def list_runs(self, flow: str, limit: int = 50, before: str | None = None) -> list[RunSummary]:
-        call = self.commands.list_runs_call(flow, limit, before) | self.names.flow(flow)
-        return self.commands.list_runs_result(LIST_RUNS.run(self.client, **call), before)
+        archive = self.archive
+        cursor = None if archive is None else self._cursor(archive, before)
+        call = self.commands.list_runs_call(flow, limit, before, cursor)
+        rows = LIST_RUNS.run(self.client, **call | self.names.flow(flow))
+        live = self.commands.list_runs_result(rows, before)
+        if archive is None:
+            return live
+        return merge_runs(live, archive.list_runs(flow, limit, cursor), limit)
+
+    def _cursor(self, archive: Archive, before: str | None) -> RunCursor | None:
+        """Where a page after run ``before`` starts, in Redis or the archive."""
+        if before is None:
+            return None
+        ms = self.client.hget(self.commands.keys.run_meta(before), "started_ms")
+        started = archive.started_ms(before) if ms is None else int(ms)
+        if started is None:
+            raise unknown_cursor(before)
+        return RunCursor(started_ms=started, run_id=before)
 
     def subscribe(self, run_id: str, after: str | None = None) -> Iterator[Event]:
         check_cursor("after", after)
         if self._bridge is None:
-            self._bridge = (LoopThread("flowqueue-subscribe"), AsyncRedisEventStore(self.settings))
+            store = AsyncRedisEventStore(self.settings, archive=self.archive)
+            self._bridge = (LoopThread("flowqueue-subscribe"), store)
         loop, store = self._bridge
         return loop.iterate(store.subscribe(run_id, after))
 
     @property
     def aio(self) -> AsyncRedisEventStore:
         if self._aio is None:
-            self._aio = AsyncRedisEventStore(self.settings)
+            self._aio = AsyncRedisEventStore(self.settings, archive=self.archive)
         return self._aio
 
     def close(self) -> None:
@@ -253,11 +298,22 @@ class RedisEventStore:
             loop.stop()
             self._bridge = None
         self.client.close()
+        if self.archive is not None:
+            self.archive.close()
 
 
 class AsyncRedisEventStore:
-    def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
+    """``archive``: as ``RedisEventStore``'s, called in a thread."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        url: str | None = None,
+        archive: Archive | None = None,
+    ) -> None:
         self.settings = _settings(settings, url)
+        self.archive = archive
         self.commands = RedisCommands(self.settings)
         self.names = ScriptNames(self.commands, self.settings)
         # Many concurrent readers (SSE backfills) queue for a connection instead of
@@ -284,13 +340,26 @@ class AsyncRedisEventStore:
         self, run_id: str, after: str | None = None, limit: int | None = None
     ) -> list[Event]:
         plan = self.commands.range_plan(run_id, after, limit, reverse=False)
-        return await self._run_plan(plan, run_id)
+        events = await self._run_plan(plan, run_id)
+        if not events and (archive := await self._fallback(run_id)):
+            return await asyncio.to_thread(archive.read, run_id, after, limit)
+        return events
 
     async def read_reverse(
         self, run_id: str, before: str | None = None, limit: int | None = None
     ) -> list[Event]:
         plan = self.commands.range_plan(run_id, before, limit, reverse=True)
-        return await self._run_plan(plan, run_id)
+        events = await self._run_plan(plan, run_id)
+        if not events and (archive := await self._fallback(run_id)):
+            return await asyncio.to_thread(archive.read_reverse, run_id, before, limit)
+        return events
+
+    async def _fallback(self, run_id: str) -> Archive | None:
+        """The archive, when ``run_id``'s log is not in Redis (expired, or never there)."""
+        key = self.commands.keys.run_stream(run_id)
+        if self.archive is None or await self.client.exists(key):
+            return None
+        return self.archive
 
     async def read_feed(
         self, after: str | None = None, limit: int | None = None
@@ -323,14 +392,36 @@ class AsyncRedisEventStore:
         return None if flow is None else flow.decode()  # type: ignore[union-attr]
 
     async def count(self, run_id: str) -> int:
-        return int(await self.client.xlen(self.commands.keys.run_stream(run_id)))
+        found = int(await self.client.xlen(self.commands.keys.run_stream(run_id)))
+        if found == 0 and self.archive:
+            return await asyncio.to_thread(self.archive.count, run_id)
+        return found
 
     async def list_runs(
         self, flow: str, limit: int = 50, before: str | None = None
     ) -> list[RunSummary]:
-        call = self.commands.list_runs_call(flow, limit, before) | self.names.flow(flow)
-        rows = await LIST_RUNS.run_async(self.client, **call)
-        return self.commands.list_runs_result(rows, before)
+        archive = self.archive
+        cursor = None if archive is None else await self._cursor(archive, before)
+        call = self.commands.list_runs_call(flow, limit, before, cursor)
+        rows = await LIST_RUNS.run_async(self.client, **call | self.names.flow(flow))
+        live = self.commands.list_runs_result(rows, before)
+        if archive is None:
+            return live
+        archived = await asyncio.to_thread(archive.list_runs, flow, limit, cursor)
+        return merge_runs(live, archived, limit)
+
+    async def _cursor(self, archive: Archive, before: str | None) -> RunCursor | None:
+        """Where a page after run ``before`` starts, in Redis or the archive."""
+        if before is None:
+            return None
+        ms = await self.client.hget(self.commands.keys.run_meta(before), "started_ms")
+        if ms is None:
+            started = await asyncio.to_thread(archive.started_ms, before)
+        else:
+            started = int(ms)
+        if started is None:
+            raise unknown_cursor(before)
+        return RunCursor(started_ms=started, run_id=before)
 
     @property
     def hub(self) -> RedisLiveHub:
@@ -389,3 +480,5 @@ class AsyncRedisEventStore:
             await self._hub.aclose()
             self._hub = None
         await self.client.aclose()
+        if self.archive is not None:
+            await asyncio.to_thread(self.archive.close)

@@ -1,14 +1,18 @@
 -- Newest-first page of a flow's runs, with each run's bookkeeping, in one round trip; the
 -- flow's expired runs are dropped first (up to A.batch; expiry_lib.lua). K.runs the flow's
--- run index. A.limit, A.before the cursor run id ('' for the newest page), A.meta_template
--- the meta key with "%s" for the run id. The page's runs are known only here, so this
+-- run index. A.limit, A.before the cursor run id ('' for the newest page), A.before_ms its
+-- start ('': read from its meta; given for an archived run, whose keys are gone),
+-- A.meta_template the meta key with "%s" for the run id. The page's runs are known only here, so this
 -- script reads meta keys it was not given (in each run's own slot): fine on one Redis,
 -- not on Redis Cluster.
 drop_due(false, 0)
 local max = '+'
 if A.before ~= '' then
-  local ms = redis.call('HGET', string.format(A.meta_template, A.before), 'started_ms')
-  if not ms then return false end -- an unknown run: Python says what to pass instead
+  local ms = A.before_ms
+  if ms == '' then
+    ms = redis.call('HGET', string.format(A.meta_template, A.before), 'started_ms')
+    if not ms then return false end -- an unknown run: Python says what to pass instead
+  end
   max = '(' .. string.rep('0', 13 - #ms) .. ms .. ':' .. A.before
 end
 local limit, out = tonumber(A.limit), {}

@@ -1,9 +1,10 @@
 -- Shared head of every per-run script: the run's own keys K.stream (its log), K.meta,
 -- K.steps, K.emits, K.awaits, K.copy (see compact_log); K.runs (the flow's
 -- run index), K.feed, K.stats (the flow's counters), K.expiry (the flow's expiry set),
--- K.expiring (the flows that have one);
--- A.run_live, A.feed_live (channels), A.feed_maxlen, A.run_id, A.flow, and how long a
--- run is kept once completed, failed or cancelled (A.*_retention_ms; 0: forever).
+-- K.expiring (the flows that have one), K.archiving (ended runs the archiver has still to
+-- copy); A.run_live, A.feed_live (channels), A.feed_maxlen, A.run_id, A.flow, how long a
+-- run is kept once completed, failed or cancelled (A.*_retention_ms; 0: forever), and
+-- A.archive ('1': ended runs wait for the archiver before their retention starts).
 -- append(body, kind) writes an event to the run's log and does what CODE[kind] says
 -- (APPEND_CODES in flowqueue/model/statuses.py).
 -- The flow's counters are those of Keys.flow_stats (a run's end takes its awaiting steps
@@ -119,20 +120,32 @@ local function forget_since()
   end
 end
 
-local function end_run(status)
-  unexpire()
-  redis.call('DEL', K.emits) -- the emissions' payloads served joins only
-  forget_since()
-  compact_log()
+-- Starts an ended run's retention, counted from `from_ms` (its end): its keys expire then
+-- (at once if that has passed), and its entry in the expiry set says what the sweep drops.
+local function keep(status, from_ms)
   local ttl = tonumber(RETENTION[status])
   if ttl > 0 then
-    local at = now_ms() + ttl
+    local at = math.max(from_ms + ttl, now_ms())
     local index = index_member(meta().started_ms or '')
     redis.call('ZADD', K.expiry, at, status .. '|' .. index .. '|')
     redis.call('SADD', K.expiring, A.flow)
     redis.call('HSET', K.meta, 'expires_ms', at)
     meta_set('expires_ms', tostring(at))
     expire_run(at)
+  end
+end
+
+local function end_run(status)
+  unexpire()
+  redis.call('DEL', K.emits) -- the emissions' payloads served joins only
+  forget_since()
+  compact_log()
+  if A.archive == '1' then
+    -- With an archive, nothing expires before the archiver copied it: the run waits in
+    -- K.archiving (by its end), and archived.lua starts its retention.
+    redis.call('ZADD', K.archiving, now_ms(), A.run_id)
+  else
+    keep(status, now_ms())
   end
 end
 

@@ -1,0 +1,163 @@
+"""``PostgresArchive``: ended runs' logs in PostgreSQL (``migrations/0001_archive.sql``).
+
+Each event is kept as the JSON text it was read as (a ``json`` column keeps the text), so
+a run reads back from the archive exactly as it read from Redis. Connections come from a
+psycopg pool opened on first use in each process (never shared across a fork); the
+schema is brought up to date then.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from flowqueue.backend.archive import ArchivedRun, RunCursor
+from flowqueue.backend.postgres._migrations import migrate
+from flowqueue.backend.store import RunSummary
+from flowqueue.errors import ArchiveUnavailable
+from flowqueue.model.events import Event
+from flowqueue.model.ids import parse_stream_id
+from flowqueue.settings import redact_url
+
+_SAVE_RUN = """
+INSERT INTO flowqueue_runs (run_id, flow, status, started_ms, ended_ms, events)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, ended_ms = EXCLUDED.ended_ms,
+    events = EXCLUDED.events, archived_at = now()
+"""
+_SAVE_EVENT = """
+INSERT INTO flowqueue_events (run_id, ms, seq, event) VALUES (%s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_RUN_COLUMNS = "run_id, flow, status, started_ms::text, coalesce(ended_ms::text, '')"
+
+
+def _ms(value: Any) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000 + 0.5)
+
+
+class PostgresArchive:
+    def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0) -> None:
+        self.url = url
+        self._max = max_connections
+        self._timeout = timeout  # seconds to connect, or to wait for a pooled connection
+        self._pool: tuple[int, ConnectionPool] | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> ConnectionPool:
+        opened = self._pool
+        if opened is None or opened[0] != os.getpid():
+            with self._lock:
+                opened = self._pool
+                if opened is None or opened[0] != os.getpid():
+                    connect = {"connect_timeout": max(1, round(self._timeout))}
+                    # One connection first: an archive that is away says so at once (a
+                    # pool would retry until its timeout), and the schema is brought up
+                    # to date before anything reads it.
+                    with psycopg.connect(self.url, **connect) as conn:
+                        migrate(conn)
+                    pool = ConnectionPool(
+                        self.url,
+                        min_size=1,
+                        max_size=self._max,
+                        timeout=self._timeout,
+                        kwargs=connect,
+                        name="flowqueue-archive",
+                        open=True,
+                    )
+                    opened = self._pool = (os.getpid(), pool)
+        return opened[1]
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._open().connection() as conn:
+                yield conn
+        except (psycopg.Error, OSError) as exc:  # the pool's own timeout is a psycopg.Error
+            raise ArchiveUnavailable(
+                f"the archive at {redact_url(self.url)} did not answer ({exc}); check that "
+                "PostgreSQL is up and FLOWQUEUE_ARCHIVE_URL is right."
+            ) from exc
+
+    def save(self, runs: Sequence[ArchivedRun]) -> None:
+        if not runs:
+            return
+        run_rows, event_rows = [], []
+        for run in runs:
+            summary = run.summary
+            started = _ms(summary.started_at)
+            run_rows.append(
+                (summary.run_id, summary.flow, summary.status, started or 0,
+                 _ms(summary.ended_at), len(run.events))
+            )  # fmt: skip
+            for event in run.events:
+                ms, seq = parse_stream_id(event.id)
+                event_rows.append((summary.run_id, ms, seq, event.model_dump_json()))
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_SAVE_RUN, run_rows)
+            cur.executemany(_SAVE_EVENT, event_rows)
+
+    def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
+        return self._events(run_id, after, limit, reverse=False)
+
+    def read_reverse(
+        self, run_id: str, before: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return self._events(run_id, before, limit, reverse=True)
+
+    def _events(
+        self, run_id: str, cursor: str | None, limit: int | None, *, reverse: bool
+    ) -> list[Event]:
+        if limit == 0:
+            return []
+        order, beyond = ("DESC", "<") if reverse else ("ASC", ">")
+        where = "run_id = %s"
+        params: list[Any] = [run_id]
+        if cursor is not None:
+            where += f" AND (ms, seq) {beyond} (%s, %s)"
+            params += parse_stream_id(cursor)
+        query = (
+            f"SELECT event::text FROM flowqueue_events WHERE {where}"
+            f" ORDER BY ms {order}, seq {order} LIMIT %s"
+        )
+        with self._connection() as conn:
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        return [Event.model_validate_json(row[0]) for row in rows]
+
+    def count(self, run_id: str) -> int:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT events FROM flowqueue_runs WHERE run_id = %s", (run_id,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def started_ms(self, run_id: str) -> int | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT started_ms FROM flowqueue_runs WHERE run_id = %s", (run_id,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def list_runs(self, flow: str, limit: int, before: RunCursor | None = None) -> list[RunSummary]:
+        where, params = "flow = %s", list[Any]([flow])
+        if before is not None:
+            where += " AND (started_ms, run_id) < (%s, %s)"
+            params += [before.started_ms, before.run_id]
+        query = (
+            f"SELECT {_RUN_COLUMNS} FROM flowqueue_runs WHERE {where}"
+            " ORDER BY started_ms DESC, run_id DESC LIMIT %s"
+        )
+        with self._connection() as conn:
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        return [RunSummary.from_fields(*row) for row in rows]
+
+    def close(self) -> None:
+        opened, self._pool = self._pool, None
+        if opened is not None and opened[0] == os.getpid():
+            opened[1].close()
