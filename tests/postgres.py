@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 # The server the suite uses: the machine's (trust auth on 127.0.0.1), or another one.
-ADMIN_URL = os.environ.get("FLOWQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "FLOWQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _admin(sql: str) -> None:
@@ -26,7 +28,7 @@ def postgres_database() -> Iterator[Callable[[], str]]:
     """Makes databases: call it for a new one's URL; each is dropped at the session's end."""
     try:
         _admin("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
+    except Exception as exc:
         pytest.skip(f"POSTGRES ARCHIVE TESTS SKIPPED: no PostgreSQL at {ADMIN_URL}: {exc}")
     made: list[str] = []
 
