@@ -56,7 +56,7 @@ class PostgresArchive:
             with self._lock:
                 opened = self._pool
                 if opened is None or opened[0] != os.getpid():
-                    connect = {"connect_timeout": max(1, round(self._timeout))}
+                    connect: dict[str, Any] = {"connect_timeout": max(1, round(self._timeout))}
                     # One connection first: an archive that is away says so at once (a
                     # pool would retry until its timeout), and the schema is brought up
                     # to date before anything reads it.
