@@ -268,8 +268,8 @@ def test_one_archiver_at_a_time(make_connections):
     assert lease.hold(first.token, 30_000)
     assert not lease.hold(second.token, 30_000)
     assert lease.hold(first.token, 30_000)  # renewed
-    first._thread = threading.Thread(target=lambda: None)  # as if it had run: stop() releases
-    first._thread.start()
+    second.stop()  # not its lease: kept
+    assert not lease.hold(second.token, 30_000)
     first.stop()
     assert lease.hold(second.token, 30_000)
 
@@ -314,3 +314,18 @@ def test_bad_archive_settings_say_what_to_do(monkeypatch):
     with pytest.raises(ConfigurationError, match=r"pip install 'flowqueue\[postgres\]'"):
         open_archive(Settings(archive_url="postgresql://localhost/db"))
     assert open_archive(Settings()) is None
+
+
+def test_a_note_appended_after_the_copy_sends_the_run_back_to_the_archiver(make_connections):
+    connections = make_connections(completed_retention_seconds=60)
+    store = store_of(connections)
+    store.append_many(whole_run("noted", 1))
+    assert archive_all(connections) == 1
+    stream = store.commands.keys.run_stream("noted")
+    assert store.client.pttl(stream) > 0  # its retention started
+    store.append(ev("flow.rerun", "noted", step=None, rerun="another"))
+    assert store.client.pttl(stream) == -1  # kept again until the archive has the note
+    assert archive_all(connections) == 1
+    assert store.client.pttl(stream) > 0
+    assert store.archive is not None
+    assert [e.kind for e in store.archive.read("noted")][-1] == "flow.rerun"

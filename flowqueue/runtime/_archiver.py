@@ -88,7 +88,7 @@ class Archiver:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-            self._release()  # another worker takes over at once
+        self._release()  # another worker takes over at once
 
     def _release(self) -> None:
         try:

@@ -454,7 +454,8 @@ class Orchestrator:
         outcome = self.connections.coordinator.cancel(run_id, flow, event)
         if outcome.outcome == "ended":
             raise RunAlreadyEnded(
-                f"run {run_id} has ended already ({outcome.status}); there is nothing to cancel.",
+                f"run {run_id} has ended already ({outcome.status or 'archived'}); there is "
+                "nothing to cancel.",
                 run_id=run_id,
                 flow=flow,
             )
@@ -474,7 +475,9 @@ class Orchestrator:
             kind=EventKind.FLOW_RERUN, run_id=run_id, flow=graph.name, data={"rerun": new_id}
         )
         if self.connections.coordinator.rerun_note(note) is None:
-            raise _unknown(run_id)
+            # Read from the archive (gone from Redis): its archived log stays as it was;
+            # the new run's flow.started still names it (rerun_of).
+            log.info("run %s is archived: the note of its rerun %s is not added", run_id, new_id)
         return self._start(graph, value, new_id, trigger)
 
     def retry(self, run_id: str) -> list[str]:
@@ -491,8 +494,13 @@ class Orchestrator:
                 first_emits.setdefault(str(event.data.get("name")), event.data.get("payload"))
         retried = run_event(EventKind.FLOW_RETRIED, run_id, flow, steps=STEPS_SLOT)
         done = self.connections.coordinator.retry_run(retried, first_emits)
-        if done.outcome == "gone":
-            raise _unknown(run_id)
+        if done.outcome == "gone":  # read from the archive: its retention in Redis passed
+            raise RunNotFailed(
+                f"run {run_id} cannot be retried: its retention passed and only the archive "
+                f"keeps it; `flowqueue rerun {run_id}` starts a new run with its input.",
+                run_id=run_id,
+                flow=flow,
+            )
         if done.outcome == "busy":
             why = f"a step of it still holds its lease for {done.busy_ms} ms; try again then"
         else:

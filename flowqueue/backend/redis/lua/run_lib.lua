@@ -229,6 +229,12 @@ end
 
 local function append(body, kind)
   local code = CODE[kind] or error('no append code for event kind ' .. tostring(kind))
+  if A.archive == '1' and meta().expires_ms then
+    -- Archived already (its retention started): it waits for the archiver again, so the
+    -- archive gets what this appends (a late note) before Redis deletes the run.
+    unexpire()
+    redis.call('ZADD', K.archiving, now_ms(), A.run_id)
+  end
   local id = redis.call('XADD', K.stream, '*', 'e', stored(body, kind))
   local line = id .. ' ' .. body
   live[#live + 1] = line
