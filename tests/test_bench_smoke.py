@@ -74,3 +74,12 @@ def test_delivery_runs_both_sides_through_the_tracer() -> None:
     assert r["task_us"] > 0
     assert r["run_us"] > 0
     assert r["ratio"] == pytest.approx(r["task_us"] / r["run_us"], abs=0.01)
+
+
+def test_archive_bench_copies_every_run_and_prints_both_sides() -> None:
+    pytest.importorskip("psycopg")
+    r = bench("archive.py", "--runs", "250", "--events", "4", "--rounds", "1")
+    (row,) = r["per_round"]
+    assert row["raw_runs_per_s"] > 0
+    assert row["archiver_runs_per_s"] > 0
+    assert r["ratio"] == row["ratio"]
