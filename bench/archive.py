@@ -1,13 +1,14 @@
 """Archive throughput: ended runs copied from Redis to Postgres, in runs/s, against a raw
-copy of the same logs (pipelined XRANGE, then psycopg ``executemany`` of the same rows)
+copy of the same logs (pipelined XRANGE, then a psycopg ``COPY`` of the same rows)
 measured in the same run.
 
     .venv/bin/python bench/archive.py [--runs 2000] [--events 12] [--rounds 3] [--json]
 
 Each round writes ``--runs`` ended runs of ``--events`` events each (a flow.started, log
 lines, a flow.completed) through the store with an archive, then times:
-  (a) raw: read every log with one pipelined XRANGE per batch, and insert the same rows
-      into a table of the same shape, a transaction per batch of ``FLOWQUEUE_ARCHIVE_BATCH``;
+  (a) raw: read every log with one pipelined XRANGE per batch, and COPY the same rows into
+      a table of the same shape, a transaction per batch of ``FLOWQUEUE_ARCHIVE_BATCH``
+      (the floor: no decoding, no run rows, nothing kept in step in Redis);
   (b) the archiver: ``Archiver.archive_once`` until no run waits (take, save, archived.lua).
 Needs the machine's PostgreSQL (FLOWQUEUE_TEST_POSTGRES, else postgresql://postgres@
 127.0.0.1:5432/postgres): a database is made for the run and dropped after.
@@ -39,7 +40,7 @@ ADMIN = os.environ.get("FLOWQUEUE_TEST_POSTGRES", "postgresql://postgres@127.0.0
 RAW_TABLE = """
 CREATE TABLE IF NOT EXISTS raw_events (
     run_id text COLLATE "C" NOT NULL, ms numeric(20, 0) NOT NULL, seq numeric(20, 0) NOT NULL,
-    event json NOT NULL, PRIMARY KEY (run_id, ms, seq))
+    body bytea, PRIMARY KEY (run_id, ms, seq))
 """
 
 
@@ -62,14 +63,17 @@ def raw_copy(store: RedisEventStore, url: str, runs: list[str], batch: int) -> N
             for run in chunk:
                 pipe.xrange(store.commands.keys.run_stream(run))
             rows = [
-                (run, *parse_stream_id(entry_id.decode()), fields[b"e"].decode())
+                (run, *parse_stream_id(entry_id.decode()), fields[b"e"])
                 for run, entries in zip(chunk, pipe.execute(), strict=True)
                 for entry_id, fields in entries
             ]
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO raw_events VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", rows
-                )
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy("COPY raw_events FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
 
 
 def run(runs: int, events: int, rounds: int) -> dict[str, Any]:

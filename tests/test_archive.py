@@ -329,3 +329,23 @@ def test_a_note_appended_after_the_copy_sends_the_run_back_to_the_archiver(make_
     assert store.client.pttl(stream) > 0
     assert store.archive is not None
     assert [e.kind for e in store.archive.read("noted")][-1] == "flow.rerun"
+
+
+def test_an_unreadable_record_reads_as_the_same_placeholder_from_the_archive(connections):
+    store = store_of(connections)
+    events = whole_run("odd", 2)
+    store.append_many(events[:2])
+    store.client.xadd(store.commands.keys.run_stream("odd"), {"e": b"\xff not json"})
+    store.client.xadd(store.commands.keys.run_stream("odd"), {"x": b"no body"})
+    store.append_many(events[2:])
+    before = [e.model_dump(mode="json") for e in store.read("odd")]
+    assert [e["kind"] for e in before].count("record.unreadable") == 2
+    archive_all(connections)
+    wait_gone(store, "odd")
+    after = [e.model_dump(mode="json") for e in store.read("odd")]
+    for was, now in zip(before, after, strict=True):
+        if was["kind"] == "record.unreadable":  # the same error; the key names the archive
+            assert now["data"]["error"] == was["data"]["error"]
+            assert now["data"]["key"] == "the archive's log of odd"
+            was["data"]["key"] = now["data"]["key"]
+        assert now == was

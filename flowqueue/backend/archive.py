@@ -8,6 +8,7 @@ lists; the worker's archiver (``runtime/_archiver.py``) writes it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -15,14 +16,19 @@ from pydantic import BaseModel, ConfigDict
 from flowqueue.backend.store import RunSummary, start_order
 from flowqueue.model.events import Event
 
+# One record of a run's log as Redis holds it: its id, and its body whole (the run id
+# and flow put back), or None for a record with no body.
+Record = tuple[str, bytes | None]
 
-class ArchivedRun(BaseModel):
-    """An ended run as the archiver copies it: its summary and its whole log."""
 
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class ArchivedRun:
+    """An ended run as the archiver copies it: its summary and its log's records, undecoded
+    (the archive keeps them as they were; a read decodes them as a read from Redis does).
+    A dataclass: tens of thousands of records a batch, never sent between processes."""
 
     summary: RunSummary
-    events: list[Event]
+    records: list[Record]
 
 
 class RunCursor(BaseModel):

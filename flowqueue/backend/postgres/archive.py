@@ -1,7 +1,8 @@
 """``PostgresArchive``: ended runs' logs in PostgreSQL (``migrations/0001_archive.sql``).
 
-Each event is kept as the JSON text it was read as (a ``json`` column keeps the text), so
-a run reads back from the archive exactly as it read from Redis. Connections come from a
+Each record of a run's log is kept as Redis held it (its body's bytes, whole) and decoded
+by the same function a read from Redis uses, so a run reads back from the archive
+exactly as it read from Redis. Connections come from a
 psycopg pool opened on first use in each process (never shared across a fork); the
 schema is brought up to date then.
 """
@@ -21,7 +22,7 @@ from flowqueue.backend.archive import ArchivedRun, RunCursor
 from flowqueue.backend.postgres._migrations import migrate
 from flowqueue.backend.store import RunSummary
 from flowqueue.errors import ArchiveUnavailable
-from flowqueue.model.events import Event
+from flowqueue.model.events import Event, decode_event
 from flowqueue.model.ids import parse_stream_id
 from flowqueue.settings import redact_url
 
@@ -31,9 +32,15 @@ VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, ended_ms = EXCLUDED.ended_ms,
     events = EXCLUDED.events, archived_at = now()
 """
-_SAVE_EVENT = """
-INSERT INTO flowqueue_events (run_id, ms, seq, event) VALUES (%s, %s, %s, %s)
-ON CONFLICT DO NOTHING
+# Events arrive by COPY (several times faster than INSERTs) into a table of the session's
+# own, emptied at each commit, then go on in one statement that skips those already kept.
+_EVENTS_IN = """
+CREATE TEMP TABLE IF NOT EXISTS flowqueue_events_in (LIKE flowqueue_events)
+ON COMMIT DELETE ROWS
+"""
+_COPY_EVENTS = "COPY flowqueue_events_in (run_id, ms, seq, body) FROM STDIN"
+_SAVE_EVENTS = """
+INSERT INTO flowqueue_events SELECT * FROM flowqueue_events_in ON CONFLICT DO NOTHING
 """
 _RUN_COLUMNS = "run_id, flow, status, started_ms::text, coalesce(ended_ms::text, '')"
 
@@ -94,14 +101,18 @@ class PostgresArchive:
             started = _ms(summary.started_at)
             run_rows.append(
                 (summary.run_id, summary.flow, summary.status, started or 0,
-                 _ms(summary.ended_at), len(run.events))
+                 _ms(summary.ended_at), len(run.records))
             )  # fmt: skip
-            for event in run.events:
-                ms, seq = parse_stream_id(event.id)
-                event_rows.append((summary.run_id, ms, seq, event.model_dump_json()))
+            for record_id, body in run.records:
+                ms, seq = parse_stream_id(record_id)
+                event_rows.append((summary.run_id, ms, seq, body))
         with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(_SAVE_RUN, run_rows)
-            cur.executemany(_SAVE_EVENT, event_rows)
+            cur.execute(_EVENTS_IN)
+            with cur.copy(_COPY_EVENTS) as copy:
+                for row in event_rows:
+                    copy.write_row(row)
+            cur.execute(_SAVE_EVENTS)
 
     def read(self, run_id: str, after: str | None = None, limit: int | None = None) -> list[Event]:
         return self._events(run_id, after, limit, reverse=False)
@@ -123,12 +134,13 @@ class PostgresArchive:
             where += f" AND (ms, seq) {beyond} (%s, %s)"
             params += parse_stream_id(cursor)
         query = (
-            f"SELECT event::text FROM flowqueue_events WHERE {where}"
+            f"SELECT ms::text || '-' || seq::text, body FROM flowqueue_events WHERE {where}"
             f" ORDER BY ms {order}, seq {order} LIMIT %s"
         )
         with self._connection() as conn:
             rows = conn.execute(query, (*params, limit)).fetchall()
-        return [Event.model_validate_json(row[0]) for row in rows]
+        key = f"the archive's log of {run_id}"  # where a placeholder says it was
+        return [decode_event(record_id, body, key, run_id) for record_id, body in rows]
 
     def count(self, run_id: str) -> int:
         with self._connection() as conn:

@@ -15,7 +15,6 @@ from flowqueue.backend.archive import ArchivedRun
 from flowqueue.backend.redis.scripts import ARCHIVED
 from flowqueue.backend.redis.store import RedisEventStore, restore, shortened
 from flowqueue.backend.store import RunSummary
-from flowqueue.model.events import decode_event
 
 _META = ("flow", "status", "started_ms", "ended_ms")
 
@@ -63,10 +62,9 @@ class RedisArchiving:
                 continue
             if shortened(entries):
                 entries = restore(entries, run_id, flow)
-            key = self.keys.run_stream(run_id)
-            events = [decode_event(i, fields.get(b"e"), key, run_id) for i, fields in entries]
+            records = [(i.decode(), fields.get(b"e")) for i, fields in entries]
             summary = RunSummary.from_fields(run_id, flow, status, started, ended)
-            runs.append(ArchivedRun(summary=summary, events=events))
+            runs.append(ArchivedRun(summary=summary, records=records))
         return runs, others
 
     def archived(self, runs: Sequence[ArchivedRun], others: Sequence[str]) -> int:
@@ -77,7 +75,7 @@ class RedisArchiving:
         pipe = self.client.pipeline(transaction=False)
         for run in runs:
             call = names.run(run.summary.run_id, run.summary.flow)
-            keys, argv = ARCHIVED.call(call | {"last_id": run.events[-1].id})
+            keys, argv = ARCHIVED.call(call | {"last_id": run.records[-1][0]})
             pipe.evalsha(ARCHIVED.sha, len(keys), *keys, *argv)
         for run_id in others:
             keys, argv = ARCHIVED.call(names.run(run_id, "") | {"last_id": ""})

@@ -16,7 +16,9 @@ CREATE TABLE flowqueue_events (
     -- the event's stream id: both halves are unsigned 64-bit in Redis
     ms     numeric(20, 0) NOT NULL,
     seq    numeric(20, 0) NOT NULL,
-    -- json (not jsonb) keeps the text as written, so a read gives back the same bytes
-    event  json NOT NULL,
+    -- the record as the run's log held it (its "e" field, whole: run id and flow in it),
+    -- bytes for bytes; reads decode it as a read from Redis does (NULL: it had none).
+    -- As JSON: convert_from(body, 'UTF8')::json
+    body   bytea,
     PRIMARY KEY (run_id, ms, seq)
 );
