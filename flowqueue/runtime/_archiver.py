@@ -65,7 +65,9 @@ class Archiver:
                 copied = self.archive_once()
             except Exception as exc:  # Redis or Postgres away: runs wait in Redis
                 if failures == 0:
-                    log.warning("archiver: %s; retrying until it works (runs wait in Redis)", exc)
+                    log.warning(
+                        "archiver: %s (retrying until it works; ended runs wait in Redis)", exc
+                    )
                 failures += 1
                 self._stop.wait(min(MAX_BACKOFF_S, 2 ** min(failures, 5)))
                 continue

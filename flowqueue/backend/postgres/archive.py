@@ -2,23 +2,20 @@
 
 Each record of a run's log is kept as Redis held it (its body's bytes, whole) and decoded
 by the same function a read from Redis uses, so a run reads back from the archive
-exactly as it read from Redis. Connections come from a
-psycopg pool opened on first use in each process (never shared across a fork); the
-schema is brought up to date then.
+exactly as it read from Redis. Connections are made on demand and a few kept
+(``_connections.py``); the schema is brought up to date on a process's first.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
 from flowqueue.backend.archive import ArchivedRun, RunCursor
+from flowqueue.backend.postgres._connections import IdleConnections
 from flowqueue.backend.postgres._migrations import migrate
 from flowqueue.backend.store import RunSummary
 from flowqueue.errors import ArchiveUnavailable
@@ -50,46 +47,21 @@ def _ms(value: Any) -> int | None:
 
 
 class PostgresArchive:
-    def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, keep: int = 4, connect_timeout: int = 5) -> None:
         self.url = url
-        self._max = max_connections
-        self._timeout = timeout  # seconds to connect, or to wait for a pooled connection
-        self._pool: tuple[int, ConnectionPool] | None = None
-        self._lock = threading.Lock()
-
-    def _open(self) -> ConnectionPool:
-        opened = self._pool
-        if opened is None or opened[0] != os.getpid():
-            with self._lock:
-                opened = self._pool
-                if opened is None or opened[0] != os.getpid():
-                    connect: dict[str, Any] = {"connect_timeout": max(1, round(self._timeout))}
-                    # One connection first: an archive that is away says so at once (a
-                    # pool would retry until its timeout), and the schema is brought up
-                    # to date before anything reads it.
-                    with psycopg.connect(self.url, **connect) as conn:
-                        migrate(conn)
-                    pool = ConnectionPool(
-                        self.url,
-                        min_size=1,
-                        max_size=self._max,
-                        timeout=self._timeout,
-                        kwargs=connect,
-                        name="flowqueue-archive",
-                        open=True,
-                    )
-                    opened = self._pool = (os.getpid(), pool)
-        return opened[1]
+        self._connections = IdleConnections(
+            url, keep=keep, connect_timeout=connect_timeout, first=migrate
+        )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         try:
-            with self._open().connection() as conn:
+            with self._connections.connection() as conn:
                 yield conn
-        except (psycopg.Error, OSError) as exc:  # the pool's own timeout is a psycopg.Error
+        except (psycopg.Error, OSError) as exc:
             raise ArchiveUnavailable(
-                f"the archive at {redact_url(self.url)} did not answer ({exc}); check that "
-                "PostgreSQL is up and FLOWQUEUE_ARCHIVE_URL is right."
+                f"the archive at {redact_url(self.url)} did not answer ({_one_line(exc)}); "
+                "check that PostgreSQL is up and FLOWQUEUE_ARCHIVE_URL is right."
             ) from exc
 
     def save(self, runs: Sequence[ArchivedRun]) -> None:
@@ -170,6 +142,8 @@ class PostgresArchive:
         return [RunSummary.from_fields(*row) for row in rows]
 
     def close(self) -> None:
-        opened, self._pool = self._pool, None
-        if opened is not None and opened[0] == os.getpid():
-            opened[1].close()
+        self._connections.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
