@@ -62,7 +62,7 @@ class RedisArchiving:
                 continue
             if shortened(entries):
                 entries = restore(entries, run_id, flow)
-            records = [(i.decode(), fields.get(b"e")) for i, fields in entries]
+            records = [(entry.decode(), fields.get(b"e")) for entry, fields in entries]
             summary = RunSummary.from_fields(run_id, flow, status, started, ended)
             runs.append(ArchivedRun(summary=summary, records=records))
         return runs, others
