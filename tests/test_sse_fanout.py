@@ -155,6 +155,14 @@ class Client:
         await asyncio.wait_for(self.task, DEADLINE)
 
 
+async def settle() -> None:
+    """Let every task run until it waits for something outside the loop: a client whose
+    last event is on the wire may still be reading its next (empty) page. One event loop,
+    no I/O: a fixed number of turns is enough, and always the same."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
 def run(scenario: Callable[[ApiContext], Coroutine[Any, Any, None]], **settings: Any) -> None:
     app = create_app(Settings(redis_url="memory://", workers="tests.flows", **settings))
     ctx = ApiContext.open(flowqueue_of(app))
@@ -194,6 +202,7 @@ def test_every_client_gets_each_event_once_across_the_handover(direct: bool):
         second.start(direct)
         await first.until(11)
         await second.until(11)
+        await settle()  # both have read the log to its end: what follows is live
         live = [stored(i) for i in range(12, 18)]
         source.write(live[0])
         source.write(live[1])
@@ -209,6 +218,24 @@ def test_every_client_gets_each_event_once_across_the_handover(direct: bool):
         assert [encoded[f"1700000000000-{i}"] for i in range(12, 19)] == [1] * 7
         assert not source.sinks
         assert ctx.metrics.sse_clients == 0
+
+    run(scenario)
+
+
+def test_a_stream_that_reads_its_end_while_catching_up_sends_nothing_after_it():
+    async def scenario(ctx: ApiContext) -> None:
+        source = Source(6)
+        client = Client(ctx, source, ctx.frames.run_encoder(False), None)
+
+        def end_during_the_read() -> None:  # in the log and in the live channel at once
+            if len(source.log) == 6:
+                source.write(stored(6, "flow.completed"), stored(7))
+
+        source.after_read = end_during_the_read
+        client.start(direct=True)
+        await client.end()
+        assert client.wire.ids() == list(range(7))
+        assert client.wire.ended()
 
     run(scenario)
 

@@ -224,7 +224,9 @@ class LiveStream(Response, Generic[T]):
             # Let others have the loop (and a Redis connection): a send the socket takes at
             # once does not yield, and many clients catching up would starve new requests.
             await asyncio.sleep(0)
-        if self._transport is not None and not self._gone:
+        if self._transport is not None and not (self._gone or self._ended):
+            # (An ended stream sends nothing more: the live messages taken while it read
+            # its end may hold what followed the end.)
             batches, self._pending, self._pending_count = self._pending, [], 0
             self._live = True
             for batch in batches:
