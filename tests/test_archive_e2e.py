@@ -90,6 +90,10 @@ def test_an_archived_run_reads_the_same_from_the_api_and_the_cli(archived):
         found = http.get("/api/_runs", params={"status": "failed", "error": "declined"}).json()
     assert runs["order"] in [run["run_id"] for run in listed["runs"]]
     assert [run["run_id"] for run in found["runs"]] == [runs["refund"]]
+    with api.client() as http:
+        metrics = http.get("/metrics").text.splitlines()
+    assert "flowqueue_archive_waiting 0" in metrics  # every ended run copied
+    assert "flowqueue_archive_oldest_wait_seconds 0.000" in metrics
     cli = cluster.flowqueue("runs", "--status", "failed", "--since", "1h", "--error", "declined")
     assert cli.returncode == 0, cli.stderr
     assert runs["refund"] in cli.stdout

@@ -134,8 +134,27 @@ async def metrics(request: Request) -> PlainTextResponse:
         "# TYPE flowqueue_sse_slow_disconnects_total counter",
         f"flowqueue_sse_slow_disconnects_total {m.sse_disconnected_slow}",
     ]
-    text = "\n".join([*lines, *runs, *awaiting, *durations, *process]) + "\n"
+    archive = await _archive_lag(ctx) if ctx.settings.archive_url else []
+    text = "\n".join([*lines, *runs, *awaiting, *durations, *archive, *process]) + "\n"
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+async def _archive_lag(ctx: ApiContext) -> list[str]:
+    """Ended runs waiting for the archiver, and how long the oldest has waited: what to
+    alert on (they stay in Redis, with no expiry, until copied)."""
+    key = ctx.fq.keys.archiving
+    waiting = await ctx.redis.zcard(key)
+    oldest = await ctx.redis.zrange(key, 0, 0, withscores=True)
+    now_s = (await ctx.redis.time())[0]
+    wait_s = max(0.0, now_s - float(oldest[0][1]) / 1000) if oldest else 0.0
+    return [
+        "# HELP flowqueue_archive_waiting Ended runs waiting to be copied to the archive.",
+        "# TYPE flowqueue_archive_waiting gauge",
+        f"flowqueue_archive_waiting {waiting}",
+        "# HELP flowqueue_archive_oldest_wait_seconds How long the oldest of them has waited.",
+        "# TYPE flowqueue_archive_oldest_wait_seconds gauge",
+        f"flowqueue_archive_oldest_wait_seconds {wait_s:.3f}",
+    ]
 
 
 def _histogram(flow: str, stats: FlowStats) -> list[str]:
