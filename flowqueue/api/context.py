@@ -44,6 +44,7 @@ class ApiContext:
         limited = fq.backend_settings().model_copy(
             update={"subscriber_buffer": size, "read_page_size": min(size, settings.read_page_size)}
         )
+        fq.store  # noqa: B018 - opens this process's connections: a Redis Cluster is refused
         store = AsyncRedisEventStore(limited, archive=fq.open_archive())
         return cls(fq, settings, store, store.client)
 

@@ -31,6 +31,7 @@ from celery.exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostErr
 from celery.worker.request import Request
 
 from flowqueue.authoring.step import FlowTask
+from flowqueue.errors import ConfigurationError
 from flowqueue.model.header import StepHeader, header_of
 from flowqueue.runtime.engine import Flowqueue
 from flowqueue.runtime.workers import describe_worker
@@ -57,6 +58,8 @@ def connect(app: Any, fq: Flowqueue) -> None:
     def worker_init(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # sender: the WorkController
             use_step_request(app)
+            if not fq.connections.memory:
+                refuse_a_cluster(fq)
 
     def worker_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:  # sender: the worker's Consumer (once)
@@ -222,3 +225,13 @@ def _signal_name(signum: Any) -> str:
         return signal.Signals(int(signum)).name
     except (TypeError, ValueError):
         return f"signal {signum}"
+
+
+def refuse_a_cluster(fq: Flowqueue) -> None:
+    """Stop a worker whose FLOWQUEUE_REDIS_URL is a Redis Cluster node before kombu fails
+    on it with a bare MOVED (SystemExit: Celery's signals log an exception and go on)."""
+    try:
+        fq.connections.store  # noqa: B018 - opening the connections checks the Redis
+    except ConfigurationError as exc:
+        log.critical("%s", exc)
+        raise SystemExit(1) from exc

@@ -17,6 +17,7 @@ from flowqueue.backend.redis.coordinator import RedisRunCoordinator
 from flowqueue.backend.redis.embedded import EmbeddedRedis
 from flowqueue.backend.redis.keys import Keys
 from flowqueue.backend.redis.store import RedisEventStore
+from flowqueue.backend.redis.topology import check_standalone
 from flowqueue.backend.store import EventStore
 from flowqueue.errors import ConfigurationError
 from flowqueue.runtime._leases import LeaseKeeper
@@ -77,8 +78,10 @@ class Connections:
             with self._lock:
                 opened = self._opened
                 if opened is None or opened.pid != os.getpid():
+                    backend = self.backend_settings()
                     archive = open_archive(self.settings)
-                    store = RedisEventStore(self.backend_settings(), archive=archive)
+                    store = RedisEventStore(backend, archive=archive)
+                    check_standalone(backend.redis_url)
                     coordinator = RedisRunCoordinator(store)
                     defer = self.settings.claim_defer_seconds
                     leases = LeaseKeeper(coordinator, self.lease_ms, defer)
