@@ -12,6 +12,7 @@ from fastapi import Request
 
 from flowqueue.api.frames import FrameCache
 from flowqueue.backend.redis.store import AsyncRedisEventStore
+from flowqueue.backend.redis.topology import check_standalone
 from flowqueue.backend.store import AsyncEventStore
 from flowqueue.runtime.engine import Flowqueue
 from flowqueue.settings import Settings
@@ -44,7 +45,8 @@ class ApiContext:
         limited = fq.backend_settings().model_copy(
             update={"subscriber_buffer": size, "read_page_size": min(size, settings.read_page_size)}
         )
-        fq.store  # noqa: B018 - opens this process's connections: a Redis Cluster is refused
+        if not fq.connections.memory:
+            check_standalone(settings.redis_url)  # a Redis Cluster node: refused at start
         store = AsyncRedisEventStore(limited, archive=fq.open_archive())
         return cls(fq, settings, store, store.client)
 
